@@ -1,0 +1,166 @@
+"""Building blocks of NB201 networks: a maskable BatchNorm and the cell operations.
+
+Why our own BatchNorm rather than ``flax.linen.BatchNorm``:
+
+* in the weight-sharing supernet every candidate op is computed (so the forward can be
+  vmapped over architecture encodings) but only the *chosen* op may update its running
+  statistics: ``active`` masks the update;
+* Monte-Carlo BatchNorm (the FBN-NAS uncertainty indicator) normalises an evaluation batch
+  with the statistics of a *different* training mini-batch. ``stat_weights`` (one weight per
+  sample) lets one forward of ``concat([train_batch, eval_batch])`` take its statistics from
+  the training part only.
+
+Variable names follow flax (``params/scale``, ``params/bias``, ``batch_stats/mean``,
+``batch_stats/var``). Running variance is the unbiased estimate, as in PyTorch (which the
+benchmark used), and ``momentum`` is flax-style: ``new = momentum * old + (1 - momentum) * batch``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class ForwardMode:
+    """How a forward pass treats BatchNorm and what it records.
+
+    train: normalise with batch statistics (and update running statistics when the
+        ``batch_stats`` collection is mutable); otherwise use running statistics.
+    stat_weights: optional (batch,) per-sample weights for the batch statistics.
+    relu_kernel: accumulate the NASWOT Hamming kernel of ReLU codes into the
+        ``relu_kernel`` collection (must be mutable).
+    """
+
+    train: bool = False
+    stat_weights: Any = None
+    relu_kernel: bool = False
+
+
+def kaiming_normal():
+    # Frozen random convolutions: He-normal (fan-in) keeps activations O(1) before BN.
+    return nn.initializers.variance_scaling(2.0, "fan_in", "normal")
+
+
+class BatchNorm(nn.Module):
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+
+    @nn.compact
+    def __call__(self, x, mode: ForwardMode, active=None):
+        features = x.shape[-1]
+        ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (features,), jnp.float32)
+        ra_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
+        scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+        if mode.train:
+            mean, var, count = _batch_moments(x, mode.stat_weights)
+            if self.is_mutable_collection("batch_stats") and not self.is_initializing():
+                unbiased = var * count / jnp.maximum(count - 1.0, 1.0)
+                new_mean = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean
+                new_var = self.momentum * ra_var.value + (1.0 - self.momentum) * unbiased
+                if active is not None:
+                    new_mean = jnp.where(active, new_mean, ra_mean.value)
+                    new_var = jnp.where(active, new_var, ra_var.value)
+                ra_mean.value, ra_var.value = new_mean, new_var
+        else:
+            mean, var = ra_mean.value, ra_var.value
+        y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+        return y * scale + bias
+
+
+def _batch_moments(x, weights):
+    """Per-channel mean and biased variance over all but the last axis.
+
+    With ``weights`` (shape (batch,)), samples are weighted; ``count`` is the effective
+    number of elements used for the unbiased running-variance correction.
+    """
+    axes = tuple(range(x.ndim - 1))
+    spatial = 1
+    for d in x.shape[1:-1]:
+        spatial *= d
+    if weights is None:
+        mean = jnp.mean(x, axis=axes)
+        var = jnp.mean(jnp.square(x - mean), axis=axes)
+        return mean, var, jnp.asarray(x.size / x.shape[-1], jnp.float32)
+    w = weights.astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
+    total = jnp.sum(w) * spatial
+    mean = jnp.sum(w * x, axis=axes) / total
+    var = jnp.sum(w * jnp.square(x - mean), axis=axes) / total
+    return mean, var, total
+
+
+def relu_code_kernel(x):
+    """NASWOT's Hamming-similarity kernel of binary ReLU codes, shape (batch, batch).
+
+    K[i, j] = number of units where samples i and j are on the same side of zero.
+    """
+    c = (x.reshape(x.shape[0], -1) > 0).astype(jnp.float32)
+    return c @ c.T + (1.0 - c) @ (1.0 - c).T
+
+
+class ReLU(nn.Module):
+    """ReLU that optionally records NASWOT codes (masked by ``active``)."""
+
+    @nn.compact
+    def __call__(self, x, mode: ForwardMode, active=None):
+        if mode.relu_kernel:
+            k = relu_code_kernel(x)
+            if active is not None:
+                k = k * active.astype(k.dtype)
+            self.sow("relu_kernel", "K", k, init_fn=lambda: 0.0, reduce_fn=lambda a, b: a + b)
+        return nn.relu(x)
+
+
+class ReLUConvBN(nn.Module):
+    features: int
+    kernel: int
+    stride: int = 1
+    bn_momentum: float = 0.9
+
+    @nn.compact
+    def __call__(self, x, mode: ForwardMode, active=None):
+        x = ReLU(name="relu")(x, mode, active)
+        pad = self.kernel // 2
+        x = nn.Conv(
+            self.features, (self.kernel, self.kernel), strides=(self.stride, self.stride),
+            padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=kaiming_normal(), name="conv",
+        )(x)
+        return BatchNorm(self.bn_momentum, name="bn")(x, mode, active)
+
+
+def avg_pool_3x3(x):
+    """NB201's ``AvgPool2d(3, stride=1, padding=1, count_include_pad=False)``.
+
+    The per-position divisor (how many of the 9 window cells lie inside the image) is a
+    NumPy constant: asking XLA for it (``flax.linen.avg_pool(count_include_pad=False)``
+    pools a tensor of ones) makes XLA constant-fold a full-size reduce-window at compile
+    time, which costs seconds per pooling op on CPU.
+    """
+    h, w = x.shape[-3], x.shape[-2]
+    rows = np.minimum(np.arange(h) + 1, h - 1) - np.maximum(np.arange(h) - 1, 0) + 1
+    cols = np.minimum(np.arange(w) + 1, w - 1) - np.maximum(np.arange(w) - 1, 0) + 1
+    count = (rows[:, None] * cols[None, :]).astype(np.float32)[:, :, None]
+    window = (1,) * (x.ndim - 3) + (3, 3, 1)
+    padding = ((0, 0),) * (x.ndim - 3) + ((1, 1), (1, 1), (0, 0))
+    summed = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, (1,) * x.ndim, padding)
+    return summed / count
+
+
+class ResNetBasicBlock(nn.Module):
+    """NB201's reduction block: two ReLU-Conv-BN (first strided) + avgpool/1x1 shortcut."""
+
+    features: int
+    bn_momentum: float = 0.9
+
+    @nn.compact
+    def __call__(self, x, mode: ForwardMode):
+        y = ReLUConvBN(self.features, 3, 2, self.bn_momentum, name="conv_a")(x, mode)
+        y = ReLUConvBN(self.features, 3, 1, self.bn_momentum, name="conv_b")(y, mode)
+        s = nn.avg_pool(x, (2, 2), strides=(2, 2))
+        s = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=kaiming_normal(), name="shortcut")(s)
+        return y + s

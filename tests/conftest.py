@@ -1,0 +1,31 @@
+"""Shared fixtures: tiny datasets and configs so every test compiles small networks."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset():
+    from fbnas_jax.data import make_synthetic
+
+    return make_synthetic(num_train=256, num_test=64, image_size=16, seed=0)
+
+
+TINY_OVERRIDES = [
+    "model.channels=4", "model.cells_per_stage=1", "train.batch_size=32", "train.epochs=1",
+    "train.log_every=1", "train.learning_rate=0.2",
+]
+
+
+@pytest.fixture
+def tiny_config():
+    from fbnas_jax.config import load_config
+
+    def make(*extra: str):
+        return load_config(None, TINY_OVERRIDES + list(extra))
+
+    return make

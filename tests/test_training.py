@@ -1,0 +1,153 @@
+"""BN-only training: frozen partition, samplers, resume, divergence, checkpoints."""
+from __future__ import annotations
+
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from fbnas_jax.config import ConfigError
+from fbnas_jax.spaces import nb201
+from fbnas_jax.training import partition, steps
+from fbnas_jax.training.checkpoint import Checkpointer
+from fbnas_jax.training.loop import TrainingDivergedError, load_run, train
+
+
+def _flat(tree):
+    return traverse_util.flatten_dict(jax.device_get(tree))
+
+
+def _bits_equal(a, b):
+    return np.array_equal(np.asarray(a).view(np.uint32), np.asarray(b).view(np.uint32))
+
+
+def test_bn_only_training_keeps_frozen_params_bit_identical(tiny_config, tiny_dataset):
+    cfg = tiny_config("train.max_steps=6")
+    init, _ = steps.init_state(
+        train.__globals__["network_from_config"](cfg, 10), jax.random.key(cfg.train.seed),
+        tiny_dataset.train_images.shape[1:], steps.make_optimizer(learning_rate=0.1, total_steps=1))
+    result = train(cfg, dataset=tiny_dataset, progress=False)
+    before, after = _flat(init.params), _flat(result.state.params)
+    labels = _flat(result.labels)
+    frozen = [p for p in before if labels[p] == partition.FROZEN]
+    trainable = [p for p in before if labels[p] == partition.TRAINABLE]
+    assert frozen and trainable
+    assert all(_bits_equal(before[p], after[p]) for p in frozen)
+    assert all(p[-1] in ("scale", "bias") for p in trainable)
+    changed = [p for p in trainable if not np.array_equal(before[p], after[p])]
+    assert len(changed) > len(trainable) // 4, "BN scale/shift should have been trained"
+    assert any("conv" in "/".join(p) for p in frozen) and any("classifier" in p for p in frozen)
+
+
+def test_train_all_mode_moves_conv_weights(tiny_config, tiny_dataset):
+    result = train(tiny_config("train.max_steps=2", "train.params=all"), dataset=tiny_dataset, progress=False)
+    assert partition.count(result.state.params, result.labels)[partition.FROZEN] == 0
+
+
+def test_fairnas_group_trains_every_op_of_every_edge_once():
+    group = np.asarray(steps.sample_group(jax.random.key(3), "fairnas"))
+    assert group.shape == (nb201.NUM_OPS, nb201.NUM_EDGES)
+    for e in range(nb201.NUM_EDGES):
+        assert sorted(group[:, e]) == list(range(nb201.NUM_OPS))
+    spos = np.asarray(steps.sample_group(jax.random.key(3), "spos"))
+    assert spos.shape == (1, 6) and spos.min() >= 0 and spos.max() < nb201.NUM_OPS
+    with pytest.raises(ValueError, match="sampler"):
+        steps.sample_group(jax.random.key(0), "greedy")
+
+
+def test_unchosen_ops_keep_running_stats(tiny_config, tiny_dataset):
+    cfg = tiny_config("train.max_steps=1")
+    result = train(cfg, dataset=tiny_dataset, progress=False)
+    enc = np.asarray(steps.sample_group(jax.random.fold_in(jax.random.key(cfg.train.seed), 0), "spos"))[0]
+    stats = result.state.batch_stats["cell_0"]
+    for e in range(nb201.NUM_EDGES):
+        for k, name in enumerate(nb201.OPS):
+            key = {"nor_conv_1x1": "nor_conv_1x1", "nor_conv_3x3": "nor_conv_3x3",
+                   "skip_connect": "skip_connect_bn", "avg_pool_3x3": "avg_pool_3x3_bn"}.get(name)
+            if key is None:
+                continue
+            s = stats[f"edge_{e}"][key]
+            s = s["bn"] if "bn" in s else s
+            untouched = np.array_equal(s["mean"], np.zeros_like(s["mean"]))
+            assert untouched == (enc[e] != k), (e, name)
+
+
+@pytest.mark.parametrize("sampler", ["spos", "fairnas"])
+def test_resume_after_kill_is_bit_identical(tiny_config, tiny_dataset, tmp_path, sampler):
+    cfg = tiny_config("train.max_steps=5", "train.checkpoint_every=2", f"train.sampler={sampler}")
+    full = train(cfg, tmp_path / "full", dataset=tiny_dataset, progress=False)
+    killed = train(cfg, tmp_path / "resumed", dataset=tiny_dataset, progress=False, stop_after=3)
+    assert int(killed.state.step) == 3
+    messages = []
+    resumed = train(cfg, tmp_path / "resumed", dataset=tiny_dataset, progress=False, log=messages.append)
+    assert any("resumed from step 2" in m for m in messages)
+    a, b = _flat(full.state.variables), _flat(resumed.state.variables)
+    assert a.keys() == b.keys()
+    assert all(_bits_equal(a[k], b[k]) for k in a)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tiny_dataset, tmp_path):
+    cfg = tiny_config("train.max_steps=8", "train.checkpoint_every=1", "train.learning_rate=1e30",
+                      "train.schedule=constant")
+    with pytest.raises(TrainingDivergedError, match=r"diverged at step \d+") as info:
+        train(cfg, tmp_path, dataset=tiny_dataset, progress=False)
+    err = info.value
+    assert err.step >= 1 and err.checkpoint_step == err.step - 1 if err.step > 1 else True
+    run = load_run(tmp_path) if err.checkpoint_step else None
+    if run is not None:
+        leaves = jax.tree.leaves(run.variables)
+        assert all(np.all(np.isfinite(x)) for x in leaves)
+        assert run.step == err.checkpoint_step
+
+
+def test_corrupt_checkpoint_falls_back_to_previous(tiny_config, tiny_dataset, tmp_path):
+    cfg = tiny_config("train.max_steps=4", "train.checkpoint_every=2")
+    train(cfg, tmp_path, dataset=tiny_dataset, progress=False)
+    ckpt_dir = tmp_path / "checkpoints"
+    latest = ckpt_dir / "4"
+    assert latest.is_dir()
+    for f in latest.rglob("*"):
+        if f.is_file() and f.stat().st_size > 0 and "manifest" in f.name or f.name.endswith(".ocdbt"):
+            f.write_bytes(b"garbage")
+    for d in latest.rglob("d"):
+        shutil.rmtree(d, ignore_errors=True)
+    state_template, _ = steps.init_state(
+        train.__globals__["network_from_config"](cfg, 10), jax.random.key(0),
+        tiny_dataset.train_images.shape[1:], steps.make_optimizer(learning_rate=0.1, total_steps=1))
+    messages = []
+    ckpt = Checkpointer(ckpt_dir)
+    restored = ckpt.restore_latest(state_template, warn=messages.append)
+    ckpt.close()
+    assert restored is not None and int(restored.step) == 2
+    assert any("step 4" in m and "corrupt" in m for m in messages)
+
+
+def test_workdir_of_another_model_is_refused(tiny_config, tiny_dataset, tmp_path):
+    train(tiny_config("train.max_steps=1"), tmp_path, dataset=tiny_dataset, progress=False)
+    with pytest.raises(ConfigError, match="another model"):
+        train(tiny_config("train.max_steps=1", "model.bn_mode=bnnas"), tmp_path, dataset=tiny_dataset,
+              progress=False)
+
+
+def test_fixed_sampler_needs_arch(tiny_config, tiny_dataset):
+    with pytest.raises(ConfigError, match="model.arch"):
+        train(tiny_config("train.sampler=fixed"), dataset=tiny_dataset, progress=False)
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
+    result = train(tiny_config("train.sampler=fixed", f"model.arch={arch}", "train.max_steps=2"),
+                   dataset=tiny_dataset, progress=False)
+    assert "nor_conv_1x1" not in result.state.params["cell_0"]["edge_0"]
+    assert int(result.state.step) == 2
+
+
+def test_masked_apply_updates_never_touches_frozen_leaves():
+    params = {"conv": {"kernel": jnp.array([-0.0, 1.0])}, "bn": {"scale": jnp.array([1.0, 2.0])}}
+    labels = partition.param_labels(params)
+    assert labels == {"conv": {"kernel": "frozen"}, "bn": {"scale": "trainable"}}
+    zero = jax.tree.map(jnp.zeros_like, params)
+    out = partition.apply_updates(params, zero, labels)
+    assert np.signbit(np.asarray(out["conv"]["kernel"])[0])  # -0.0 stays -0.0
+    with pytest.raises(ValueError, match="bn_only"):
+        partition.param_labels(params, "some")
