@@ -143,6 +143,15 @@ def from_dict(raw: dict[str, Any] | None) -> Config:
     return Config(**sections)
 
 
+def _parse_value(text: str) -> Any:
+    """YAML scalar (numbers, booleans, null); anything YAML cannot read stays a string
+    (cell strings such as ``|nor_conv_3x3~0|+...`` look like YAML block scalars)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """``["train.epochs=2", ...]`` applied onto a raw dict (YAML-parsed values)."""
     raw = {k: dict(v or {}) for k, v in raw.items()}
@@ -151,7 +160,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
             raise ConfigError(f"override {item!r} must look like section.key=value")
         dotted, value = item.split("=", 1)
         section, key = dotted.split(".", 1)
-        raw.setdefault(section, {})[key] = yaml.safe_load(value)
+        raw.setdefault(section, {})[key] = _parse_value(value)
     return raw
 
 

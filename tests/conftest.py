@@ -5,7 +5,14 @@ import os
 
 import pytest
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+
+
+def pytest_configure(config):
+    # Compiled XLA programs are cached on disk: tests that build the same tiny network
+    # (and a second CI run) load them instead of recompiling (5-20 s each on 2 cores).
+    from fbnas_jax.runtime import enable_compilation_cache
+
+    enable_compilation_cache()
 
 
 @pytest.fixture(scope="session")

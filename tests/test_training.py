@@ -13,7 +13,7 @@ from fbnas_jax.config import ConfigError
 from fbnas_jax.spaces import nb201
 from fbnas_jax.training import partition, steps
 from fbnas_jax.training.checkpoint import Checkpointer
-from fbnas_jax.training.loop import TrainingDivergedError, load_run, train
+from fbnas_jax.training.loop import TrainingDivergedError, load_run, network_from_config, train
 
 
 def _flat(tree):
@@ -24,12 +24,20 @@ def _bits_equal(a, b):
     return np.array_equal(np.asarray(a).view(np.uint32), np.asarray(b).view(np.uint32))
 
 
-def test_bn_only_training_keeps_frozen_params_bit_identical(tiny_config, tiny_dataset):
-    cfg = tiny_config("train.max_steps=6")
-    init, _ = steps.init_state(
-        train.__globals__["network_from_config"](cfg, 10), jax.random.key(cfg.train.seed),
-        tiny_dataset.train_images.shape[1:], steps.make_optimizer(learning_rate=0.1, total_steps=1))
-    result = train(cfg, dataset=tiny_dataset, progress=False)
+@pytest.fixture(scope="module")
+def spos_run(tiny_dataset):
+    from fbnas_jax.config import load_config
+    from tests.conftest import TINY_OVERRIDES
+
+    cfg = load_config(None, TINY_OVERRIDES + ["train.max_steps=3"])
+    net = network_from_config(cfg, tiny_dataset.num_classes)
+    init, _ = steps.init_state(net, cfg.train.seed, tiny_dataset.train_images.shape[1:],
+                               steps.make_optimizer(learning_rate=0.1, total_steps=1))
+    return cfg, init, train(cfg, dataset=tiny_dataset, progress=False)
+
+
+def test_bn_only_training_keeps_frozen_params_bit_identical(spos_run):
+    cfg, init, result = spos_run
     before, after = _flat(init.params), _flat(result.state.params)
     labels = _flat(result.labels)
     frozen = [p for p in before if labels[p] == partition.FROZEN]
@@ -58,21 +66,23 @@ def test_fairnas_group_trains_every_op_of_every_edge_once():
         steps.sample_group(jax.random.key(0), "greedy")
 
 
-def test_unchosen_ops_keep_running_stats(tiny_config, tiny_dataset):
-    cfg = tiny_config("train.max_steps=1")
-    result = train(cfg, dataset=tiny_dataset, progress=False)
-    enc = np.asarray(steps.sample_group(jax.random.fold_in(jax.random.key(cfg.train.seed), 0), "spos"))[0]
+def test_unchosen_ops_keep_running_stats(spos_run):
+    cfg, _, result = spos_run
+    key = jax.random.key(cfg.train.seed)
+    chosen = np.stack([np.asarray(steps.sample_group(jax.random.fold_in(key, s), "spos"))[0]
+                       for s in range(int(result.state.step))])
     stats = result.state.batch_stats["cell_0"]
+    bn_of = {"nor_conv_1x1": ("nor_conv_1x1", "bn"), "nor_conv_3x3": ("nor_conv_3x3", "bn"),
+             "skip_connect": ("skip_connect_bn",), "avg_pool_3x3": ("avg_pool_3x3_bn",)}
     for e in range(nb201.NUM_EDGES):
         for k, name in enumerate(nb201.OPS):
-            key = {"nor_conv_1x1": "nor_conv_1x1", "nor_conv_3x3": "nor_conv_3x3",
-                   "skip_connect": "skip_connect_bn", "avg_pool_3x3": "avg_pool_3x3_bn"}.get(name)
-            if key is None:
+            if name not in bn_of:
                 continue
-            s = stats[f"edge_{e}"][key]
-            s = s["bn"] if "bn" in s else s
+            s = stats[f"edge_{e}"]
+            for part in bn_of[name]:
+                s = s[part]
             untouched = np.array_equal(s["mean"], np.zeros_like(s["mean"]))
-            assert untouched == (enc[e] != k), (e, name)
+            assert untouched == (k not in chosen[:, e]), (e, name)
 
 
 @pytest.mark.parametrize("sampler", ["spos", "fairnas"])
@@ -115,7 +125,7 @@ def test_corrupt_checkpoint_falls_back_to_previous(tiny_config, tiny_dataset, tm
     for d in latest.rglob("d"):
         shutil.rmtree(d, ignore_errors=True)
     state_template, _ = steps.init_state(
-        train.__globals__["network_from_config"](cfg, 10), jax.random.key(0),
+        network_from_config(cfg, 10), 0,
         tiny_dataset.train_images.shape[1:], steps.make_optimizer(learning_rate=0.1, total_steps=1))
     messages = []
     ckpt = Checkpointer(ckpt_dir)

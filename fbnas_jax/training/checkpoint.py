@@ -43,7 +43,7 @@ class Checkpointer:
         """Newest restorable state, or None when there is no checkpoint at all."""
         warn = warn or log.warning
         target = serialization.to_state_dict(template)
-        abstract = jax.tree.map(lambda x: ocp.utils.to_shape_dtype_struct(np.asarray(x)), target)
+        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), target)
         for step in reversed(self.steps()):
             try:
                 restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))

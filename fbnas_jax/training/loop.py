@@ -68,15 +68,18 @@ def load_data(cfg: Config) -> fdata.Dataset:
                               seed=cfg.train.seed)
 
 
-def plan_steps(cfg: Config, ds: fdata.Dataset) -> tuple[int, int]:
-    """(steps per epoch, total steps)."""
+def plan_steps(cfg: Config, ds: fdata.Dataset) -> tuple[int, int, int]:
+    """(steps per epoch, scheduled steps, steps to run).
+
+    The learning-rate schedule always spans ``epochs``; ``max_steps`` only stops early, so a
+    smoke run follows the same schedule as the full run it previews.
+    """
     per_epoch = fdata.num_batches(ds, cfg.train.batch_size)
     if per_epoch == 0:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} exceeds the training set ({ds.num_train})")
-    total = per_epoch * cfg.train.epochs
-    if cfg.train.max_steps is not None:
-        total = min(total, cfg.train.max_steps)
-    return per_epoch, total
+    scheduled = per_epoch * cfg.train.epochs
+    total = scheduled if cfg.train.max_steps is None else min(scheduled, cfg.train.max_steps)
+    return per_epoch, scheduled, total
 
 
 def optimizer_from_config(cfg: Config, total_steps: int):
@@ -109,10 +112,10 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
     t0 = time.perf_counter()
     ds = dataset if dataset is not None else load_data(cfg)
     net = network_from_config(cfg, ds.num_classes)
-    per_epoch, total = plan_steps(cfg, ds)
+    per_epoch, scheduled, total = plan_steps(cfg, ds)
     tc = cfg.train
-    tx = optimizer_from_config(cfg, total)
-    state, labels = steps.init_state(net, jax.random.key(tc.seed), ds.train_images.shape[1:], tx,
+    tx = optimizer_from_config(cfg, scheduled)
+    state, labels = steps.init_state(net, tc.seed, ds.train_images.shape[1:], tx,
                                      param_mode=tc.params)
     ckpt = None
     last_saved = None
@@ -180,7 +183,8 @@ def load_run(workdir: str | Path) -> LoadedRun:
     cfg = from_dict(run["config"])
     net = network_from_config(cfg, run["num_classes"])
     tx = optimizer_from_config(cfg, total_steps=1)
-    template, _ = steps.init_state(net, jax.random.key(0), run["input_shape"], tx, param_mode=cfg.train.params)
+    template = jax.eval_shape(  # shapes only: nothing is initialised or compiled
+        lambda: steps.init_state(net, 0, run["input_shape"], tx, param_mode=cfg.train.params)[0])
     ckpt = Checkpointer(workdir / "checkpoints")
     try:
         state = ckpt.restore_latest(template)

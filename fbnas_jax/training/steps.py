@@ -70,12 +70,24 @@ def make_optimizer(*, learning_rate: float, total_steps: int, momentum: float = 
     return optax.chain(*parts)
 
 
-def init_state(net, key: jax.Array, input_shape, tx: optax.GradientTransformation, labels=None,
-               param_mode: str = "bn_only") -> tuple[TrainState, Any]:
-    """Initialise variables and optimiser state; returns (state, labels)."""
+def init_variables(net, key: jax.Array, input_shape) -> dict[str, Any]:
+    """``{'params', 'batch_stats'}`` of ``net`` for inputs of shape ``input_shape`` (no batch)."""
     x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
     enc = None if net.arch is not None else jnp.zeros((nb201.NUM_EDGES,), jnp.int32)
-    variables = jax.jit(lambda k: net.init(k, x, enc))(key)
+    return jax.jit(lambda k: net.init(k, x, enc))(key)
+
+
+def init_state(net, key: jax.Array, input_shape, tx: optax.GradientTransformation, labels=None,
+               param_mode: str = "bn_only") -> tuple[TrainState, Any]:
+    """Initialise variables and optimiser state; returns (state, labels).
+
+    ``key`` may be a key or an int seed. An int seed draws the initial weights with the
+    ``rbg`` PRNG: XLA:CPU compiles threefry for hundreds of parameter tensors 3x slower, and
+    initial weights need reproducibility (same seed and backend), not a portable stream.
+    """
+    if isinstance(key, int):
+        key = jax.random.key(key, impl="rbg")
+    variables = init_variables(net, key, input_shape)
     params, batch_stats = variables["params"], variables["batch_stats"]
     labels = partition.param_labels(params, param_mode) if labels is None else labels
     opt = partition.masked_optimizer(tx, labels)

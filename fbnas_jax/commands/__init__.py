@@ -1,0 +1,1 @@
+"""Command-line subcommands of the core library (see :mod:`fbnas_jax.cli`)."""
