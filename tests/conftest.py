@@ -28,7 +28,7 @@ TINY_OVERRIDES = [
 ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_config():
     from fbnas_jax.config import load_config
 

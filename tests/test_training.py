@@ -25,11 +25,8 @@ def _bits_equal(a, b):
 
 
 @pytest.fixture(scope="module")
-def spos_run(tiny_dataset):
-    from fbnas_jax.config import load_config
-    from tests.conftest import TINY_OVERRIDES
-
-    cfg = load_config(None, TINY_OVERRIDES + ["train.max_steps=3"])
+def spos_run(tiny_dataset, tiny_config):
+    cfg = tiny_config("train.max_steps=3")
     net = network_from_config(cfg, tiny_dataset.num_classes)
     init, _ = steps.init_state(net, cfg.train.seed, tiny_dataset.train_images.shape[1:],
                                steps.make_optimizer(learning_rate=0.1, total_steps=1))

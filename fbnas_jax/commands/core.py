@@ -8,7 +8,7 @@ import time
 
 DEMO_OVERRIDES = (
     "model.channels=8", "model.cells_per_stage=1", "model.bn_mode=fair",
-    "data.source=synthetic", "train.params=bn_only", "train.sampler=spos", "train.epochs=2",
+    "data.source=synthetic", "train.params=bn_only", "train.sampler=spos", "train.epochs=1",
     "train.batch_size=64", "train.learning_rate=0.2", "train.log_every=10",
 )
 DEMO_ARCHS = (
@@ -39,35 +39,22 @@ def _subnet_table(result, archs, batch_size=250):
     import numpy as np
 
     from fbnas_jax import data as fdata
-    from fbnas_jax.models.nb201 import op_last_bn
+    from fbnas_jax.indicators.supernet import bn_table, table_scores
     from fbnas_jax.spaces import cost, nb201
     from fbnas_jax.training import steps
 
-    params, stats = result.state.params, result.state.batch_stats
-    eval_step = steps.make_eval_step(result.net)
+    encodings = nb201.parse_archs(archs)
+    state, net, ds = result.state, result.net, result.dataset
+    tables = {kind: bn_table(state.params, state.batch_stats, num_cells=net.num_cells, bn_mode=net.bn_mode,
+                             kind=kind) for kind in ("gamma", "trainability")}
+    scores = {kind: np.asarray(table_scores(t, encodings)) for kind, t in tables.items()}
+    params_m, flops_m = cost.nb201_costs(encodings, num_classes=ds.num_classes, channels=net.channels,
+                                         cells_per_stage=net.cells_per_stage, input_size=ds.image_shape[0])
+    eval_step = steps.make_eval_step(net)
     rows = []
-    for arch in archs:
-        enc = nb201.string_to_encoding(arch)
-        gamma = trainability = 0.0
-        for c in range(result.net.num_cells):
-            for e, k in enumerate(enc):
-                path = op_last_bn(nb201.OPS[k], result.net.bn_mode)
-                if path is None:
-                    continue
-                name = path[0] if path[-1] == "bn" else path[0]
-                p = params[f"cell_{c}"][f"edge_{e}"]
-                s = stats[f"cell_{c}"][f"edge_{e}"]
-                for part in path:
-                    p, s = p[part], s[part]
-                g = np.abs(np.asarray(p["scale"]))
-                gamma += float(g.mean())
-                trainability += float((g / np.sqrt(np.asarray(s["var"]) + 1e-5)).mean())
-        acc = steps.evaluate(result.net, result.state.variables, fdata.eval_batches(result.dataset, batch_size),
-                             enc, eval_step)["accuracy"]
-        c = cost.nb201_cost(enc, num_classes=result.dataset.num_classes, channels=result.net.channels,
-                            cells_per_stage=result.net.cells_per_stage,
-                            input_size=result.dataset.train_images.shape[1])
-        rows.append((arch, c.params_m, c.flops_m, gamma, trainability, acc))
+    for i, (arch, enc) in enumerate(zip(archs, encodings)):
+        acc = steps.evaluate(net, state.variables, fdata.eval_batches(ds, batch_size), enc, eval_step)["accuracy"]
+        rows.append((arch, params_m[i], flops_m[i], scores["gamma"][i], scores["trainability"][i], acc))
     return rows
 
 

@@ -43,7 +43,7 @@ def op_last_bn(op_name: str, bn_mode: str) -> tuple[str, ...] | None:
     if op_name in ("nor_conv_1x1", "nor_conv_3x3"):
         return (op_name, "bn")
     if op_name in ("skip_connect", "avg_pool_3x3") and bn_mode == "fair":
-        return (op_name, "bn")
+        return (f"{op_name}_bn",)
     return None
 
 

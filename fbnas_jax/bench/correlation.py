@@ -1,0 +1,298 @@
+"""How well indicator scores rank architectures: Kendall tau, Spearman rho, top-k precision.
+
+Inputs are plain arrays, row-aligned (row ``i`` of every score and truth array is the same
+architecture), or CSV files joined by architecture::
+
+    table = correlate_files("scores.csv", "nb201_cifar10_accuracy.csv", ["cifar10_test_200ep"])
+    print(format_table(table))
+
+* **Kendall tau** (``scipy.stats.kendalltau``, tau-b) and **Spearman rho**
+  (``scipy.stats.spearmanr``) of indicator vs ground-truth column.
+* **Top-10 % precision**: with ``k = max(1, round(0.1 * n))``, the fraction of the
+  indicator's ``k`` highest-scoring architectures that are among the ``k`` most accurate
+  (ties broken by row order, the same rule on both sides).
+* Rows where the score is NaN are excluded, with a :class:`NaNScoreWarning` naming how many
+  and which architectures; rows where the ground truth is NaN likewise (``MissingTruthWarning``).
+  ``n`` in each result row is the number of architectures actually used.
+
+A scores CSV has a header row, an ``arch`` column of NB201 cell strings and one numeric
+column per indicator (empty / ``nan`` cells read as NaN); ground truth is any CSV with an
+``arch`` column, read by :func:`fbnas_jax.groundtruth.load_ground_truth`.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import warnings
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from fbnas_jax.groundtruth import GroundTruth, load_ground_truth
+from fbnas_jax.spaces.nb201 import (
+    NUM_EDGES,
+    SearchSpaceError,
+    encoding_to_string,
+    string_to_encoding,
+)
+
+__all__ = [
+    "BenchError", "NaNScoreWarning", "MissingTruthWarning", "ScoresTable", "CorrelationRow",
+    "read_scores_csv", "align_scores_truth", "correlate", "correlate_files", "top_precision",
+    "format_table",
+]
+
+ARCH_COLUMN = "arch"
+_MISSING = {"", "na", "nan", "none", "null"}
+_SHOW = 10  # architectures named in a warning
+
+
+class BenchError(ValueError):
+    """Inputs that cannot be compared (unknown names, no common architectures, bad CSV)."""
+
+
+class NaNScoreWarning(UserWarning):
+    """Some architectures have NaN scores; they are excluded from the correlation."""
+
+
+class MissingTruthWarning(UserWarning):
+    """Some architectures have no ground-truth value; they are excluded."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoresTable:
+    archs: list[str]  # canonical cell strings
+    encodings: np.ndarray  # (n, 6) int32
+    columns: dict[str, np.ndarray]  # indicator -> (n,) float64
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.archs)
+
+
+@dataclasses.dataclass(frozen=True)
+class CorrelationRow:
+    indicator: str
+    column: str
+    n: int
+    n_excluded: int
+    kendall_tau: float
+    kendall_p: float
+    spearman_rho: float
+    spearman_p: float
+    top_precision: float
+    top_fraction: float
+
+    def to_dict(self) -> dict:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in dataclasses.asdict(self).items()}
+
+
+def _parse_float(text: str) -> float | None:
+    t = text.strip()
+    if t.lower() in _MISSING:
+        return math.nan
+    try:
+        return float(t)
+    except ValueError:
+        return None
+
+
+def read_scores_csv(path: str | os.PathLike) -> ScoresTable:
+    """Read a scores CSV (``arch`` + numeric indicator columns).
+
+    Text columns and an ``index`` column are skipped; each architecture must appear once.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"scores CSV not found: {path!r}")
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise BenchError(f"{path}: empty file, expected a header with an 'arch' column")
+        header = [h.strip() for h in header]
+        if ARCH_COLUMN not in header:
+            raise BenchError(f"{path}: no 'arch' column in the header (found {header})")
+        if len(set(header)) != len(header):
+            raise BenchError(f"{path}: duplicate column names in header {header}")
+        arch_i = header.index(ARCH_COLUMN)
+        names = [h for h in header if h != ARCH_COLUMN]
+        col_i = {n: header.index(n) for n in names}
+        values: dict[str, list[float]] = {n: [] for n in names}
+        text_cols: set[str] = set()
+        archs, encs, seen = [], [], {}
+        for row in reader:
+            if not row or all(not c.strip() for c in row):
+                continue
+            line = reader.line_num
+            if len(row) != len(header):
+                raise BenchError(f"{path}, line {line}: {len(row)} fields, the header has {len(header)}")
+            try:
+                enc = string_to_encoding(row[arch_i])
+            except SearchSpaceError as err:
+                raise BenchError(f"{path}, line {line}: bad arch: {err}") from None
+            arch = encoding_to_string(enc)
+            if arch in seen:
+                raise BenchError(f"{path}, line {line}: architecture {arch!r} already on line {seen[arch]}")
+            seen[arch] = line
+            archs.append(arch)
+            encs.append(enc)
+            for name in names:
+                v = _parse_float(row[col_i[name]])
+                if v is None:
+                    text_cols.add(name)
+                values[name].append(math.nan if v is None else v)
+    cols = {n: np.asarray(v, np.float64) for n, v in values.items()
+            if n not in text_cols and n.lower() != "index"}
+    enc_arr = np.stack(encs) if encs else np.zeros((0, NUM_EDGES), np.int32)
+    return ScoresTable(archs, enc_arr, cols, path)
+
+
+def _select(names: Sequence[str] | None, available: Sequence[str], what: str, source: str) -> list[str]:
+    if names is None:
+        return list(available)
+    names = list(names)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise BenchError(f"unknown {what} {unknown} in {source}; available: {list(available)}")
+    if not names:
+        raise BenchError(f"no {what} selected")
+    return names
+
+
+def align_scores_truth(scores: ScoresTable, truth: GroundTruth):
+    """Join by architecture. Returns ``(archs, scores_dict, truth_dict)`` over common archs."""
+    i_truth, i_scores = truth.align(scores.encodings)
+    if len(i_scores) == 0:
+        raise BenchError(
+            f"scores ({scores.source or 'scores'}, {len(scores)} architectures) and ground truth "
+            f"({truth.source or 'truth'}, {len(truth)} architectures) have no architectures in common")
+    archs = [scores.archs[i] for i in i_scores]
+    s = {k: v[i_scores] for k, v in scores.columns.items()}
+    t = {k: v[i_truth] for k, v in truth.columns.items()}
+    return archs, s, t
+
+
+def top_precision(score: np.ndarray, truth: np.ndarray, fraction: float = 0.1) -> float:
+    """Fraction of the score's top ``fraction`` that are in the truth's top ``fraction``."""
+    score, truth = np.asarray(score, np.float64), np.asarray(truth, np.float64)
+    n = len(score)
+    if n == 0:
+        return math.nan
+    if not 0 < fraction <= 1:
+        raise BenchError(f"top fraction must lie in (0, 1], got {fraction}")
+    k = max(1, int(round(fraction * n)))
+    top_s = np.argsort(-score, kind="stable")[:k]
+    top_t = np.argsort(-truth, kind="stable")[:k]
+    return len(np.intersect1d(top_s, top_t)) / k
+
+
+def _describe(archs: Sequence[str] | None, idx: np.ndarray) -> str:
+    if archs is None:
+        names = [f"row {int(i)}" for i in idx[:_SHOW]]
+    else:
+        names = [archs[int(i)] for i in idx[:_SHOW]]
+    more = f" and {len(idx) - _SHOW} more" if len(idx) > _SHOW else ""
+    return ", ".join(names) + more
+
+
+def correlate(
+    scores: Mapping[str, np.ndarray],
+    truth: Mapping[str, np.ndarray],
+    *,
+    archs: Sequence[str] | None = None,
+    indicators: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+    top_fraction: float = 0.1,
+) -> list[CorrelationRow]:
+    """One :class:`CorrelationRow` per (indicator, column); arrays are row-aligned.
+
+    ``archs`` (cell strings, same order) names the architectures in NaN warnings.
+    """
+    from scipy.stats import kendalltau, spearmanr
+
+    inds = _select(indicators, list(scores), "indicator(s)", "the scores")
+    cols = _select(columns, list(truth), "ground-truth column(s)", "the ground truth")
+    lengths = {len(np.asarray(scores[i])) for i in inds} | {len(np.asarray(truth[c])) for c in cols}
+    if archs is not None:
+        lengths.add(len(archs))
+    if len(lengths) != 1:
+        raise BenchError(f"scores and truth arrays must be row-aligned; got lengths {sorted(lengths)}")
+    n_all = lengths.pop()
+    if n_all == 0:
+        raise BenchError("no architectures to correlate")
+    rows = []
+    for c in cols:
+        t = np.asarray(truth[c], np.float64)
+        bad_t = np.flatnonzero(np.isnan(t))
+        if len(bad_t):
+            warnings.warn(MissingTruthWarning(
+                f"ground-truth column {c!r} is NaN for {len(bad_t)} of {n_all} architectures, "
+                f"excluded: {_describe(archs, bad_t)}"), stacklevel=2)
+    for ind in inds:
+        s = np.asarray(scores[ind], np.float64)
+        bad_s = np.flatnonzero(np.isnan(s))
+        if len(bad_s):
+            warnings.warn(NaNScoreWarning(
+                f"indicator {ind!r} has NaN scores for {len(bad_s)} of {n_all} architectures, "
+                f"excluded (never ranked): {_describe(archs, bad_s)}"), stacklevel=2)
+        for c in cols:
+            t = np.asarray(truth[c], np.float64)
+            ok = ~np.isnan(s) & ~np.isnan(t)
+            n = int(ok.sum())
+            if n >= 2:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # constant input -> nan, reported as such
+                    kt = kendalltau(s[ok], t[ok])
+                    sr = spearmanr(s[ok], t[ok])
+                tau, tp = float(kt.statistic), float(kt.pvalue)
+                rho, rp = float(sr.statistic), float(sr.pvalue)
+            else:
+                tau = tp = rho = rp = math.nan
+            prec = top_precision(s[ok], t[ok], top_fraction) if n else math.nan
+            rows.append(CorrelationRow(ind, c, n, n_all - n, tau, tp, rho, rp, prec, top_fraction))
+    return rows
+
+
+def correlate_files(
+    scores_path: str | os.PathLike,
+    truth_path: str | os.PathLike,
+    columns: Sequence[str] | None = None,
+    indicators: Sequence[str] | None = None,
+    top_fraction: float = 0.1,
+):
+    """Read both CSVs, join by architecture and :func:`correlate`.
+
+    Returns ``(rows, archs, scores_dict, truth_dict)`` (the joined data, for plots).
+    ``columns=None``: every numeric ground-truth column except ``index``.
+    """
+    table = read_scores_csv(scores_path)
+    gt = load_ground_truth(truth_path)
+    if not table.columns:
+        raise BenchError(f"{table.source}: no numeric indicator columns besides 'arch'")
+    inds = _select(indicators, list(table.columns), "indicator(s)", table.source)
+    avail = [c for c in gt.column_names if c.lower() != "index"]
+    cols = _select(columns, gt.column_names if columns is not None else avail,
+                   "ground-truth column(s)", gt.source)
+    archs, s, t = align_scores_truth(table, gt)
+    rows = correlate(s, t, archs=archs, indicators=inds, columns=cols, top_fraction=top_fraction)
+    return rows, archs, s, t
+
+
+def format_table(rows: Sequence[CorrelationRow]) -> str:
+    """Plain-text table, one line per (indicator, column)."""
+    def f(x, spec="+.4f"):
+        return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+    pct = f"top{100 * rows[0].top_fraction:g}%" if rows else "top%"
+    head = ["indicator", "column", "n", "kendall_tau", "spearman_rho", pct]
+    body = [[r.indicator, r.column, str(r.n), f(r.kendall_tau), f(r.spearman_rho),
+             f(r.top_precision, ".4f")] for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
+    return "\n".join(lines)

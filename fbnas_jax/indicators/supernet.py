@@ -1,0 +1,332 @@
+"""Indicators read off a trained weight-sharing supernet (BN-NAS, FBN-NAS).
+
+Every indicator here is registered in :mod:`fbnas_jax.indicators.base` (family
+``"supernet"``, or ``"composite"`` for ``cpi``) and is oriented so that **higher predicts
+better**. Builders return a :class:`functools.partial` of a pure function whose leading
+positional arguments are the (array) state and whose last argument is the chunk of
+encodings ``(n, 6)``; the scoring engine jit-compiles the *function* and passes the state as
+real arguments (no large constants baked into the compiled program).
+
+Indicators and the choices made
+-------------------------------
+``gamma`` (BN-NAS)
+    Per chosen op, mean over channels of ``|scale|`` of the op's *last* BatchNorm; ops with
+    no BN count 0 (``none`` always; ``skip_connect``/``avg_pool_3x3`` in ``bn_mode=bnnas``);
+    the score sums over all cells and edges. Computed from a table
+    ``T[cell, edge, op]`` built once from the parameters; the per-architecture work is a
+    gather-sum, so the whole space takes milliseconds. Higher = larger BN scaling of the
+    chosen ops = more important ops (BN-NAS's premise).
+``trainability`` (FBN-NAS)
+    Same table with, per channel, ``|scale| / sqrt(running_var + eps)`` (``eps`` = the
+    BatchNorm's 1e-5): the effective gain of the BN layer, i.e. the scale on the
+    per-channel gradient flowing through it. Higher = better.
+``expressivity`` (FBN-NAS, after NASWOT)
+    ``log|det K|`` of the Hamming-similarity kernel of binary ReLU codes of a fixed batch
+    forwarded through the subnet with *inherited supernet weights*. Forward uses
+    ``ForwardMode(train=True, relu_kernel=True)``: **batch statistics**. In a supernet an op's
+    running statistics average over the inputs seen under many sampled architectures, so for
+    one particular subnet they are mis-calibrated (SPOS recalibrates BN for this reason);
+    batch statistics give every subnet correctly normalised activations, and NASWOT itself
+    scores untrained nets in train mode. Running statistics are not updated (the
+    ``batch_stats`` collection is not mutable). ``K`` is accumulated in float32 inside the
+    compiled function -- its entries are integer counts, exact up to 2**24 units -- and the
+    log-determinant is taken in **NumPy float64** (``np.linalg.slogdet``, as NASWOT does) via
+    ``jax.pure_callback``. A singular kernel (e.g. ``all-none``: every sample has the same
+    code) gives ``-inf``: the worst possible score, not an error. Higher = more distinct
+    activation patterns = more expressive.
+``supernet_accuracy`` / ``supernet_neg_loss``
+    The "validation accuracy" reading of the paper's expressivity: top-1 accuracy (and minus
+    the mean cross-entropy) of the subnet with inherited weights on the held batch, also with
+    batch statistics (same reason as above; equivalent to recalibrating BN on that batch).
+    Higher = better.
+``uncertainty`` (FBN-NAS, Monte-Carlo BatchNorm after Teye et al. 2018)
+    ``T`` forward passes of the fixed evaluation batch, each normalised with the batch
+    statistics of a different training mini-batch: one forward per MC sample of
+    ``concat([train_batch_t, eval_batch])`` with ``stat_weights`` 1 on the training part and
+    0 on the evaluation part. Score = ``-mean_{samples, classes} Var_t[softmax_t]`` (population
+    variance over the ``T`` passes), so it is ``<= 0``, exactly 0 for ``T = 1``, and higher =
+    more certain (predictions stable under BN-statistics noise).
+``cpi`` (FBN-NAS composite)
+    Mean of the ranks (1..n, higher score -> higher rank, ties averaged) of expressivity,
+    trainability and uncertainty over the *scored set* (:func:`cpi_from_scores`). It is not
+    a per-architecture function, so the engine computes it after its components. For search,
+    where no fixed set exists, :func:`reference_cpi` places a candidate in a reference set
+    instead (empirical-CDF position, in [0, 1]).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fbnas_jax.indicators.base import Indicator, ScoringContext, rank_average, register
+from fbnas_jax.models.layers import ForwardMode
+from fbnas_jax.models.nb201 import op_last_bn
+from fbnas_jax.spaces import nb201
+
+BN_EPS = 1e-5  # fbnas_jax.models.layers.BatchNorm.epsilon
+CPI_COMPONENTS = ("expressivity", "trainability", "uncertainty")
+DEFAULT_OPTIONS = {"mc_samples": 10, "mc_batch_size": 64, "eval_batch_size": 64}
+
+
+# --------------------------------------------------------------------------- BN tables
+
+def _last_bn(edge_tree: Mapping[str, Any], op: str, bn_mode: str):
+    """The sub-tree (``scale``/``bias`` or ``mean``/``var``) of op ``op``'s last BN, or None."""
+    path = op_last_bn(op, bn_mode)
+    if path is None:
+        return None
+    node = edge_tree
+    for key in path:
+        node = node[key]
+    return node
+
+
+def bn_table(params, batch_stats, *, num_cells: int, bn_mode: str, kind: str = "gamma"):
+    """``T[cell, edge, op]``: per-op BN statistic, shape ``(num_cells, 6, 5)`` float32.
+
+    kind="gamma": mean |scale|; kind="trainability": mean |scale| / sqrt(var + eps).
+    Ops without a BN are 0. Pure (jit-able) in ``params``/``batch_stats``.
+    """
+    if kind not in ("gamma", "trainability"):
+        raise ValueError(f"kind must be 'gamma' or 'trainability', got {kind!r}")
+    rows = []
+    for c in range(num_cells):
+        edges = []
+        for e in range(nb201.NUM_EDGES):
+            p_edge = params[f"cell_{c}"][f"edge_{e}"]
+            vals = []
+            for op in nb201.OPS:
+                bn_p = _last_bn(p_edge, op, bn_mode) if op != "none" else None
+                if bn_p is None:
+                    vals.append(jnp.zeros((), jnp.float32))
+                    continue
+                g = jnp.abs(jnp.asarray(bn_p["scale"], jnp.float32))
+                if kind == "trainability":
+                    bn_s = _last_bn(batch_stats[f"cell_{c}"][f"edge_{e}"], op, bn_mode)
+                    g = g * jax.lax.rsqrt(jnp.asarray(bn_s["var"], jnp.float32) + BN_EPS)
+                vals.append(jnp.mean(g))
+            edges.append(jnp.stack(vals))
+        rows.append(jnp.stack(edges))
+    return jnp.stack(rows)
+
+
+def table_scores(table, encodings):
+    """Gather-sum: ``score[a] = sum_{cell, edge} T[cell, edge, enc[a, edge]]``.
+
+    Every cell has the same op on a given edge, so the cell sum is folded first.
+    """
+    per_edge = jnp.sum(table, axis=0)  # (6, 5)
+    enc = jnp.asarray(encodings, jnp.int32)
+    return jnp.sum(per_edge[jnp.arange(nb201.NUM_EDGES)[None, :], enc], axis=1)
+
+
+def _table_fn(params, batch_stats, encodings, *, num_cells, bn_mode, kind):
+    return table_scores(bn_table(params, batch_stats, num_cells=num_cells, bn_mode=bn_mode, kind=kind), encodings)
+
+
+def _build_table(ctx: ScoringContext, kind: str):
+    net = ctx.net
+    fn = functools.partial(_table_fn, num_cells=3 * net.cells_per_stage, bn_mode=net.bn_mode, kind=kind)
+    # The partial's keywords are static; params/batch_stats become jit arguments.
+    return functools.partial(_positional(fn), ctx.variables["params"], ctx.variables["batch_stats"])
+
+
+def _positional(fn):
+    """Wrap so the engine sees a plain function (keywords bound, positional state only)."""
+
+    @functools.wraps(fn)
+    def wrapped(*args):
+        return fn(*args)
+
+    return wrapped
+
+
+# --------------------------------------------------------------------------- forwards
+
+def _kernel_leaves_sum(collection) -> jax.Array:
+    leaves = jax.tree.leaves(collection)
+    if not leaves:
+        raise ValueError("the forward sowed no ReLU kernels")
+    return functools.reduce(jnp.add, leaves)
+
+
+def naswot_logdet_host(kernels: np.ndarray) -> np.ndarray:
+    """``log|det K|`` in float64 for a stack ``(n, B, B)``; singular -> ``-inf``."""
+    k = np.asarray(kernels, np.float64)
+    _, logdet = np.linalg.slogdet(k)
+    return logdet.astype(np.float32)
+
+
+def logdet_callback(kernels):
+    """``naswot_logdet_host`` from inside jit (``jax.pure_callback``, float64 on the host)."""
+    out = jax.ShapeDtypeStruct(kernels.shape[:-2], jnp.float32)
+    return jax.pure_callback(naswot_logdet_host, out, kernels, vmap_method="expand_dims")
+
+
+def relu_kernel(net, variables, images, encoding):
+    """NASWOT kernel of one subnet of the supernet, float32 ``(B, B)`` (batch statistics)."""
+    _, state = net.apply(variables, images, encoding, mode=ForwardMode(train=True, relu_kernel=True),
+                         mutable=["relu_kernel"])
+    return _kernel_leaves_sum(state["relu_kernel"])
+
+
+def _expressivity_fn(variables, images, encodings, *, net):
+    kernels = jax.vmap(lambda e: relu_kernel(net, variables, images, e))(encodings)
+    return logdet_callback(kernels)
+
+
+def _accuracy_fn(variables, images, labels, encodings, *, net, what):
+    def one(e):
+        logits = net.apply(variables, images, e, mode=ForwardMode(train=True))
+        if what == "accuracy":
+            return jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+        logp = jax.nn.log_softmax(logits)
+        return jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))  # = -cross-entropy
+
+    return jax.vmap(one)(encodings)
+
+
+def mc_bn_probs(net, variables, train_images, images, encoding):
+    """Softmax outputs ``(T, B, classes)`` of the eval batch under T MC-BN statistics."""
+    n_train = train_images.shape[1]
+    w = jnp.concatenate([jnp.ones((n_train,), jnp.float32), jnp.zeros((images.shape[0],), jnp.float32)])
+    mode = ForwardMode(train=True, stat_weights=w)
+
+    def body(carry, batch):
+        x = jnp.concatenate([batch, images], axis=0)
+        logits = net.apply(variables, x, encoding, mode=mode)[n_train:]
+        return carry, jax.nn.softmax(logits, axis=-1)
+
+    _, probs = jax.lax.scan(body, None, train_images)
+    return probs
+
+
+def _uncertainty_fn(variables, train_images, images, encodings, *, net):
+    def one(e):
+        probs = mc_bn_probs(net, variables, train_images, images, e)
+        return -jnp.mean(jnp.var(probs, axis=0))
+
+    return jax.vmap(one)(encodings)
+
+
+def _bind(fn, *state, **static):
+    return functools.partial(_positional(functools.partial(fn, **static)), *state)
+
+
+def _build_expressivity(ctx):
+    return _bind(_expressivity_fn, ctx.variables, jnp.asarray(ctx.images), net=ctx.net)
+
+
+def _build_accuracy(ctx):
+    return _bind(_accuracy_fn, ctx.variables, jnp.asarray(ctx.images), jnp.asarray(ctx.labels, jnp.int32),
+                 net=ctx.net, what="accuracy")
+
+
+def _build_neg_loss(ctx):
+    return _bind(_accuracy_fn, ctx.variables, jnp.asarray(ctx.images), jnp.asarray(ctx.labels, jnp.int32),
+                 net=ctx.net, what="neg_loss")
+
+
+def _build_uncertainty(ctx):
+    train_images = jnp.asarray(ctx.train_images)
+    if train_images.ndim != 5:
+        raise ValueError(f"train_images must be (T, B', H, W, 3) MC mini-batches, got {train_images.shape}")
+    return _bind(_uncertainty_fn, ctx.variables, train_images, jnp.asarray(ctx.images), net=ctx.net)
+
+
+# --------------------------------------------------------------------------- composite
+
+def _finite_for_ranking(x: np.ndarray) -> np.ndarray:
+    """-inf (a degenerate, e.g. singular-kernel, architecture) ranks lowest; NaN stays NaN."""
+    x = np.asarray(x, np.float64).copy()
+    neg = np.isneginf(x)
+    if neg.any():
+        finite = x[np.isfinite(x)]
+        floor = (finite.min() if finite.size else 0.0) - 1.0
+        x[neg] = floor
+    x[np.isposinf(x)] = np.nan
+    return x
+
+
+def cpi_from_scores(scores: Mapping[str, np.ndarray], components=CPI_COMPONENTS) -> np.ndarray:
+    """Mean over ``components`` of their ranks within the scored set (ties averaged).
+
+    Ranks run 1..n with the highest score ranked n, so higher CPI = better. ``-inf`` (e.g.
+    a singular NASWOT kernel) ranks below every finite score; a NaN component makes that
+    architecture's CPI NaN (reported by the engine, never ranked).
+    """
+    missing = [c for c in components if c not in scores]
+    if missing:
+        raise KeyError(f"cpi needs scores of {missing}")
+    ranks = np.stack([rank_average(_finite_for_ranking(scores[c])) for c in components])
+    return ranks.mean(axis=0)
+
+
+def reference_cpi(candidate_scores: Mapping[str, np.ndarray], reference_scores: Mapping[str, np.ndarray],
+                  components=CPI_COMPONENTS) -> np.ndarray:
+    """CPI of candidates relative to a fixed reference set, in [0, 1].
+
+    For each component, the candidate's mid-rank empirical-CDF position in the reference
+    scores, ``(#{ref < x} + 0.5 #{ref == x}) / n_ref``; averaged over components. Unlike
+    :func:`cpi_from_scores` a candidate's value does not depend on which other candidates
+    are scored, so it can drive a search (e.g. the reference = a random sample of the
+    space). Within the reference set itself it equals ``(rank - 0.5) / n``, a monotone map of
+    the set's CPI. NaN components (in candidates) give NaN; NaN reference entries are dropped.
+    """
+    out = None
+    for c in components:
+        ref = np.asarray(reference_scores[c], np.float64)
+        ref = ref[~np.isnan(ref) & ~np.isposinf(ref)]
+        if ref.size == 0:
+            raise ValueError(f"reference scores of {c!r} are all NaN or empty")
+        x = np.asarray(candidate_scores[c], np.float64)
+        # -inf (degenerate) sits below every finite value, tied with the reference's -inf
+        finite = np.concatenate([ref[np.isfinite(ref)], x[np.isfinite(x)]])
+        floor = (finite.min() if finite.size else 0.0) - 1.0
+        ref = np.sort(np.where(np.isneginf(ref), floor, ref))
+        x = np.where(np.isneginf(x), floor, x)
+        below = np.searchsorted(ref, x, side="left")
+        at_or_below = np.searchsorted(ref, x, side="right")
+        pos = (below + 0.5 * (at_or_below - below)) / ref.size
+        pos = np.where(np.isnan(x), np.nan, pos)
+        out = pos if out is None else out + pos
+    return out / len(components)
+
+
+# --------------------------------------------------------------------------- registry
+
+_SUPERNET = ("net", "variables")
+register(Indicator(
+    "gamma", lambda ctx: _build_table(ctx, "gamma"), "supernet", needs=_SUPERNET, per_arch_cost="table",
+    sign_note="higher = larger mean |BN scale| of the chosen ops (BN-NAS)",
+    description="sum over cells/edges of mean |gamma| of each chosen op's last BN (0 for ops without BN)"))
+register(Indicator(
+    "trainability", lambda ctx: _build_table(ctx, "trainability"), "supernet", needs=_SUPERNET,
+    per_arch_cost="table", sign_note="higher = larger BN gain |gamma|/sqrt(var+eps) (FBN-NAS)",
+    description="sum over cells/edges of mean |gamma|/sqrt(running_var+eps) of each chosen op's last BN"))
+register(Indicator(
+    "expressivity", _build_expressivity, "supernet", needs=_SUPERNET + ("images",),
+    sign_note="higher = larger NASWOT log|det K| (more distinct ReLU codes)",
+    description="NASWOT Hamming-kernel log-det of the subnet with inherited weights, batch statistics, "
+                "float64 slogdet on host; -inf if singular"))
+register(Indicator(
+    "supernet_accuracy", _build_accuracy, "supernet", needs=_SUPERNET + ("images", "labels"),
+    sign_note="higher = more accurate", description="top-1 accuracy of the subnet (inherited weights, batch stats) "
+                                                    "on the held batch"))
+register(Indicator(
+    "supernet_neg_loss", _build_neg_loss, "supernet", needs=_SUPERNET + ("images", "labels"),
+    sign_note="minus cross-entropy: higher = better",
+    description="minus mean cross-entropy of the subnet (inherited weights, batch stats) on the held batch"))
+register(Indicator(
+    "uncertainty", _build_uncertainty, "supernet", needs=_SUPERNET + ("images", "train_images"),
+    sign_note="minus MC-BN predictive variance: <= 0, higher = more certain",
+    description="Monte-Carlo BatchNorm: -mean over eval samples and classes of the variance of softmax "
+                "outputs across T train-batch normalisations"))
+register(Indicator(
+    "cpi", None, "composite", components=CPI_COMPONENTS, per_arch_cost="free",
+    sign_note="mean rank (1..n, higher = better) of expressivity, trainability, uncertainty",
+    description="FBN-NAS composite: mean of ranks over the scored set"))

@@ -1,0 +1,279 @@
+"""The scoring engine: many architectures x many indicators, jit-compiled once per indicator.
+
+``score_architectures(ctx, ["gamma", "cpi"], encodings)`` builds each indicator's score
+function (see :mod:`fbnas_jax.indicators.base`), jit-compiles it **once** for a fixed chunk
+shape, and runs it over the encodings in chunks (the last chunk padded to full size, so there
+is one compilation). Composite (rank-based) indicators are computed afterwards from their
+components, which are scored even when not requested (and returned too).
+
+State as arguments: when a builder returns ``functools.partial(f, *arrays)`` (positional
+arguments only), the engine jit-compiles ``f`` and passes the arrays as real arguments, so
+large parameter trees / image batches are not baked into the compiled program as constants
+(slow to compile, duplicated in memory). Any other callable is jit-compiled as a closure.
+
+Devices: ``devices="all"`` with several local devices shards every chunk's architecture axis
+over a 1-D mesh ``('arch',)`` (state replicated); the chunk size is rounded up to a multiple
+of the device count. Scores are identical to the single-device run (a test checks this with
+``XLA_FLAGS=--xla_force_host_platform_device_count=4``).
+
+NaN: an architecture whose score is NaN is reported (a :class:`ScoringWarning` giving the count
+and the first architectures) and its composite scores are NaN -- never silently ranked.
+``-inf`` (e.g. a singular NASWOT kernel) is a legitimate worst score and is not reported.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+import warnings
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from fbnas_jax import indicators as _indicators  # noqa: F401  (registers every indicator)
+from fbnas_jax.indicators import base
+from fbnas_jax.indicators.supernet import DEFAULT_OPTIONS, cpi_from_scores
+from fbnas_jax.spaces import nb201
+
+
+class ScoringWarning(UserWarning):
+    pass
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint is not what the command expected (space, BN mode, a supernet)."""
+
+
+class DataMismatchError(ValueError):
+    """The dataset does not fit the network of the checkpoint (image shape, classes)."""
+
+
+# --------------------------------------------------------------------------- context
+
+def check_run(run, *, expect_bn_mode: str | None = None, expect_space: str | None = None) -> None:
+    """Raise :class:`CheckpointMismatchError` unless ``run`` is a supernet of the expected kind."""
+    m = run.config.model
+    if expect_space is not None and m.space != expect_space:
+        raise CheckpointMismatchError(
+            f"checkpoint is a {m.space!r} supernet but {expect_space!r} was requested")
+    if expect_bn_mode is not None and m.bn_mode != expect_bn_mode:
+        raise CheckpointMismatchError(
+            f"checkpoint was trained with bn_mode={m.bn_mode!r} but bn_mode={expect_bn_mode!r} was requested "
+            f"(--expect-bn-mode); score the matching checkpoint or drop the expectation")
+    if getattr(run.net, "arch", None) is not None:
+        raise CheckpointMismatchError(
+            f"checkpoint holds a stand-alone network ({m.arch}), not a supernet; supernet indicators "
+            "need a checkpoint of `fbnas train-supernet`")
+
+
+def check_dataset(run, dataset) -> None:
+    if tuple(dataset.image_shape) != tuple(run.input_shape):
+        raise DataMismatchError(
+            f"dataset {dataset.name!r} has images of shape {tuple(dataset.image_shape)} but the checkpoint's "
+            f"network was trained on {tuple(run.input_shape)}; pass matching data (--data)")
+    if dataset.num_classes != run.num_classes:
+        raise DataMismatchError(
+            f"dataset {dataset.name!r} has {dataset.num_classes} classes but the checkpoint's head has "
+            f"{run.num_classes}")
+
+
+def make_context(run, dataset, *, eval_batch_size: int = DEFAULT_OPTIONS["eval_batch_size"],
+                 mc_samples: int = DEFAULT_OPTIONS["mc_samples"],
+                 mc_batch_size: int = DEFAULT_OPTIONS["mc_batch_size"], seed: int = 0,
+                 eval_split: str = "train", fresh_init: bool = False) -> base.ScoringContext:
+    """A :class:`ScoringContext` for a loaded supernet run (``training.loop.load_run``).
+
+    The evaluation batch is ``eval_batch_size`` images of ``eval_split`` ("train" by default:
+    no test image influences a search) drawn with ``seed``; the ``mc_samples`` Monte-Carlo
+    mini-batches of ``mc_batch_size`` training images are drawn from the other training
+    images (with replacement only if too few). Images are normalised like in training, never
+    augmented. ``fresh_init`` also adds a freshly initialised supernet (training-free
+    baselines).
+    """
+    from fbnas_jax.data import normalize
+
+    check_dataset(run, dataset)
+    if eval_split not in ("train", "test"):
+        raise ValueError(f"eval_split must be 'train' or 'test', got {eval_split!r}")
+    for name, v in (("eval_batch_size", eval_batch_size), ("mc_samples", mc_samples),
+                    ("mc_batch_size", mc_batch_size)):
+        if int(v) < 1:
+            raise ValueError(f"{name} must be >= 1, got {v}")
+    rng = np.random.default_rng([int(seed), 0x5C0E])
+    src_x = dataset.train_images if eval_split == "train" else dataset.test_images
+    src_y = dataset.train_labels if eval_split == "train" else dataset.test_labels
+    if eval_batch_size > src_x.shape[0]:
+        raise ValueError(f"eval_batch_size={eval_batch_size} exceeds the {src_x.shape[0]} {eval_split} images")
+    perm = rng.permutation(src_x.shape[0])
+    ev = np.sort(perm[:eval_batch_size])
+    pool = perm[eval_batch_size:] if eval_split == "train" else rng.permutation(dataset.num_train)
+    need = mc_samples * mc_batch_size
+    mc_idx = (pool[:need] if pool.size >= need else rng.choice(dataset.num_train, need, replace=True))
+    mc_idx = mc_idx.reshape(mc_samples, mc_batch_size)
+    images = normalize(src_x[ev], dataset.mean, dataset.std)
+    train_images = normalize(dataset.train_images[mc_idx.reshape(-1)], dataset.mean, dataset.std)
+    train_images = train_images.reshape((mc_samples, mc_batch_size) + train_images.shape[1:])
+    init_variables = None
+    if fresh_init:
+        x = jnp.zeros((1,) + tuple(run.input_shape), jnp.float32)
+        enc = jnp.zeros((nb201.NUM_EDGES,), jnp.int32)
+        init_variables = jax.jit(lambda k: run.net.init(k, x, enc))(jax.random.key(seed))
+    options = {"eval_batch_size": int(eval_batch_size), "mc_samples": int(mc_samples),
+               "mc_batch_size": int(mc_batch_size), "seed": int(seed), "eval_split": eval_split,
+               "dataset": dataset.name}
+    return base.ScoringContext(net=run.net, variables=run.variables, init_variables=init_variables,
+                               images=images, labels=np.asarray(src_y[ev], np.int32),
+                               train_images=train_images, key=jax.random.key(seed), options=options)
+
+
+# --------------------------------------------------------------------------- engine
+
+@dataclasses.dataclass
+class ScoreResult:
+    """``scores[name]``: float array (n,); ``timings[name]``: seconds (build, compile, run, archs/s)."""
+
+    scores: dict[str, np.ndarray]
+    timings: dict[str, dict[str, float]]
+    nan_archs: dict[str, list[int]]
+    devices: list[str]
+    chunk_size: int
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.scores[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.scores
+
+    def keys(self):
+        return self.scores.keys()
+
+
+def available(ctx: base.ScoringContext) -> list[str]:
+    """Registered indicators whose needs ``ctx`` satisfies (composites: whose components are)."""
+    ok = [n for n, ind in base.REGISTRY.items()
+          if ind.family != "composite" and all(getattr(ctx, f, None) is not None for f in ind.needs)]
+    ok += [n for n, ind in base.REGISTRY.items()
+           if ind.family == "composite" and all(c in ok for c in ind.components)]
+    return ok
+
+
+def resolve_indicators(ctx: base.ScoringContext, names: Sequence[str] | str) -> list[str]:
+    """Validated names in order; ``"all"`` = :func:`available`. Composites' components are appended."""
+    if isinstance(names, str):
+        names = available(ctx) if names == "all" else [n.strip() for n in names.split(",") if n.strip()]
+    names = list(dict.fromkeys(names))
+    if not names:
+        raise ValueError("no indicators requested")
+    for n in names:
+        ind = base.get(n)  # UnknownIndicatorError lists what exists
+        leaves = ind.components if ind.family == "composite" else (n,)
+        for leaf in leaves:
+            missing = [f for f in base.get(leaf).needs if getattr(ctx, f, None) is None]
+            if missing:
+                raise ValueError(f"indicator {leaf!r} needs {missing} in the scoring context, which are not set")
+    out = list(names)
+    for n in names:
+        for c in base.get(n).components:
+            if c not in out:
+                out.append(c)
+    return out
+
+
+def _mesh_devices(devices) -> list:
+    if devices is None:
+        return [jax.local_devices()[0]]
+    if devices == "all":
+        return list(jax.local_devices())
+    return list(devices)
+
+
+def _compile(fn, chunk: int, devs: list):
+    """(compiled callable(encodings) -> scores, args placed on devices)."""
+    if isinstance(fn, functools.partial) and not fn.keywords:
+        f, state = fn.func, tuple(fn.args)
+    else:
+        f, state = fn, ()
+    enc_struct = jax.ShapeDtypeStruct((chunk, nb201.NUM_EDGES), jnp.int32)
+    if len(devs) > 1:
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+        mesh = Mesh(np.asarray(devs), ("arch",))
+        arch_sh, rep = NamedSharding(mesh, P("arch")), NamedSharding(mesh, P())
+        state = jax.device_put(state, rep)
+        jitted = jax.jit(f, in_shardings=(rep,) * len(state) + (arch_sh,), out_shardings=arch_sh)
+        enc_struct = jax.ShapeDtypeStruct(enc_struct.shape, enc_struct.dtype, sharding=arch_sh)
+        place = lambda e: jax.device_put(e, arch_sh)  # noqa: E731
+    else:
+        state = jax.device_put(state, devs[0])
+        jitted = jax.jit(f)
+        place = lambda e: jax.device_put(e, devs[0])  # noqa: E731
+    state_structs = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=getattr(a, "sharding", None)),
+                                 state)
+    compiled = jitted.lower(*state_structs, enc_struct).compile()
+    return lambda enc: compiled(*state, place(enc))
+
+
+def _round_up(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+def score_architectures(ctx: base.ScoringContext, indicators: Sequence[str] | str, encodings,
+                        *, chunk_size: int = 256, devices=None, progress: bool = True,
+                        log=None) -> ScoreResult:
+    """Score ``encodings`` (n, 6) with every indicator; see the module docstring.
+
+    ``chunk_size``: architectures per compiled call for forward-based indicators
+    ("table" indicators take all n in one call). ``devices``: None (first local device),
+    ``"all"`` or a list of devices.
+    """
+    enc = nb201.validate_encodings(encodings)
+    n = enc.shape[0]
+    names = resolve_indicators(ctx, indicators)
+    devs = _mesh_devices(devices)
+    nd = len(devs)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    scores: dict[str, np.ndarray] = {}
+    timings: dict[str, dict[str, float]] = {}
+    per_arch = [nm for nm in names if base.get(nm).family != "composite"]
+    composites = [nm for nm in names if base.get(nm).family == "composite"]
+    used_chunk = chunk_size
+    for nm in per_arch:
+        ind = base.get(nm)
+        chunk = max(n, 1) if ind.per_arch_cost == "table" else min(chunk_size, max(n, 1))
+        chunk = _round_up(chunk, nd)
+        if ind.per_arch_cost != "table":
+            used_chunk = chunk
+        t0 = time.perf_counter()
+        fn = ind.build(ctx)
+        t1 = time.perf_counter()
+        run = _compile(fn, chunk, devs)
+        t2 = time.perf_counter()
+        n_chunks = -(-n // chunk)
+        padded = np.concatenate([enc, np.repeat(enc[:1] if n else np.zeros((1, 6), np.int32),
+                                                n_chunks * chunk - n, axis=0)])
+        outs = []
+        for i in tqdm(range(n_chunks), desc=nm, unit="chunk", disable=not progress or n_chunks < 2, leave=False):
+            outs.append(run(padded[i * chunk:(i + 1) * chunk]))
+        vals = np.concatenate([np.asarray(jax.device_get(o), np.float64) for o in outs])[:n] if outs else np.zeros(0)
+        t3 = time.perf_counter()
+        scores[nm] = vals
+        timings[nm] = {"build_s": t1 - t0, "compile_s": t2 - t1, "run_s": t3 - t2,
+                       "archs_per_s": n / (t3 - t2) if t3 > t2 else float("inf"), "chunk_size": chunk}
+    for nm in composites:
+        t0 = time.perf_counter()
+        scores[nm] = cpi_from_scores(scores, base.get(nm).components)
+        timings[nm] = {"run_s": time.perf_counter() - t0}
+    nan_archs = {}
+    for nm, v in scores.items():
+        bad = np.flatnonzero(np.isnan(v))
+        if bad.size:
+            nan_archs[nm] = bad.tolist()
+            first = ", ".join(nb201.encoding_to_string(enc[i]) for i in bad[:3])
+            warnings.warn(f"{nm}: {bad.size} of {n} architectures scored NaN (not ranked), first: {first}",
+                          ScoringWarning, stacklevel=2)
+    ordered = {nm: scores[nm] for nm in names}
+    return ScoreResult(ordered, timings, nan_archs, [str(d) for d in devs], used_chunk)
