@@ -133,8 +133,7 @@ def stage_score(args, log):
         w = csv.writer(f)
         w.writerow(["arch"] + order)
         for i in range(n):
-            w.writerow([archs[i]] + [("nan" if not np.isfinite(cols[c][i]) and np.isnan(cols[c][i])
-                                      else f"{cols[c][i]:.6g}") for c in order])
+            w.writerow([archs[i]] + [f"{cols[c][i]:.6g}" for c in order])
     log(f"wrote {path}")
     return {"pool_size": int(len(pool)), "pool_seed": args.seed, "timings": timings,
             "options": ctx_f.options, "columns": order,
@@ -147,7 +146,7 @@ def stage_score(args, log):
 def _topk_table(enc, acc, params, flops, score, k=10):
     from fbnas_jax.spaces import nb201
 
-    ok = np.isfinite(score)
+    ok = ~np.isnan(score)
     idx = np.flatnonzero(ok)[np.argsort(-score[ok], kind="stable")[:k]]
     counts = nb201.op_counts(enc[idx]).sum(axis=0)
     return {"op_counts": {op: int(c) for op, c in zip(nb201.OPS, counts)},
@@ -169,21 +168,19 @@ def stage_analyze(args, log, score_meta):
     scores = {k: np.asarray(v)[qi] for k, v in table.columns.items()}
     summary: dict = {}
     rows = []
-    for name, s in scores.items():
-        ok = np.isfinite(s)
-        from scipy.stats import kendalltau, spearmanr
+    from scipy.stats import kendalltau, spearmanr
 
+    for name, s in scores.items():
+        ok = ~np.isnan(s)  # -inf (e.g. a singular NASWOT kernel) is a legitimate worst score
         tau = kendalltau(s[ok], acc[ok]).statistic
         rho = spearmanr(s[ok], acc[ok]).statistic
         rows.append({"indicator": name, "n": int(ok.sum()), "kendall_tau": float(tau), "spearman_rho": float(rho),
                      "top10_precision": float(correlation.top_precision(s[ok], acc[ok], 0.1))})
     # the same on the pool only, so full-space and pool indicators are compared on equal footing
-    pool = np.isfinite(scores["cpi"])
+    pool = ~np.isnan(scores["cpi"])
     for r in rows:
         s = scores[r["indicator"]]
-        ok = pool & np.isfinite(s)
-        from scipy.stats import kendalltau
-
+        ok = pool & ~np.isnan(s)
         r["kendall_tau_pool"] = float(kendalltau(s[ok], acc[ok]).statistic)
     summary["correlation"] = rows
     plots.tau_bar_chart({r["indicator"]: r["kendall_tau_pool"] for r in rows}, out / "fig4_kendall_tau.png",

@@ -118,9 +118,9 @@ def make_context(run, dataset, *, eval_batch_size: int = DEFAULT_OPTIONS["eval_b
     train_images = train_images.reshape((mc_samples, mc_batch_size) + train_images.shape[1:])
     init_variables = None
     if fresh_init:
-        x = jnp.zeros((1,) + tuple(run.input_shape), jnp.float32)
-        enc = jnp.zeros((nb201.NUM_EDGES,), jnp.int32)
-        init_variables = jax.jit(lambda k: run.net.init(k, x, enc))(jax.random.key(seed))
+        from fbnas_jax.models.nb201 import init_variables as _init
+
+        init_variables = _init(run.net, jax.random.key(seed, impl="rbg"), run.input_shape)
     options = {"eval_batch_size": int(eval_batch_size), "mc_samples": int(mc_samples),
                "mc_batch_size": int(mc_batch_size), "seed": int(seed), "eval_split": eval_split,
                "dataset": dataset.name}

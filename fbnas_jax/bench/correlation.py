@@ -30,7 +30,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from fbnas_jax.groundtruth import GroundTruth, load_ground_truth
+from fbnas_jax.groundtruth import GroundTruth, parse_float, load_ground_truth
 from fbnas_jax.spaces.nb201 import (
     NUM_EDGES,
     SearchSpaceError,
@@ -45,7 +45,6 @@ __all__ = [
 ]
 
 ARCH_COLUMN = "arch"
-_MISSING = {"", "na", "nan", "none", "null"}
 _SHOW = 10  # architectures named in a warning
 
 
@@ -90,16 +89,6 @@ class CorrelationRow:
                 for k, v in dataclasses.asdict(self).items()}
 
 
-def _parse_float(text: str) -> float | None:
-    t = text.strip()
-    if t.lower() in _MISSING:
-        return math.nan
-    try:
-        return float(t)
-    except ValueError:
-        return None
-
-
 def read_scores_csv(path: str | os.PathLike) -> ScoresTable:
     """Read a scores CSV (``arch`` + numeric indicator columns).
 
@@ -141,7 +130,7 @@ def read_scores_csv(path: str | os.PathLike) -> ScoresTable:
             archs.append(arch)
             encs.append(enc)
             for name in names:
-                v = _parse_float(row[col_i[name]])
+                v = parse_float(row[col_i[name]])
                 if v is None:
                     text_cols.add(name)
                 values[name].append(math.nan if v is None else v)

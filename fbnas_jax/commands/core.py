@@ -9,7 +9,7 @@ import time
 DEMO_OVERRIDES = (
     "model.channels=8", "model.cells_per_stage=1", "model.bn_mode=fair",
     "data.source=synthetic", "train.params=bn_only", "train.sampler=spos", "train.epochs=1",
-    "train.batch_size=64", "train.learning_rate=0.2", "train.log_every=10",
+    "train.batch_size=64", "train.learning_rate=1.0", "train.log_every=10",
 )
 DEMO_ARCHS = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
@@ -120,11 +120,24 @@ def cmd_train_arch(args) -> int:
     return _train_common(args, (f"model.arch={arch}", "train.sampler=fixed"))
 
 
+def _parse_arch(value: str):
+    """A cell string, or 6 op indices separated by commas or spaces -> encoding."""
+    from fbnas_jax.spaces import nb201
+
+    if value.strip().startswith("|"):
+        return nb201.string_to_encoding(value)
+    try:
+        indices = [int(v) for v in value.replace(",", " ").split()]
+    except ValueError:
+        raise nb201.SearchSpaceError(f"{value!r} is neither a cell string nor 6 op indices") from None
+    return nb201.validate_encoding(indices)
+
+
 def cmd_cost(args) -> int:
     from fbnas_jax.spaces import SearchSpaceError, cost
 
     try:
-        c = cost.nb201_cost(args.arch, num_classes=args.classes, channels=args.channels,
+        c = cost.nb201_cost(_parse_arch(args.arch), num_classes=args.classes, channels=args.channels,
                             cells_per_stage=args.cells, input_size=args.input_size)
     except (SearchSpaceError, ValueError) as err:
         return _fail(str(err))
@@ -139,11 +152,8 @@ def cmd_arch(args) -> int:
     from fbnas_jax.spaces import SearchSpaceError, nb201
 
     try:
-        if args.value.startswith("|"):
-            enc = nb201.string_to_encoding(args.value)
-        else:
-            enc = nb201.validate_encoding([int(v) for v in args.value.replace(",", " ").split()])
-    except (SearchSpaceError, ValueError) as err:
+        enc = _parse_arch(args.value)
+    except SearchSpaceError as err:
         return _fail(str(err))
     print(json.dumps({"arch": nb201.encoding_to_string(enc), "encoding": enc.tolist(),
                       "ops": [nb201.OPS[k] for k in enc]}))

@@ -15,6 +15,7 @@ computed by the engine from other indicators' scores over the scored set (``comp
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import numpy as np
@@ -59,6 +60,23 @@ class Indicator:
 
 
 REGISTRY: dict[str, Indicator] = {}
+
+
+def bind_state(fn: Callable, *state: Any, **static: Any) -> ScoreFn:
+    """``encodings -> fn(*state, encodings, **static)`` as a ``functools.partial`` of arrays.
+
+    The scoring engine recognises the partial and passes ``state`` (parameter trees, image
+    batches) to the compiled function as *arguments*: closed over, they would become
+    program constants that XLA constant-folds (minutes of compile time at full size) and
+    duplicates in memory. ``static`` (the network module, option values) stays bound.
+    """
+    bound = functools.partial(fn, **static)
+
+    def positional(*args):
+        return bound(*args)
+
+    functools.update_wrapper(positional, fn)
+    return functools.partial(positional, *state)
 
 
 class UnknownIndicatorError(KeyError, ValueError):

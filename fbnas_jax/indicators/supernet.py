@@ -62,7 +62,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fbnas_jax.indicators.base import Indicator, ScoringContext, rank_average, register
+from fbnas_jax.indicators._proxies import naswot_logdet, relu_kernel
+from fbnas_jax.indicators.base import Indicator, ScoringContext, bind_state, rank_average, register
 from fbnas_jax.models.layers import ForwardMode
 from fbnas_jax.models.nb201 import op_last_bn
 from fbnas_jax.spaces import nb201
@@ -130,53 +131,15 @@ def _table_fn(params, batch_stats, encodings, *, num_cells, bn_mode, kind):
 
 def _build_table(ctx: ScoringContext, kind: str):
     net = ctx.net
-    fn = functools.partial(_table_fn, num_cells=3 * net.cells_per_stage, bn_mode=net.bn_mode, kind=kind)
-    # The partial's keywords are static; params/batch_stats become jit arguments.
-    return functools.partial(_positional(fn), ctx.variables["params"], ctx.variables["batch_stats"])
-
-
-def _positional(fn):
-    """Wrap so the engine sees a plain function (keywords bound, positional state only)."""
-
-    @functools.wraps(fn)
-    def wrapped(*args):
-        return fn(*args)
-
-    return wrapped
+    return bind_state(_table_fn, ctx.variables["params"], ctx.variables["batch_stats"],
+                      num_cells=3 * net.cells_per_stage, bn_mode=net.bn_mode, kind=kind)
 
 
 # --------------------------------------------------------------------------- forwards
 
-def _kernel_leaves_sum(collection) -> jax.Array:
-    leaves = jax.tree.leaves(collection)
-    if not leaves:
-        raise ValueError("the forward sowed no ReLU kernels")
-    return functools.reduce(jnp.add, leaves)
-
-
-def naswot_logdet_host(kernels: np.ndarray) -> np.ndarray:
-    """``log|det K|`` in float64 for a stack ``(n, B, B)``; singular -> ``-inf``."""
-    k = np.asarray(kernels, np.float64)
-    _, logdet = np.linalg.slogdet(k)
-    return logdet.astype(np.float32)
-
-
-def logdet_callback(kernels):
-    """``naswot_logdet_host`` from inside jit (``jax.pure_callback``, float64 on the host)."""
-    out = jax.ShapeDtypeStruct(kernels.shape[:-2], jnp.float32)
-    return jax.pure_callback(naswot_logdet_host, out, kernels, vmap_method="expand_dims")
-
-
-def relu_kernel(net, variables, images, encoding):
-    """NASWOT kernel of one subnet of the supernet, float32 ``(B, B)`` (batch statistics)."""
-    _, state = net.apply(variables, images, encoding, mode=ForwardMode(train=True, relu_kernel=True),
-                         mutable=["relu_kernel"])
-    return _kernel_leaves_sum(state["relu_kernel"])
-
-
 def _expressivity_fn(variables, images, encodings, *, net):
     kernels = jax.vmap(lambda e: relu_kernel(net, variables, images, e))(encodings)
-    return logdet_callback(kernels)
+    return naswot_logdet(kernels)
 
 
 def _accuracy_fn(variables, images, labels, encodings, *, net, what):
@@ -213,21 +176,17 @@ def _uncertainty_fn(variables, train_images, images, encodings, *, net):
     return jax.vmap(one)(encodings)
 
 
-def _bind(fn, *state, **static):
-    return functools.partial(_positional(functools.partial(fn, **static)), *state)
-
-
 def _build_expressivity(ctx):
-    return _bind(_expressivity_fn, ctx.variables, jnp.asarray(ctx.images), net=ctx.net)
+    return bind_state(_expressivity_fn, ctx.variables, jnp.asarray(ctx.images), net=ctx.net)
 
 
 def _build_accuracy(ctx):
-    return _bind(_accuracy_fn, ctx.variables, jnp.asarray(ctx.images), jnp.asarray(ctx.labels, jnp.int32),
+    return bind_state(_accuracy_fn, ctx.variables, jnp.asarray(ctx.images), jnp.asarray(ctx.labels, jnp.int32),
                  net=ctx.net, what="accuracy")
 
 
 def _build_neg_loss(ctx):
-    return _bind(_accuracy_fn, ctx.variables, jnp.asarray(ctx.images), jnp.asarray(ctx.labels, jnp.int32),
+    return bind_state(_accuracy_fn, ctx.variables, jnp.asarray(ctx.images), jnp.asarray(ctx.labels, jnp.int32),
                  net=ctx.net, what="neg_loss")
 
 
@@ -235,7 +194,7 @@ def _build_uncertainty(ctx):
     train_images = jnp.asarray(ctx.train_images)
     if train_images.ndim != 5:
         raise ValueError(f"train_images must be (T, B', H, W, 3) MC mini-batches, got {train_images.shape}")
-    return _bind(_uncertainty_fn, ctx.variables, train_images, jnp.asarray(ctx.images), net=ctx.net)
+    return bind_state(_uncertainty_fn, ctx.variables, train_images, jnp.asarray(ctx.images), net=ctx.net)
 
 
 # --------------------------------------------------------------------------- composite

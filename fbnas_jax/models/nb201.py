@@ -153,3 +153,19 @@ def build_network(*, channels: int = 16, cells_per_stage: int = 5, num_classes: 
         if int(value) < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     return NB201Net(channels, cells_per_stage, num_classes, bn_mode, arch, bn_momentum)
+
+
+def init_variables(net: NB201Net, key, input_shape) -> dict:
+    """``{'params', 'batch_stats'}`` of ``net`` for inputs of shape ``input_shape`` (no batch).
+
+    Jit-compiled: eager Flax init dispatches hundreds of small ops one by one. An int ``key``
+    is a seed for the ``rbg`` PRNG (XLA:CPU compiles threefry for hundreds of parameter
+    tensors ~3x slower; initial weights need reproducibility, not a portable stream).
+    """
+    import jax
+
+    if isinstance(key, int):
+        key = jax.random.key(key, impl="rbg")
+    x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
+    enc = None if net.arch is not None else jnp.zeros((nb201.NUM_EDGES,), jnp.int32)
+    return jax.jit(lambda k: net.init(k, x, enc))(key)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from fbnas_jax.models.layers import ForwardMode
+from fbnas_jax.models.nb201 import init_variables
 from fbnas_jax.spaces import nb201
 from fbnas_jax.training import partition
 
@@ -70,23 +71,12 @@ def make_optimizer(*, learning_rate: float, total_steps: int, momentum: float = 
     return optax.chain(*parts)
 
 
-def init_variables(net, key: jax.Array, input_shape) -> dict[str, Any]:
-    """``{'params', 'batch_stats'}`` of ``net`` for inputs of shape ``input_shape`` (no batch)."""
-    x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
-    enc = None if net.arch is not None else jnp.zeros((nb201.NUM_EDGES,), jnp.int32)
-    return jax.jit(lambda k: net.init(k, x, enc))(key)
-
-
 def init_state(net, key: jax.Array, input_shape, tx: optax.GradientTransformation, labels=None,
                param_mode: str = "bn_only") -> tuple[TrainState, Any]:
     """Initialise variables and optimiser state; returns (state, labels).
 
-    ``key`` may be a key or an int seed. An int seed draws the initial weights with the
-    ``rbg`` PRNG: XLA:CPU compiles threefry for hundreds of parameter tensors 3x slower, and
-    initial weights need reproducibility (same seed and backend), not a portable stream.
+    ``key``: a PRNG key or an int seed (see :func:`fbnas_jax.models.nb201.init_variables`).
     """
-    if isinstance(key, int):
-        key = jax.random.key(key, impl="rbg")
     variables = init_variables(net, key, input_shape)
     params, batch_stats = variables["params"], variables["batch_stats"]
     labels = partition.param_labels(params, param_mode) if labels is None else labels

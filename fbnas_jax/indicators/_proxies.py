@@ -1,0 +1,270 @@
+"""Per-architecture computations of the training-free proxies (see :mod:`.training_free`).
+
+Everything here acts on ONE architecture of the (fresh) supernet: ``variables`` is a
+supernet ``{'params', 'batch_stats'}`` and ``enc`` an int32 (6,) encoding; the builders
+in :mod:`.training_free` ``jax.vmap`` these over a chunk of encodings. Host-side float64
+linear algebra (log-determinants, eigenvalues) goes through :func:`jax.pure_callback`
+with ``vmap_method="expand_dims"``, so it works under ``jit`` and ``vmap``.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from fbnas_jax.models.layers import ForwardMode
+
+TRAIN = ForwardMode(train=True)
+EVAL = ForwardMode(train=False)
+
+# ----------------------------------------------------------------------------- params
+
+
+def flat(tree) -> dict:
+    return traverse_util.flatten_dict(tree)
+
+
+def unflat(d: dict):
+    return traverse_util.unflatten_dict(d)
+
+
+def is_weight(path: tuple) -> bool:
+    """Conv and linear weights (``kernel``): the "prunable" layers of the zero-cost proxies."""
+    return path[-1] == "kernel"
+
+
+def is_ntk_weight(path: tuple) -> bool:
+    """What TE-NAS differentiates: parameters named ``weight`` in PyTorch, i.e. conv/linear
+    kernels and BatchNorm scales (gamma); biases excluded."""
+    return path[-1] in ("kernel", "scale")
+
+
+def split(params, pred):
+    f = flat(params)
+    return {k: v for k, v in f.items() if pred(k)}, {k: v for k, v in f.items() if not pred(k)}
+
+
+def merge(a: dict, b: dict):
+    return unflat({**a, **b})
+
+
+def tree_sum(fn, tree) -> jax.Array:
+    return sum((jnp.sum(fn(x)) for x in jax.tree.leaves(tree)), jnp.zeros((), jnp.float32))
+
+
+# ----------------------------------------------------------------------------- forwards
+
+
+def logits(net, params, batch_stats, images, enc, mode=TRAIN):
+    return net.apply({"params": params, "batch_stats": batch_stats}, images, enc, mode=mode)
+
+
+def cross_entropy(out, labels):
+    logp = jax.nn.log_softmax(out)
+    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
+
+
+def relu_kernel(net, variables, images, enc) -> jax.Array:
+    """NASWOT Hamming kernel (B, B), summed over every ReLU of the chosen architecture.
+
+    Batch statistics (train-mode BN, running statistics untouched): shared by the
+    training-free ``naswot`` (fresh supernet) and the FBN ``expressivity`` (trained one).
+    """
+    _, state = net.apply(
+        {"params": variables["params"], "batch_stats": variables["batch_stats"]}, images, enc,
+        mode=ForwardMode(train=True, relu_kernel=True), mutable=["relu_kernel"])
+    return sum(jax.tree.leaves(state["relu_kernel"]))
+
+
+# ----------------------------------------------------------------------------- host linear algebra
+
+
+def _host_logdet(k):
+    k = np.asarray(k, np.float64)
+    with np.errstate(all="ignore"):
+        _, logdet = np.linalg.slogdet(k)  # NASWOT: np.linalg.slogdet(K)[1] (log |det|)
+    return np.asarray(logdet, np.float32)
+
+
+def naswot_logdet(kernel) -> jax.Array:
+    """``log |det K|`` in float64 (NumPy on the host) of NASWOT kernel(s) ``(..., B, B)``.
+
+    The kernel entries are integer counts (exact in float32 up to 2**24 units), but the
+    determinant of a ~1e5-scaled, nearly singular 128x128 matrix is not reliable in float32,
+    so it is taken in float64. A singular kernel (e.g. all samples share one code) gives
+    ``-inf``. Works on NumPy arrays directly and on traced arrays (jit/vmap) via
+    :func:`jax.pure_callback`.
+    """
+    if isinstance(kernel, np.ndarray):
+        return _host_logdet(kernel)
+    kernel = jnp.asarray(kernel, jnp.float32)
+    return jax.pure_callback(_host_logdet, jax.ShapeDtypeStruct(kernel.shape[:-2], jnp.float32),
+                             kernel, vmap_method="expand_dims")
+
+
+def _host_jacob_cov(jac, k):
+    jac = np.asarray(jac, np.float64)
+    out = np.full(jac.shape[:-2], np.nan, np.float64)
+    for idx in np.ndindex(*jac.shape[:-2]):
+        j = jac[idx]
+        with np.errstate(all="ignore"):
+            corr = np.corrcoef(j)
+        if not np.all(np.isfinite(corr)):
+            continue  # a sample whose Jacobian is constant: correlation undefined -> NaN
+        v = np.linalg.eigvalsh(corr)
+        out[idx] = -np.sum(np.log(v + k) + 1.0 / (v + k))
+    return out.astype(np.float32)
+
+
+def jacob_cov_score(jac, k: float) -> jax.Array:
+    """Mellor et al. (v1) score of input Jacobians ``(..., B, D)``, in float64 on the host."""
+    return jax.pure_callback(lambda j: _host_jacob_cov(j, k),
+                             jax.ShapeDtypeStruct(jac.shape[:-2], jnp.float32), jac,
+                             vmap_method="expand_dims")
+
+
+def _host_cond(gram):
+    g = np.asarray(gram, np.float64)
+    ev = np.linalg.eigvalsh(g)  # ascending, batched over leading axes
+    with np.errstate(all="ignore"):
+        cond = ev[..., -1] / ev[..., 0]
+    # TE-NAS: np.nan_to_num(eig[-1] / eig[0], nan=100000.0)
+    return np.nan_to_num(cond, nan=1e5, posinf=np.inf, neginf=-np.inf).astype(np.float32)
+
+
+def condition_number(gram) -> jax.Array:
+    """lambda_max / lambda_min of symmetric ``(..., B, B)`` matrices, float64 on the host.
+
+    As TE-NAS: a NaN (0/0, e.g. an all-zero NTK) becomes 1e5. A lambda_min that rounds to
+    zero or below gives +inf or a negative value; callers map those to +inf.
+    """
+    return jax.pure_callback(_host_cond, jax.ShapeDtypeStruct(gram.shape[:-2], jnp.float32), gram,
+                             vmap_method="expand_dims")
+
+
+# ----------------------------------------------------------------------------- proxies (one arch)
+
+
+def jacobian_of_sum(net, variables, images, enc):
+    """d sum(f(x)) / dx over the batch (BN in train mode), flattened to (B, H*W*3)."""
+    f = lambda x: jnp.sum(logits(net, variables["params"], variables["batch_stats"], x, enc))
+    return jax.grad(f)(images).reshape(images.shape[0], -1)
+
+
+def synflow(net, variables, image_shape, enc, bn_eps: float = 1e-5):
+    """log of SynFlow (sum |theta * dR/dtheta|, R = sum f_{|theta|}(1)) for one architecture.
+
+    BatchNorm is made an exact identity (eval mode, running mean 0, variance 1 - eps, fresh
+    scale 1 / shift 0), i.e. the network without BN that zero-cost NAS uses for ``synflow``;
+    BN parameters are not summed. The network is then linear and positive, so
+    ``R(s * 1) = s * R(1)`` and ``t * R`` scales every gradient by ``t``: a first pass at
+    ``s0 = 2**-120`` measures ``G = R(1)`` without overflow, the second runs with
+    ``s = t = G**-1/2`` so activations and gradients stay within float32 range for
+    ``G < 2**248``, and ``log S = log(S_scaled) + log G``. All-``none`` -> ``-inf`` (S = 0).
+    """
+    params = jax.tree.map(jnp.abs, variables["params"])
+    stats = unflat({k: (jnp.zeros_like(v) if k[-1] == "mean" else jnp.full_like(v, 1.0 - bn_eps))
+                    for k, v in flat(variables["batch_stats"]).items()})
+    ones = jnp.ones((1,) + tuple(image_shape), jnp.float32)
+    r_of = lambda p, s: jnp.sum(logits(net, p, stats, s * ones, enc, EVAL))
+    s0 = jnp.float32(2.0 ** -120)
+    r0 = r_of(params, s0)
+    ok = r0 > 0
+    log_g = jnp.where(ok, jnp.log(jnp.where(ok, r0, 1.0)) - jnp.log(s0), 0.0)
+    s = jnp.exp(-0.5 * log_g)
+    g = jax.grad(lambda p: s * r_of(p, s))(params)
+    w, _ = split(params, is_weight)
+    gw, _ = split(g, is_weight)
+    total = sum((jnp.sum(jnp.abs(w[k] * gw[k])) for k in w), jnp.zeros((), jnp.float32))
+    return jnp.where(ok & (total > 0), jnp.log(jnp.where(total > 0, total, 1.0)) + log_g, -jnp.inf)
+
+
+def weight_grads(net, variables, images, labels, enc):
+    """(weights, dCE/dweights) for conv/linear kernels, BN in train mode."""
+    w, rest = split(variables["params"], is_weight)
+    loss = lambda w: cross_entropy(logits(net, merge(w, rest), variables["batch_stats"], images, enc), labels)
+    return w, jax.grad(loss)(w)
+
+
+def snip(net, variables, images, labels, enc):
+    w, g = weight_grads(net, variables, images, labels, enc)
+    return sum((jnp.sum(jnp.abs(w[k] * g[k])) for k in w), jnp.zeros((), jnp.float32))
+
+
+def grad_norm(net, variables, images, labels, enc):
+    _, g = weight_grads(net, variables, images, labels, enc)
+    return sum((jnp.sqrt(jnp.sum(jnp.square(g[k]))) for k in g), jnp.zeros((), jnp.float32))
+
+
+def grasp(net, variables, images, labels, enc):
+    """-sum theta * (H g) over conv/linear kernels (Hessian of the CE loss w.r.t. them)."""
+    w, rest = split(variables["params"], is_weight)
+    loss = lambda w: cross_entropy(logits(net, merge(w, rest), variables["batch_stats"], images, enc), labels)
+    grad_fn = jax.grad(loss)
+    g = grad_fn(w)
+    _, hg = jax.jvp(grad_fn, (w,), (g,))
+    return -sum((jnp.sum(w[k] * hg[k]) for k in w), jnp.zeros((), jnp.float32))
+
+
+def fisher(net, variables, images, labels, enc):
+    """Zero-cost NAS fisher on the outputs of every conv and linear layer.
+
+    A Flax method interceptor adds a zero "perturbation" to the output of each ``nn.Conv``
+    and ``nn.Dense``; its gradient is dL/dact. Per layer and channel,
+    ``0.5 * mean_n (sum_spatial act * dL/dact)^2``, summed over channels and layers.
+    """
+    shapes: dict = {}
+
+    def run(perturb):
+        acts: dict = {}
+
+        def interceptor(next_fun, args, kwargs, context):
+            out = next_fun(*args, **kwargs)
+            mod = context.module
+            if context.method_name == "__call__" and isinstance(mod, (nn.Conv, nn.Dense)):
+                key = mod.path if hasattr(mod, "path") else mod.scope.path
+                if perturb is None:
+                    shapes[key] = jax.ShapeDtypeStruct(out.shape, out.dtype)
+                else:
+                    acts[key] = out
+                    out = out + perturb[key]
+            return out
+
+        with nn.intercept_methods(interceptor):
+            out = logits(net, variables["params"], variables["batch_stats"], images, enc)
+        return cross_entropy(out, labels), acts
+
+    jax.eval_shape(lambda: run(None))
+    zeros = {k: jnp.zeros(s.shape, s.dtype) for k, s in shapes.items()}
+    grads, acts = jax.grad(run, has_aux=True)(zeros)
+    total = jnp.zeros((), jnp.float32)
+    for key, act in acts.items():
+        prod = act * grads[key]
+        g_nk = jnp.sum(prod, axis=tuple(range(1, prod.ndim - 1))) if prod.ndim > 2 else prod
+        total = total + jnp.sum(0.5 * jnp.mean(jnp.square(g_nk), axis=0))
+    return total
+
+
+def ntk_gram(net, variables, images, enc):
+    """TE-NAS empirical NTK: Gram matrix (B, B) of per-sample gradients of the summed logits
+    w.r.t. conv/linear kernels and BN scales, BN in train mode (one batched forward)."""
+    w, rest = split(variables["params"], is_ntk_weight)
+    f = lambda w: jnp.sum(logits(net, merge(w, rest), variables["batch_stats"], images, enc), axis=1)
+    jac = jax.jacrev(f)(w)
+    b = images.shape[0]
+    return sum((j.reshape(b, -1) @ j.reshape(b, -1).T for j in jac.values()),
+               jnp.zeros((b, b), jnp.float32))
+
+
+def count_patterns(kernel) -> jax.Array:
+    """Number of distinct ReLU activation patterns among the batch, from the Hamming kernel.
+
+    Samples i and j share a pattern iff they agree on every unit, i.e. ``K[i, j] == K[i, i]``
+    (the diagonal is the total number of units). With E the (symmetric, transitive) equality
+    matrix, the number of classes is ``sum_i 1 / |class(i)|``.
+    """
+    diag = jnp.diagonal(kernel, axis1=-2, axis2=-1)
+    same = (kernel == diag[..., :, None]).astype(jnp.float32)
+    return jnp.round(jnp.sum(1.0 / jnp.sum(same, axis=-1), axis=-1))

@@ -1,0 +1,163 @@
+"""Training-free baselines: vmapped supernet scores vs single architectures and stand-alone nets.
+
+XLA compiles of the supernet's gradients dominate the runtime, so every proxy of the
+supernet is compiled exactly once, inside one jitted function over a fixed-shape chunk of
+4 encodings; consistency checks reuse it with a rearranged chunk (same shape, no recompile).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fbnas_jax.indicators import _proxies as P
+from fbnas_jax.indicators import training_free as tf
+from fbnas_jax.indicators.base import REGISTRY, ScoringContext
+from fbnas_jax.models.nb201 import build_network
+from fbnas_jax.spaces.cost import nb201_costs
+
+NAMES = ["naswot", "jacob_cov", "synflow", "snip", "grasp", "fisher", "grad_norm", "ntk_cond",
+         "linear_regions", "params", "flops"]
+ALL_NONE, MIXED = [0] * 6, [1, 2, 3, 4, 1, 2]
+CHUNK_A = np.array([ALL_NONE, [3] * 6, MIXED, [2, 0, 3, 1, 4, 3]], np.int32)
+CHUNK_B = np.array([MIXED, [2, 0, 3, 1, 4, 3], [3] * 6, MIXED], np.int32)  # permuted + duplicate
+BATCH = 8
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_dataset):
+    ds = tiny_dataset
+    x = ((ds.train_images[:32].astype(np.float32) / 255.0 - ds.mean) / ds.std).astype(np.float32)
+    y = ds.train_labels[:32].astype(np.int32)
+    net = build_network(channels=4, cells_per_stage=1)
+    v = net.init(jax.random.PRNGKey(0), jnp.asarray(x[:1]), jnp.zeros((6,), jnp.int32))
+    options = {n: {"batch_size": BATCH} for n in tf.DEFAULT_OPTIONS if n != "synflow"}
+    options["ntk_cond"]["repeats"] = 2
+    options["linear_regions"]["repeats"] = 2
+    ctx = ScoringContext(net=net, init_variables=v, images=x, labels=y, key=jax.random.PRNGKey(1),
+                         options=options)
+    fns = {n: REGISTRY[n].build(ctx) for n in NAMES}
+    combined = jax.jit(lambda e: {n: f(e) for n, f in fns.items()})
+    a = {k: np.asarray(s) for k, s in combined(CHUNK_A).items()}
+    b = {k: np.asarray(s) for k, s in combined(CHUNK_B).items()}
+    return dict(net=net, v=v, x=x, y=y, ctx=ctx, a=a, b=b)
+
+
+def test_registry_entries():
+    for n in NAMES:
+        ind = REGISTRY[n]
+        assert ind.family == ("cost" if n in ("params", "flops") else "training_free")
+        assert ind.sign_note and ind.build is not None
+    assert "NEGATED" in REGISTRY["ntk_cond"].sign_note
+    assert tf.DEFAULT_OPTIONS["naswot"]["batch_size"] == 128
+    assert tf.DEFAULT_OPTIONS["ntk_cond"] == {"batch_size": 64, "repeats": 3}
+
+
+def test_resolve_options_override_and_cap(setup):
+    ctx = setup["ctx"]
+    assert tf.resolve_options("naswot", ctx)["batch_size"] == BATCH
+    big = ScoringContext(net=ctx.net, images=ctx.images, options={})
+    assert tf.resolve_options("naswot", big)["batch_size"] == 32  # 128 capped at the data
+    assert tf.resolve_options("jacob_cov", big)["k"] == 1e-5
+
+
+def test_shapes_and_vmap_consistency(setup):
+    a, b = setup["a"], setup["b"]
+    for n in NAMES:
+        assert a[n].shape == (4,) and a[n].dtype == np.float32, n
+        # the same architecture scores the same whatever its chunk-mates and position
+        np.testing.assert_allclose(b[n][0], a[n][2], rtol=2e-4, atol=1e-5, err_msg=n)
+        np.testing.assert_allclose(b[n][3], a[n][2], rtol=2e-4, atol=1e-5, err_msg=n)
+        np.testing.assert_allclose(b[n][1], a[n][3], rtol=2e-4, atol=1e-5, err_msg=n)
+        np.testing.assert_allclose(b[n][2], a[n][1], rtol=2e-4, atol=1e-5, err_msg=n)
+        assert np.all(np.isfinite(a[n][1:])), (n, a[n])
+
+
+def test_all_none_documented(setup):
+    s = {n: setup["a"][n][0] for n in NAMES}
+    assert s["naswot"] == -np.inf and s["synflow"] == -np.inf
+    assert np.isnan(s["jacob_cov"])
+    assert s["snip"] == 0 and s["grad_norm"] == 0 and s["fisher"] == 0 and s["grasp"] == 0
+    assert s["ntk_cond"] == -1e5
+    assert s["linear_regions"] == 1
+
+
+def test_cost_matches_cost_model(setup):
+    p, f = nb201_costs(CHUNK_A, channels=4, cells_per_stage=1, input_size=16)
+    np.testing.assert_allclose(setup["a"]["params"], p, rtol=1e-6)
+    np.testing.assert_allclose(setup["a"]["flops"], f, rtol=1e-6)
+
+
+def test_ntk_condition_at_least_one(setup):
+    assert np.all(-setup["a"]["ntk_cond"][1:] >= 1.0)
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(3, 6, 6)).astype(np.float32)
+    gram = m @ np.swapaxes(m, 1, 2)
+    ev = np.linalg.eigvalsh(gram.astype(np.float64))
+    np.testing.assert_allclose(np.asarray(P.condition_number(jnp.asarray(gram))),
+                               ev[:, -1] / ev[:, 0], rtol=1e-4)
+
+
+def test_count_patterns_matches_unique():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 2, size=(5, 40))
+    codes = base[rng.integers(0, 5, size=12)].astype(np.float32)  # duplicates on purpose
+    k = codes @ codes.T + (1 - codes) @ (1 - codes).T
+    assert int(P.count_patterns(jnp.asarray(k))) == len(np.unique(codes, axis=0))
+
+
+def test_naswot_logdet_float64():
+    rng = np.random.default_rng(1)
+    c = rng.integers(0, 2, size=(6, 50)).astype(np.float64)
+    k = c @ c.T + (1 - c) @ (1 - c).T
+    want = np.linalg.slogdet(k)[1]
+    assert np.isclose(tf.naswot_logdet(k), want, rtol=1e-6)
+    traced = jax.jit(jax.vmap(tf.naswot_logdet))(jnp.asarray(np.stack([k, k]), jnp.float32))
+    np.testing.assert_allclose(np.asarray(traced), [want, want], rtol=1e-6)
+
+
+def _standalone(setup, arch):
+    """Stand-alone net of ``arch`` with params/stats copied from the supernet's chosen ops."""
+    net = build_network(channels=4, cells_per_stage=1, arch=arch)
+    own = net.init(jax.random.PRNGKey(5), jnp.asarray(setup["x"][:1]))
+    sup = {c: P.flat(setup["v"][c]) for c in ("params", "batch_stats")}
+    copied = {c: P.unflat({k: sup[c][k] for k in P.flat(own[c])}) for c in ("params", "batch_stats")}
+    return net, copied
+
+
+def test_standalone_equals_supernet_subnet(setup):
+    """Unchosen ops contribute nothing: snip / grad_norm / naswot / synflow of the supernet
+    subnet equal those of the stand-alone network holding only the chosen ops."""
+    net, v = _standalone(setup, MIXED)
+    x, y = jnp.asarray(setup["x"][:BATCH]), jnp.asarray(setup["y"][:BATCH])
+
+    @jax.jit
+    def scores(v):
+        return {"snip": P.snip(net, v, x, y, None), "grad_norm": P.grad_norm(net, v, x, y, None),
+                "naswot_k": P.relu_kernel(net, v, x, None),
+                "synflow": P.synflow(net, v, x.shape[1:], None), "direct": _direct_synflow(net, v, x)}
+
+    s = scores(v)
+    a = setup["a"]
+    np.testing.assert_allclose(s["snip"], a["snip"][2], rtol=1e-4)
+    np.testing.assert_allclose(s["grad_norm"], a["grad_norm"][2], rtol=1e-4)
+    np.testing.assert_allclose(tf.naswot_logdet(np.asarray(s["naswot_k"])), a["naswot"][2], rtol=1e-5)
+    np.testing.assert_allclose(s["synflow"], a["synflow"][2], rtol=1e-4)
+    # the rescaled log-space SynFlow equals the direct float32 computation (no overflow here)
+    np.testing.assert_allclose(s["synflow"], np.log(s["direct"]), rtol=1e-4)
+
+
+def _direct_synflow(net, v, x):
+    params = jax.tree.map(jnp.abs, v["params"])
+    stats = P.unflat({k: (jnp.zeros_like(t) if k[-1] == "mean" else jnp.full_like(t, 1.0 - 1e-5))
+                      for k, t in P.flat(v["batch_stats"]).items()})
+    ones = jnp.ones((1,) + x.shape[1:])
+    g = jax.grad(lambda p: jnp.sum(P.logits(net, p, stats, ones, None, P.EVAL)))(params)
+    fp, fg = P.flat(params), P.flat(g)
+    return sum(jnp.sum(jnp.abs(fp[k] * fg[k])) for k in fp if k[-1] == "kernel")
+
+
+def test_missing_context_fields_error(setup):
+    with pytest.raises(ValueError, match="labels"):
+        REGISTRY["snip"].build(ScoringContext(net=setup["net"], init_variables=setup["v"], images=setup["x"]))
