@@ -21,6 +21,7 @@ Example (CPU, see README "Results")::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import datetime as dt
 import json
@@ -50,6 +51,8 @@ def parse_args(argv=None):
     p.add_argument("--mc-samples", type=int, default=10)
     p.add_argument("--mc-batch-size", type=int, default=64)
     p.add_argument("--baselines", default=",".join(BASELINES))
+    p.add_argument("--indicator-options", default="{}",
+                   help='JSON per-indicator options, e.g. \'{"grasp": {"batch_size": 16}}\' (recorded)')
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--search-seeds", type=int, default=5)
     p.add_argument("--search-budget", type=int, default=100, help="archs per pool-restricted search")
@@ -105,6 +108,7 @@ def stage_score(args, log):
                   mc_batch_size=args.mc_batch_size, seed=args.seed)
     ctx_b = scoring.make_context(runs["bnnas"], data, **ctx_kw)
     ctx_f = scoring.make_context(runs["fair"], data, fresh_init=True, **ctx_kw)
+    ctx_f = dataclasses.replace(ctx_f, options={**ctx_f.options, **json.loads(args.indicator_options)})
 
     res = scoring.score_architectures(ctx_b, ["gamma"], all_enc, devices=args.devices)
     put("gamma_bnnas", res["gamma"])
@@ -135,8 +139,11 @@ def stage_score(args, log):
         for i in range(n):
             w.writerow([archs[i]] + [f"{cols[c][i]:.6g}" for c in order])
     log(f"wrote {path}")
+    from fbnas_jax.indicators import training_free
+
+    used = {b: training_free.resolve_options(b, ctx_f) for b in args.baselines.split(",") if b}
     return {"pool_size": int(len(pool)), "pool_seed": args.seed, "timings": timings,
-            "options": ctx_f.options, "columns": order,
+            "options": ctx_f.options, "baseline_options_used": used, "columns": order,
             "pool_note": "forward/gradient indicators and cpi scored on the pool only (NaN elsewhere); "
                          "cpi ranks are over the pool"}
 

@@ -216,6 +216,42 @@ def _compile(fn, chunk: int, devs: list):
     return lambda enc: compiled(*state, place(enc))
 
 
+def _run_chunks(run, enc: np.ndarray, chunk: int, *, desc: str = "", progress: bool = False) -> np.ndarray:
+    """``run`` over ``enc`` in chunks of exactly ``chunk`` rows (the last one padded)."""
+    n = enc.shape[0]
+    n_chunks = -(-n // chunk)
+    padded = np.concatenate([enc, np.repeat(enc[:1] if n else np.zeros((1, 6), np.int32),
+                                            n_chunks * chunk - n, axis=0)])
+    outs = [run(padded[i * chunk:(i + 1) * chunk])
+            for i in tqdm(range(n_chunks), desc=desc, unit="chunk", disable=not progress or n_chunks < 2,
+                          leave=False)]
+    return np.concatenate([np.asarray(jax.device_get(o), np.float64) for o in outs])[:n] if outs else np.zeros(0)
+
+
+class Scorer:
+    """Per-indicator scorers compiled once and reused across calls (search loops).
+
+    ``scorer("gamma", encodings)`` -> float64 scores. :func:`score_architectures` compiles
+    per call (its chunk fits the request); a search scores ~50 new architectures per
+    generation and must not recompile each time. Composite indicators are not per-arch:
+    search them with :class:`fbnas_jax.search.ReferenceRankObjective` over components.
+    """
+
+    def __init__(self, ctx: base.ScoringContext, *, chunk_size: int = 64, devices=None):
+        self.ctx, self.devs = ctx, _mesh_devices(devices)
+        self.chunk = _round_up(chunk_size, len(self.devs))
+        self._runs: dict[str, object] = {}
+
+    def __call__(self, name: str, encodings) -> np.ndarray:
+        ind = base.get(name)
+        if ind.family == "composite":
+            raise ValueError(f"{name!r} is rank-based: score its components {ind.components} instead")
+        if name not in self._runs:
+            resolve_indicators(self.ctx, [name])  # clear error if the context lacks what it needs
+            self._runs[name] = _compile(ind.build(self.ctx), self.chunk, self.devs)
+        return _run_chunks(self._runs[name], nb201.validate_encodings(encodings), self.chunk)
+
+
 def _round_up(x: int, m: int) -> int:
     return -(-x // m) * m
 
@@ -252,13 +288,7 @@ def score_architectures(ctx: base.ScoringContext, indicators: Sequence[str] | st
         t1 = time.perf_counter()
         run = _compile(fn, chunk, devs)
         t2 = time.perf_counter()
-        n_chunks = -(-n // chunk)
-        padded = np.concatenate([enc, np.repeat(enc[:1] if n else np.zeros((1, 6), np.int32),
-                                                n_chunks * chunk - n, axis=0)])
-        outs = []
-        for i in tqdm(range(n_chunks), desc=nm, unit="chunk", disable=not progress or n_chunks < 2, leave=False):
-            outs.append(run(padded[i * chunk:(i + 1) * chunk]))
-        vals = np.concatenate([np.asarray(jax.device_get(o), np.float64) for o in outs])[:n] if outs else np.zeros(0)
+        vals = _run_chunks(run, enc, chunk, desc=nm, progress=progress)
         t3 = time.perf_counter()
         scores[nm] = vals
         timings[nm] = {"build_s": t1 - t0, "compile_s": t2 - t1, "run_s": t3 - t2,

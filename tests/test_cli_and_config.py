@@ -100,3 +100,15 @@ def test_theory_command_is_forwarded(capsys):
         main(["theory", "--help"])
     assert info.value.code == 0
     assert "ntk-check" in capsys.readouterr().out
+
+
+def test_demo_command_runs_and_prints_subnet_table(capsys):
+    rc = main(["demo", "--no-progress", "--set", "train.max_steps=4", "model.channels=4"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    rows = [line for line in out.splitlines() if line.startswith("|") and line.count("~") == 6]
+    assert len(rows) == 8
+    gammas = [float(r.split()[3]) for r in rows]
+    assert min(gammas) == 0.0 and max(gammas) > 0  # all-`none` has no BN; others do
+    accs = [float(r.split()[-1]) for r in rows]
+    assert all(0.0 <= a <= 100.0 for a in accs)

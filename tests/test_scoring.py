@@ -133,3 +133,23 @@ def test_data_shape_mismatch(tiny_workdir):
                        mc_samples=3, mc_batch_size=8, seed=1)
     assert ctx.images.shape == (16, 16, 16, 3) and ctx.train_images.shape == (3, 8, 16, 16, 3)
     assert ctx.options["mc_samples"] == 3
+
+
+def test_search_cli_on_checkpoint(tiny_workdir, capsys):
+    """`fbnas search --checkpoint`: a per-arch indicator and CPI (reference-rank objective)."""
+    from fbnas_jax.cli import main
+    from fbnas_jax.spaces import nb201
+
+    small = ["--generations", "2", "--population", "6", "--top-k", "2", "--mutations", "2",
+             "--crossovers", "2", "--chunk-size", "4", "--seed", "1", "--json"]
+    for indicator in ("gamma", "cpi"):
+        extra = ["--reference", "8"] if indicator == "cpi" else []
+        rc = main(["search", "--checkpoint", str(tiny_workdir), "--indicator", indicator, "--algo", "ea"]
+                  + small + extra)
+        out = capsys.readouterr()
+        assert rc == 0, out.err
+        res = json.loads(out.out)
+        nb201.string_to_encoding(res["arch"])
+        assert res["n_evaluated"] == 12 and np.isfinite(res["score"])
+        if indicator == "cpi":
+            assert 0.0 <= res["score"] <= 1.0

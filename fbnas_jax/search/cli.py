@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--generations", type=int, default=20)
     p.add_argument("--max-params", type=float, default=None, help="limit, millions")
     p.add_argument("--max-flops", type=float, default=None, help="limit, millions")
-    p.add_argument("--dataset", default="cifar10", help="--checkpoint: data for data-based indicators")
+    p.add_argument("--dataset", default=None, help="--checkpoint: data for data-based indicators (default: the run's own)")
     p.add_argument("--reference", type=int, default=1000,
                    help="--checkpoint, rank-based indicator: reference architectures (0 = all)")
     p.add_argument("--chunk-size", type=int, default=256, help="--checkpoint: scoring chunk size")
@@ -66,36 +66,21 @@ def _checkpoint_objective(args):
     """Objective from a supernet checkpoint via the scoring engine's documented API."""
     import numpy as np
 
-    try:
-        from fbnas_jax import scoring
-    except ModuleNotFoundError as err:
-        if err.name != "fbnas_jax.scoring":
-            raise
-        raise RuntimeError("the scoring engine (fbnas_jax.scoring) is not installed; "
-                           "use --scores with a precomputed scores CSV") from None
+    from fbnas_jax import scoring
     from fbnas_jax.indicators import base as ind_base
     from fbnas_jax.search.algorithms import ReferenceRankObjective
+    from fbnas_jax.scoring_cli import load_scoring_data
     from fbnas_jax.spaces.nb201 import all_encodings
+    from fbnas_jax.training.loop import load_run
 
-    try:  # registers the indicators, if the package does so on import
-        import fbnas_jax.indicators  # noqa: F401
-    except ImportError:
-        pass
     indicator = ind_base.get(args.indicator)  # UnknownIndicatorError names the available ones
-    run = scoring.load_run(args.checkpoint) if hasattr(scoring, "load_run") else args.checkpoint
-    ctx = scoring.make_context(run, args.dataset)
-
-    def engine(names):
-        def fn(enc):
-            out = scoring.score_architectures(ctx, list(names), np.asarray(enc, np.int32),
-                                              chunk_size=args.chunk_size, progress=False)
-            return out
-
-        return fn
-
+    run = load_run(args.checkpoint)
+    scoring.check_run(run)
+    ctx = scoring.make_context(run, load_scoring_data(run, args.dataset), seed=args.seed)
+    scorer = scoring.Scorer(ctx, chunk_size=args.chunk_size)  # compiles each indicator once
     components = tuple(getattr(indicator, "components", ()) or ())
     if indicator.family == "composite" and components:
-        comp_fns = {c: (lambda enc, c=c: np.asarray(engine([c])(enc)[c])) for c in components}
+        comp_fns = {c: (lambda enc, c=c: scorer(c, enc)) for c in components}
         rng = np.random.default_rng(args.seed + 10_000)
         ref = all_encodings()
         if args.reference and args.reference < len(ref):
@@ -104,10 +89,7 @@ def _checkpoint_objective(args):
             f"checkpoint {args.checkpoint}, {args.indicator} = mean reference-CDF position of "
             f"{list(components)} over {len(ref)} reference architectures")
 
-    def score_fn(enc):
-        return np.asarray(engine([args.indicator])(enc)[args.indicator], np.float64)
-
-    return score_fn, f"checkpoint {args.checkpoint}"
+    return (lambda enc: scorer(args.indicator, enc)), f"checkpoint {args.checkpoint}"
 
 
 def _search(args) -> int:
