@@ -25,6 +25,16 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path) -> str:
+    """Write ``fig`` as PNG to ``path`` (creating folders), close it, return the path."""
+    fig.tight_layout()
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
@@ -60,12 +70,7 @@ def scatter_plot(x, y, path, *, color=None, color_label: str = "", xlabel: str =
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def scatter_plots(scores: Mapping[str, np.ndarray], truth: Mapping[str, np.ndarray], out_dir,
@@ -101,9 +106,4 @@ def tau_bar_chart(taus: Mapping[str, float], path, *, column: str = "", title: s
     ax.axhline(0, color="black", linewidth=0.5)
     ax.set_ylabel(f"Kendall tau{' vs ' + column if column else ''}")
     ax.set_title(title or "Kendall tau per indicator", fontsize=9)
-    fig.tight_layout()
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
