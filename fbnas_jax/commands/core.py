@@ -75,7 +75,9 @@ def cmd_demo(args) -> int:
     for arch, p, f, g, t, acc in sorted(rows, key=lambda r: -r[5]):
         print(f"{arch:<100} {p:8.4f} {f:8.2f} {g:7.2f} {t:8.2f} {100 * acc:6.1f}")
     print("\nacc % = test accuracy of the subnet with weights inherited from the supernet (running BN "
-          "statistics);\ngamma = BN-NAS indicator (sum of mean |gamma| of each op's last BN); "
+          "statistics; chance is 10 %:\n  BN-only training with frozen random convolutions learns slowly, "
+          "and one epoch of a small supernet\n  stays near chance -- BN-NAS ranks subnets by gamma, not by "
+          "this accuracy);\ngamma = BN-NAS indicator (sum of mean |gamma| of each op's last BN); "
           f"|g|/sig = FBN-NAS trainability.\ndone in {time.perf_counter() - t0:.1f} s")
     return 0
 
