@@ -127,7 +127,7 @@ def _standalone(setup, arch):
 
 
 def test_standalone_equals_supernet_subnet(setup):
-    """Unchosen ops contribute nothing: snip / grad_norm / naswot / synflow of the supernet
+    """Unchosen ops contribute nothing: snip / grad_norm / grasp / fisher / naswot / synflow of the supernet
     subnet equal those of the stand-alone network holding only the chosen ops."""
     net, v = _standalone(setup, MIXED)
     x, y = jnp.asarray(setup["x"][:BATCH]), jnp.asarray(setup["y"][:BATCH])
@@ -135,6 +135,7 @@ def test_standalone_equals_supernet_subnet(setup):
     @jax.jit
     def scores(v):
         return {"snip": P.snip(net, v, x, y, None), "grad_norm": P.grad_norm(net, v, x, y, None),
+                "grasp": P.grasp(net, v, x, y, None), "fisher": P.fisher(net, v, x, y, None),
                 "naswot_k": P.relu_kernel(net, v, x, None),
                 "synflow": P.synflow(net, v, x.shape[1:], None), "direct": _direct_synflow(net, v, x)}
 
@@ -142,6 +143,8 @@ def test_standalone_equals_supernet_subnet(setup):
     a = setup["a"]
     np.testing.assert_allclose(s["snip"], a["snip"][2], rtol=1e-4)
     np.testing.assert_allclose(s["grad_norm"], a["grad_norm"][2], rtol=1e-4)
+    np.testing.assert_allclose(s["grasp"], a["grasp"][2], rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(s["fisher"], a["fisher"][2], rtol=1e-3, atol=1e-9)
     np.testing.assert_allclose(tf.naswot_logdet(np.asarray(s["naswot_k"])), a["naswot"][2], rtol=1e-5)
     np.testing.assert_allclose(s["synflow"], a["synflow"][2], rtol=1e-4)
     # the rescaled log-space SynFlow equals the direct float32 computation (no overflow here)
