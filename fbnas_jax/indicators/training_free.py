@@ -211,7 +211,7 @@ build_grad_norm = _loss_builder("grad_norm", P.grad_norm)
 def _ntk_cond_fn(vs, xs, encodings, *, net):
     def per_arch(e):
         return jax.lax.map(lambda vx: P.ntk_gram(net, vx[0], vx[1], e), (vs, xs))  # (R, B, B)
-    grams = jax.vmap(per_arch)(jnp.asarray(encodings, jnp.int32))
+    grams = jax.lax.map(per_arch, jnp.asarray(encodings, jnp.int32))  # see _proxies.ntk_gram
     cond = condition_number(grams)
     cond = jnp.where(cond > 0, cond, jnp.inf)  # lambda_min <= 0: ill-conditioned
     return -jnp.mean(cond, axis=-1)
