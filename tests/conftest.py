@@ -1,7 +1,6 @@
 """Shared fixtures: tiny datasets and configs so every test compiles small networks."""
 from __future__ import annotations
 
-import os
 
 import pytest
 

@@ -111,7 +111,7 @@ def test_bn_mode_parameter_free_ops(fair, bnnas):
     skip = nb201.string_to_encoding("|skip_connect~0|+|skip_connect~0|avg_pool_3x3~1|+"
                                     "|avg_pool_3x3~0|skip_connect~1|skip_connect~2|")
     for kind in ("gamma", "trainability"):
-        (nf, vf), (nb, vb) = fair, bnnas
+        (_, vf), (_, vb) = fair, bnnas
         tf = bn_table(vf["params"], vf["batch_stats"], num_cells=3, bn_mode="fair", kind=kind)
         tb = bn_table(vb["params"], vb["batch_stats"], num_cells=3, bn_mode="bnnas", kind=kind)
         assert float(table_scores(tb, skip[None])[0]) == 0.0

@@ -1,6 +1,5 @@
 """CLI smoke tests and headless execution of the theory notebooks at small size."""
 import json
-import os
 from pathlib import Path
 
 import pytest

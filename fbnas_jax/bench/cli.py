@@ -45,8 +45,6 @@ def register(subparsers) -> None:
 def _correlation(args) -> int:
     import warnings
 
-    import numpy as np
-
     from fbnas_jax.bench.correlation import BenchError, correlate_files, format_table
     from fbnas_jax.groundtruth import GroundTruthError
     from fbnas_jax.spaces.nb201 import SearchSpaceError

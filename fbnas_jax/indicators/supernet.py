@@ -55,7 +55,6 @@ Indicators and the choices made
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Mapping
 
 import jax

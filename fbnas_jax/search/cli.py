@@ -9,7 +9,6 @@ NaN / absent = invalid). Rank-based indicators (``cpi``) scored from a checkpoin
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
