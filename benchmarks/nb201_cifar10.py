@@ -26,6 +26,7 @@ import csv
 import datetime as dt
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -174,21 +175,17 @@ def stage_analyze(args, log, score_meta):
     acc = gt.column(TRUTH_COLUMN)[ti]
     scores = {k: np.asarray(v)[qi] for k, v in table.columns.items()}
     summary: dict = {}
-    rows = []
-    from scipy.stats import kendalltau, spearmanr
-
-    for name, s in scores.items():
-        ok = ~np.isnan(s)  # -inf (e.g. a singular NASWOT kernel) is a legitimate worst score
-        tau = kendalltau(s[ok], acc[ok]).statistic
-        rho = spearmanr(s[ok], acc[ok]).statistic
-        rows.append({"indicator": name, "n": int(ok.sum()), "kendall_tau": float(tau), "spearman_rho": float(rho),
-                     "top10_precision": float(correlation.top_precision(s[ok], acc[ok], 0.1))})
-    # the same on the pool only, so full-space and pool indicators are compared on equal footing
+    # NaN = outside the scored pool (expected, so the per-architecture warnings are muted);
+    # -inf (e.g. a singular NASWOT kernel) is a legitimate worst score and is ranked.
     pool = ~np.isnan(scores["cpi"])
-    for r in rows:
-        s = scores[r["indicator"]]
-        ok = pool & ~np.isnan(s)
-        r["kendall_tau_pool"] = float(kendalltau(s[ok], acc[ok]).statistic)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", correlation.NaNScoreWarning)
+        full = correlation.correlate(scores, {TRUTH_COLUMN: acc}, archs=table.archs)
+        on_pool = correlation.correlate({k: np.where(pool, v, np.nan) for k, v in scores.items()},
+                                        {TRUTH_COLUMN: acc})
+    rows = [{"indicator": f.indicator, "n": f.n, "kendall_tau": f.kendall_tau, "spearman_rho": f.spearman_rho,
+             "top10_precision": f.top_precision, "kendall_tau_pool": p.kendall_tau}
+            for f, p in zip(full, on_pool)]
     summary["correlation"] = rows
     plots.tau_bar_chart({r["indicator"]: r["kendall_tau_pool"] for r in rows}, out / "fig4_kendall_tau.png",
                         column=TRUTH_COLUMN, title="Kendall tau vs NB201 CIFAR-10 test acc (scored pool)")
@@ -248,7 +245,7 @@ def stage_analyze(args, log, score_meta):
 def write_markdown(path: Path, meta: dict) -> None:
     a = meta.get("analyze", {})
     lines = [f"# NB201 CIFAR-10 benchmark ({meta['date']}, {meta['device']['device']}, JAX {meta['device']['jax']})",
-             "", f"Configs: {meta['args']['fbn_config']}, {meta['args']['bnnas_config']}; pool "
+             "", f"Configs: {meta['train']['fair']['config']['model']} (fair), BN-NAS alike with bn_mode=bnnas; pool "
              f"{meta.get('score', {}).get('pool_size')} archs; truth column {TRUTH_COLUMN}.", "",
              "| indicator | n | Kendall tau | tau on pool | Spearman | top-10% precision |", "|---|---|---|---|---|---|"]
     for r in a.get("correlation", []):
@@ -276,8 +273,11 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "nb201_cifar10_scores.csv.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    meta.update({"date": dt.date.today().isoformat(), "device": device_summary(), "args": vars(args)})
     stages = args.stages.split(",")
+    meta.update({"date": dt.date.today().isoformat(), "device": device_summary()})
+    # each stage keeps the arguments it ran with (a later analyze-only call must not
+    # overwrite the scoring settings)
+    meta.setdefault("args_by_stage", {}).update({stage: vars(args) for stage in stages})
     t0 = time.perf_counter()
     if "train" in stages:
         meta["train"] = stage_train(args, print)

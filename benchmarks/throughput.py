@@ -74,8 +74,7 @@ def measure_indicators(args) -> list[dict]:
     rows = []
     for name in [n for n in args.indicators.split(",") if n]:
         ind = base.get(name)
-        table = ind.per_arch_cost == "table" or name in ("gamma", "trainability")
-        n = args.table_archs if table else args.archs
+        n = args.table_archs if ind.per_arch_cost == "table" else args.archs
         enc = nb201.all_encodings() if n >= nb201.NUM_ARCHS else nb201.sample_encodings(rng, n)
         t0 = time.perf_counter()
         res = scoring.score_architectures(ctx, [name], enc, chunk_size=args.chunk_size, progress=False)

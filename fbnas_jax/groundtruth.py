@@ -146,7 +146,7 @@ def _query_encodings(archs) -> np.ndarray:
     return parse_archs(list(archs))
 
 
-def parse_float(text: str) -> float | None:
+def _parse_float(text: str) -> float | None:
     t = text.strip()
     if t.lower() in _MISSING:
         return math.nan
@@ -216,7 +216,7 @@ def load_ground_truth(
             for name, i in col_i.items():
                 if name in not_numeric:
                     continue
-                v = parse_float(row[i])
+                v = _parse_float(row[i])
                 if v is None:
                     if columns is not None:
                         raise GroundTruthError(

@@ -8,10 +8,6 @@ import os
 from pathlib import Path
 
 
-def default_cache_root() -> Path:
-    return Path(os.environ.get("FBNAS_CACHE_DIR", Path.home() / ".cache" / "fbnas_jax"))
-
-
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
     """Persist XLA executables on disk, keyed by the compiled program.
 
@@ -23,7 +19,9 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
         return None
     import jax
 
-    target = Path(path) if path is not None else default_cache_root() / "xla"
+    from fbnas_jax.data.image_folder import default_cache_dir
+
+    target = Path(path) if path is not None else default_cache_dir() / "xla"
     target.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(target))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

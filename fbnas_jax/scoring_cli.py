@@ -66,7 +66,7 @@ def load_archs(spec: str, seed: int):
     return nb201.parse_archs(items)
 
 
-def load_scoring_data(run, source: str | None, seed: int = 0):
+def load_scoring_data(run, source: str | None):
     """The dataset for scoring: ``source`` or the run's; synthetic matches the run's image size."""
     from fbnas_jax import data as fdata
 
@@ -74,9 +74,11 @@ def load_scoring_data(run, source: str | None, seed: int = 0):
     source = d.source if source is None else source
     if source.lower() in ("synthetic", "embedded"):
         return fdata.make_synthetic(image_size=int(run.input_shape[0]), seed=0)
-    same = source == d.source
-    return fdata.load_dataset(source, data_dir=d.data_dir if same else None, cache_dir=d.cache_dir,
-                              subset=d.subset if same else None, seed=run.config.train.seed)
+    if source == d.source:
+        from fbnas_jax.training.loop import load_data
+
+        return load_data(run.config)
+    return fdata.load_dataset(source, cache_dir=d.cache_dir)
 
 
 def write_csv(path: Path, encodings, scores: dict) -> None:
@@ -103,7 +105,7 @@ def run_score(args: argparse.Namespace) -> int:
         run = load_run(args.checkpoint)
         scoring.check_run(run, expect_bn_mode=args.expect_bn_mode, expect_space=args.expect_space)
         encodings = load_archs(args.archs, args.seed)
-        dataset = load_scoring_data(run, args.data, args.seed)
+        dataset = load_scoring_data(run, args.data)
         names = args.indicators
         from fbnas_jax.indicators import base
 

@@ -165,7 +165,7 @@ def test_read_scores_csv_rejects_bad_input(tmp_path):
         read_scores_csv(p)
     a = encoding_to_string([0] * 6)
     p.write_text(f"arch,x\n{a},1\n{a},2\n")
-    with pytest.raises(BenchError, match="already on line 2"):
+    with pytest.raises(BenchError, match="appears in 2 rows"):
         read_scores_csv(p)
     p.write_text("arch,x\n|bogus~0|,1\n")
     with pytest.raises(BenchError, match="line 2: bad arch"):

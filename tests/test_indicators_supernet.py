@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from fbnas_jax.indicators import base
+from fbnas_jax.ranking import rank_average, reference_cpi
 from fbnas_jax.indicators.supernet import (
-    BN_EPS, bn_table, cpi_from_scores, reference_cpi, table_scores,
+    BN_EPS, bn_table, cpi_from_scores, table_scores,
 )
 from fbnas_jax.models.layers import ReLU
 from fbnas_jax.models.nb201 import build_network
@@ -213,7 +214,7 @@ def test_nan_scores_warned_and_not_ranked(fair):
         with pytest.warns(UserWarning, match=r"_test_nan: \d+ of 30 architectures scored NaN"):
             res = score_architectures(ctx, ["_test_nan"], encs, progress=False)
         assert res.nan_archs["_test_nan"] == np.flatnonzero(encs[:, 0] == 0).tolist()
-        r = base.rank_average(res["_test_nan"])
+        r = rank_average(res["_test_nan"])
         assert np.all(np.isnan(r[encs[:, 0] == 0]))
     finally:
         del base.REGISTRY["_test_nan"]

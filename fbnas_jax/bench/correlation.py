@@ -21,7 +21,6 @@ column per indicator (empty / ``nan`` cells read as NaN); ground truth is any CS
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 import os
@@ -30,13 +29,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from fbnas_jax.groundtruth import GroundTruth, parse_float, load_ground_truth
-from fbnas_jax.spaces.nb201 import (
-    NUM_EDGES,
-    SearchSpaceError,
-    encoding_to_string,
-    string_to_encoding,
-)
+from fbnas_jax.groundtruth import GroundTruth, GroundTruthError, load_ground_truth
 
 __all__ = [
     "BenchError", "NaNScoreWarning", "MissingTruthWarning", "ScoresTable", "CorrelationRow",
@@ -92,52 +85,18 @@ class CorrelationRow:
 def read_scores_csv(path: str | os.PathLike) -> ScoresTable:
     """Read a scores CSV (``arch`` + numeric indicator columns).
 
-    Text columns and an ``index`` column are skipped; each architecture must appear once.
+    A scores CSV has the shape of a ground-truth CSV, so :func:`load_ground_truth` reads it
+    (same validation: malformed or repeated architectures, ragged rows); text columns and an
+    ``index`` column are dropped.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"scores CSV not found: {path!r}")
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            raise BenchError(f"{path}: empty file, expected a header with an 'arch' column")
-        header = [h.strip() for h in header]
-        if ARCH_COLUMN not in header:
-            raise BenchError(f"{path}: no 'arch' column in the header (found {header})")
-        if len(set(header)) != len(header):
-            raise BenchError(f"{path}: duplicate column names in header {header}")
-        arch_i = header.index(ARCH_COLUMN)
-        names = [h for h in header if h != ARCH_COLUMN]
-        col_i = {n: header.index(n) for n in names}
-        values: dict[str, list[float]] = {n: [] for n in names}
-        text_cols: set[str] = set()
-        archs, encs, seen = [], [], {}
-        for row in reader:
-            if not row or all(not c.strip() for c in row):
-                continue
-            line = reader.line_num
-            if len(row) != len(header):
-                raise BenchError(f"{path}, line {line}: {len(row)} fields, the header has {len(header)}")
-            try:
-                enc = string_to_encoding(row[arch_i])
-            except SearchSpaceError as err:
-                raise BenchError(f"{path}, line {line}: bad arch: {err}") from None
-            arch = encoding_to_string(enc)
-            if arch in seen:
-                raise BenchError(f"{path}, line {line}: architecture {arch!r} already on line {seen[arch]}")
-            seen[arch] = line
-            archs.append(arch)
-            encs.append(enc)
-            for name in names:
-                v = parse_float(row[col_i[name]])
-                if v is None:
-                    text_cols.add(name)
-                values[name].append(math.nan if v is None else v)
-    cols = {n: np.asarray(v, np.float64) for n, v in values.items()
-            if n not in text_cols and n.lower() != "index"}
-    enc_arr = np.stack(encs) if encs else np.zeros((0, NUM_EDGES), np.int32)
-    return ScoresTable(archs, enc_arr, cols, path)
+    if not os.path.isfile(os.fspath(path)):
+        raise FileNotFoundError(f"scores CSV not found: {os.fspath(path)!r}")
+    try:
+        table = load_ground_truth(path)
+    except GroundTruthError as err:
+        raise BenchError(str(err)) from None
+    cols = {n: v for n, v in table.columns.items() if n.lower() != "index"}
+    return ScoresTable(table.archs, table.encodings, cols, table.source)
 
 
 def _select(names: Sequence[str] | None, available: Sequence[str], what: str, source: str) -> list[str]:

@@ -18,7 +18,6 @@ import dataclasses
 import functools
 from typing import Any, Callable
 
-import numpy as np
 
 ScoreFn = Callable[[Any], Any]  # encodings (n, 6) int32 -> scores (n,) float32
 
@@ -96,14 +95,3 @@ def get(name: str) -> Indicator:
     except KeyError:
         raise UnknownIndicatorError(
             f"unknown indicator {name!r}; available: {', '.join(sorted(REGISTRY))}") from None
-
-
-def rank_average(scores: np.ndarray) -> np.ndarray:
-    """Ranks 1..n (higher score -> higher rank), ties averaged; NaN stays NaN."""
-    from scipy.stats import rankdata
-
-    scores = np.asarray(scores, np.float64)
-    out = np.full(scores.shape, np.nan)
-    ok = np.isfinite(scores)
-    out[ok] = rankdata(scores[ok], method="average")
-    return out

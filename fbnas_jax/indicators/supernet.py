@@ -50,7 +50,7 @@ Indicators and the choices made
     Mean of the ranks (1..n, higher score -> higher rank, ties averaged) of expressivity,
     trainability and uncertainty over the *scored set* (:func:`cpi_from_scores`). It is not
     a per-architecture function, so the engine computes it after its components. For search,
-    where no fixed set exists, :func:`reference_cpi` places a candidate in a reference set
+    where no fixed set exists, :func:`fbnas_jax.ranking.reference_cpi` places a candidate in a reference set
     instead (empirical-CDF position, in [0, 1]).
 """
 from __future__ import annotations
@@ -62,9 +62,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from fbnas_jax.indicators._proxies import naswot_logdet, relu_kernel
-from fbnas_jax.indicators.base import Indicator, ScoringContext, bind_state, rank_average, register
+from fbnas_jax.indicators.base import Indicator, ScoringContext, bind_state, register
 from fbnas_jax.models.layers import ForwardMode
 from fbnas_jax.models.nb201 import op_last_bn
+from fbnas_jax.ranking import rank_average
 from fbnas_jax.spaces import nb201
 
 BN_EPS = 1e-5  # fbnas_jax.models.layers.BatchNorm.epsilon
@@ -222,37 +223,6 @@ def cpi_from_scores(scores: Mapping[str, np.ndarray], components=CPI_COMPONENTS)
         raise KeyError(f"cpi needs scores of {missing}")
     ranks = np.stack([rank_average(_finite_for_ranking(scores[c])) for c in components])
     return ranks.mean(axis=0)
-
-
-def reference_cpi(candidate_scores: Mapping[str, np.ndarray], reference_scores: Mapping[str, np.ndarray],
-                  components=CPI_COMPONENTS) -> np.ndarray:
-    """CPI of candidates relative to a fixed reference set, in [0, 1].
-
-    For each component, the candidate's mid-rank empirical-CDF position in the reference
-    scores, ``(#{ref < x} + 0.5 #{ref == x}) / n_ref``; averaged over components. Unlike
-    :func:`cpi_from_scores` a candidate's value does not depend on which other candidates
-    are scored, so it can drive a search (e.g. the reference = a random sample of the
-    space). Within the reference set itself it equals ``(rank - 0.5) / n``, a monotone map of
-    the set's CPI. NaN components (in candidates) give NaN; NaN reference entries are dropped.
-    """
-    out = None
-    for c in components:
-        ref = np.asarray(reference_scores[c], np.float64)
-        ref = ref[~np.isnan(ref) & ~np.isposinf(ref)]
-        if ref.size == 0:
-            raise ValueError(f"reference scores of {c!r} are all NaN or empty")
-        x = np.asarray(candidate_scores[c], np.float64)
-        # -inf (degenerate) sits below every finite value, tied with the reference's -inf
-        finite = np.concatenate([ref[np.isfinite(ref)], x[np.isfinite(x)]])
-        floor = (finite.min() if finite.size else 0.0) - 1.0
-        ref = np.sort(np.where(np.isneginf(ref), floor, ref))
-        x = np.where(np.isneginf(x), floor, x)
-        below = np.searchsorted(ref, x, side="left")
-        at_or_below = np.searchsorted(ref, x, side="right")
-        pos = (below + 0.5 * (at_or_below - below)) / ref.size
-        pos = np.where(np.isnan(x), np.nan, pos)
-        out = pos if out is None else out + pos
-    return out / len(components)
 
 
 # --------------------------------------------------------------------------- registry

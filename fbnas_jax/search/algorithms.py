@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from fbnas_jax.ranking import reference_cpi
 from fbnas_jax.spaces.cost import nb201_costs
 from fbnas_jax.spaces.nb201 import (
     NUM_ARCHS,
@@ -381,11 +382,5 @@ class ReferenceRankObjective:
     def __call__(self, encodings) -> np.ndarray:
         enc = validate_encodings(encodings)
         ref = self.reference_scores()
-        total = np.zeros(len(enc))
-        for name, sorted_ref in ref.items():
-            s = self._component(name, enc)
-            lo = np.searchsorted(sorted_ref, s, side="left")
-            hi = np.searchsorted(sorted_ref, s, side="right")
-            pos = (lo + 0.5 * (hi - lo)) / len(sorted_ref)
-            total += np.where(np.isnan(s), np.nan, pos)
-        return total / len(ref)
+        candidates = {name: self._component(name, enc) for name in ref}
+        return reference_cpi(candidates, ref)
