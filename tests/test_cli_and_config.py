@@ -27,7 +27,7 @@ def test_cost_command_prints_json(capsys):
 def test_bad_architectures_give_clear_errors(bad, capsys):
     assert main(["nb201", "cost", bad]) == 2
     err = capsys.readouterr().err
-    assert "fbnas: error:" in err and len(err) < 400
+    assert "fbnas nb201 cost: error:" in err and len(err) < 400
 
 
 def test_every_subcommand_has_help(capsys):

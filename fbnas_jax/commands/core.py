@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
+
+from fbnas_jax.commands._common import add_set_option, log
 
 DEMO_OVERRIDES = (
     "model.channels=8", "model.cells_per_stage=1", "model.bn_mode=fair",
@@ -27,11 +28,6 @@ def _config(args, base_overrides=()):
     from fbnas_jax.config import load_config
 
     return load_config(getattr(args, "config", None), list(base_overrides) + list(args.set or []))
-
-
-def _fail(message: str, code: int = 2) -> int:
-    print(f"fbnas: error: {message}", file=sys.stderr)
-    return code
 
 
 def _subnet_table(result, archs, batch_size=250):
@@ -67,7 +63,7 @@ def cmd_demo(args) -> int:
     t0 = time.perf_counter()
     print(f"fbnas demo: fair BN-only supernet (C={cfg.model.channels}, N={cfg.model.cells_per_stage}) "
           f"on the embedded '{cfg.data.source}' dataset, {cfg.train.epochs} epochs, SPOS sampling")
-    result = train(cfg, args.workdir, progress=not args.no_progress)
+    result = train(cfg, args.workdir, progress=not args.no_progress, log=log)
     print(f"trained {int(result.state.step)} steps in {result.seconds:.1f} s; "
           f"last loss {result.history[-1]['loss']:.3f}" if result.history else "")
     rows = _subnet_table(result, DEMO_ARCHS)
@@ -83,23 +79,20 @@ def cmd_demo(args) -> int:
 
 
 def _train_common(args, extra=()) -> int:
-    from fbnas_jax.config import ConfigError
-    from fbnas_jax.data import DatasetError
+    from fbnas_jax import data as fdata
     from fbnas_jax.runtime import enable_compilation_cache
     from fbnas_jax.training import steps
-    from fbnas_jax.training.loop import TrainingDivergedError, train
+    from fbnas_jax.training.loop import free_workdir, train, with_absolute_paths
 
     enable_compilation_cache()
-    try:
-        cfg = _config(args, extra)
-        result = train(cfg, args.workdir, progress=not args.no_progress)
-    except (ConfigError, DatasetError, FileNotFoundError) as err:
-        return _fail(str(err))
-    except TrainingDivergedError as err:
-        return _fail(str(err), code=1)
-    from fbnas_jax import data as fdata
-
-    summary = {"workdir": str(args.workdir), "steps": int(result.state.step), "seconds": round(result.seconds, 2),
+    cfg = _config(args, extra)
+    workdir = args.workdir
+    if args.auto_workdir:
+        workdir = free_workdir(workdir, with_absolute_paths(cfg))
+        if str(workdir) != str(args.workdir):
+            log(f"{args.workdir} holds a run of another config: this run uses {workdir}")
+    result = train(cfg, workdir, progress=not args.no_progress, log=log)
+    summary = {"workdir": str(workdir), "steps": int(result.state.step), "seconds": round(result.seconds, 2),
                "last": result.history[-1] if result.history else None}
     if cfg.model.arch is not None:
         summary["test"] = steps.evaluate(result.net, result.state.variables,
@@ -113,12 +106,12 @@ def cmd_train_supernet(args) -> int:
 
 
 def cmd_train_arch(args) -> int:
-    from fbnas_jax.spaces import SearchSpaceError, nb201
+    from fbnas_jax.spaces import nb201
 
-    try:
-        arch = nb201.encoding_to_string(nb201.string_to_encoding(args.arch))
-    except SearchSpaceError as err:
-        return _fail(str(err))
+    if args.arch is None:
+        raise nb201.SearchSpaceError("train-arch needs an architecture: a cell string or 6 op indices "
+                                     "(e.g. '3,3,4,0,3,4')")
+    arch = nb201.encoding_to_string(_parse_arch(args.arch))
     return _train_common(args, (f"model.arch={arch}", "train.sampler=fixed"))
 
 
@@ -128,8 +121,13 @@ def _parse_arch(value: str):
 
     if value.strip().startswith("|"):
         return nb201.string_to_encoding(value)
+    text = value.strip()
+    parts = [p.strip() for p in text.split(",")] if "," in text else text.split()
+    if any(not p for p in parts):
+        raise nb201.SearchSpaceError(f"malformed encoding {value!r}: empty entry between commas "
+                                     "(expected 6 op indices like '3,3,4,0,3,4')")
     try:
-        indices = [int(v) for v in value.replace(",", " ").split()]
+        indices = [int(p) for p in parts]
     except ValueError:
         raise nb201.SearchSpaceError(f"{value!r} is neither a cell string nor 6 op indices") from None
     return nb201.validate_encoding(indices)
@@ -141,8 +139,8 @@ def cmd_cost(args) -> int:
     try:
         c = cost.nb201_cost(_parse_arch(args.arch), num_classes=args.classes, channels=args.channels,
                             cells_per_stage=args.cells, input_size=args.input_size)
-    except (SearchSpaceError, ValueError) as err:
-        return _fail(str(err))
+    except ValueError as err:  # sizes out of range
+        raise SearchSpaceError(str(err)) from None
     if args.json:
         print(json.dumps({"params_m": round(c.params_m, 6), "flops_m": round(c.flops_m, 6)}))
     else:
@@ -151,12 +149,9 @@ def cmd_cost(args) -> int:
 
 
 def cmd_arch(args) -> int:
-    from fbnas_jax.spaces import SearchSpaceError, nb201
+    from fbnas_jax.spaces import nb201
 
-    try:
-        enc = _parse_arch(args.value)
-    except SearchSpaceError as err:
-        return _fail(str(err))
+    enc = _parse_arch(args.value)
     print(json.dumps({"arch": nb201.encoding_to_string(enc), "encoding": enc.tolist(),
                       "ops": [nb201.OPS[k] for k in enc]}))
     return 0
@@ -165,7 +160,10 @@ def cmd_arch(args) -> int:
 def _add_train_args(p: argparse.ArgumentParser, config_required: bool) -> None:
     p.add_argument("--config", required=config_required, help="YAML config (see configs/)")
     p.add_argument("--workdir", required=True, help="run directory: checkpoints + run.json; resumes if present")
-    p.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE", help="override config keys, e.g. train.epochs=2")
+    add_set_option(p)
+    p.add_argument("--auto-workdir", action="store_true",
+                   help="if WORKDIR holds a run of another config, use (or resume) the first WORKDIR-2, "
+                        "WORKDIR-3, ... that is new or holds this config (a run is never overwritten)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -175,7 +173,7 @@ def register(sub) -> None:
                                    "dataset, then evaluate a handful of subnets and print a table.")
     p.add_argument("--config", help="optional YAML config overriding the demo settings")
     p.add_argument("--workdir", help="optional run directory (checkpoints)")
-    p.add_argument("--set", nargs="*", metavar="SECTION.KEY=VALUE")
+    add_set_option(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
 
@@ -187,7 +185,8 @@ def register(sub) -> None:
     p = sub.add_parser("train-arch", help="train and evaluate one stand-alone NB201 architecture",
                        description="Train one architecture (BN-only or all params, per train.params) and "
                                    "print its test accuracy.")
-    p.add_argument("arch", help="NB201 cell string")
+    p.add_argument("arch", nargs="?", help="NB201 cell string, or 6 op indices like '3,3,4,0,3,4' "
+                                          "(options may come before or after it)")
     _add_train_args(p, False)
     p.set_defaults(func=cmd_train_arch)
 

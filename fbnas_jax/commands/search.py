@@ -10,7 +10,6 @@ NaN / absent = invalid). Rank-based indicators (``cpi``) scored from a checkpoin
 from __future__ import annotations
 
 import json
-import sys
 
 
 def register(subparsers) -> None:
@@ -20,7 +19,9 @@ def register(subparsers) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="supernet work directory (scored via fbnas_jax.scoring)")
     src.add_argument("--scores", help="precomputed scores CSV ('arch' + indicator columns)")
-    p.add_argument("--indicator", required=True, help="indicator (column of --scores) to maximise")
+    p.add_argument("--indicator", required=True,
+                   help="indicator to maximise: a registered name (--checkpoint), or a column of --scores "
+                        "(gamma@fair; a bare name matches its only tagged column)")
     p.add_argument("--algo", choices=("ea", "random"), default="ea")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, default=1000, help="random search: architectures (1000)")
@@ -39,26 +40,26 @@ def register(subparsers) -> None:
     p.add_argument("--truth", default=None, help="ground-truth CSV: report the chosen arch's accuracies")
     p.add_argument("--truth-columns", default=None, help="comma-separated columns (default: all)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_search)
 
 
 def _scores_objective(args):
     import numpy as np
 
-    from fbnas_jax.bench.correlation import BenchError, read_scores_csv
+    from fbnas_jax.bench.correlation import read_scores_csv
+    from fbnas_jax.scores_io import resolve_column
     from fbnas_jax.spaces.nb201 import NUM_ARCHS, encoding_to_index
 
     table = read_scores_csv(args.scores)
-    if args.indicator not in table.columns:
-        raise BenchError(f"unknown indicator {args.indicator!r}: no such column in {args.scores}; "
-                         f"available: {list(table.columns)}")
+    column = resolve_column(args.indicator, list(table.columns), source=args.scores, what="indicator")
     full = np.full(NUM_ARCHS, np.nan)
-    full[encoding_to_index(table.encodings)] = table.columns[args.indicator]
+    full[encoding_to_index(table.encodings)] = table.columns[column]
 
     def score_fn(enc):
         return full[encoding_to_index(enc)]
 
-    return score_fn, f"scores CSV {args.scores} ({len(table)} architectures)"
+    return score_fn, f"column {column!r} of scores CSV {args.scores} ({len(table)} architectures)"
 
 
 def _checkpoint_objective(args):
@@ -66,17 +67,24 @@ def _checkpoint_objective(args):
     import numpy as np
 
     from fbnas_jax import scoring
+    from fbnas_jax.commands._common import log
     from fbnas_jax.indicators import base as ind_base
+    from fbnas_jax.runtime import enable_compilation_cache
+    from fbnas_jax.scores_io import load_scoring_data, needs, split_column
     from fbnas_jax.search.algorithms import ReferenceRankObjective
-    from fbnas_jax.scores_io import load_scoring_data
     from fbnas_jax.spaces.nb201 import all_encodings
     from fbnas_jax.training.loop import load_run
 
-    indicator = ind_base.get(args.indicator)  # UnknownIndicatorError names the available ones
+    name = split_column(args.indicator)[0]  # a tag names the network: here, the checkpoint's
+    indicator = ind_base.get(name)  # UnknownIndicatorError names the available ones
+    need = needs([name])
+    enable_compilation_cache()
     run = load_run(args.checkpoint)
     scoring.check_run(run)
-    ctx = scoring.make_context(run, load_scoring_data(run, args.dataset), seed=args.seed)
-    scorer = scoring.Scorer(ctx, chunk_size=args.chunk_size)  # compiles each indicator once
+    dataset = load_scoring_data(run, args.dataset) if need & {"images", "labels", "train_images"} else None
+    ctx = scoring.make_context(run, dataset, seed=args.seed, fresh_init="init_variables" in need)
+    # compiles each indicator once; says so, and shows bars + an estimate on long calls
+    scorer = scoring.Scorer(ctx, chunk_size=args.chunk_size, log=log, progress=not args.no_progress)
     components = tuple(getattr(indicator, "components", ()) or ())
     if indicator.family == "composite" and components:
         comp_fns = {c: (lambda enc, c=c: scorer(c, enc)) for c in components}
@@ -84,49 +92,63 @@ def _checkpoint_objective(args):
         ref = all_encodings()
         if args.reference and args.reference < len(ref):
             ref = ref[np.sort(rng.choice(len(ref), args.reference, replace=False))]
-        return ReferenceRankObjective(comp_fns, ref), (
-            f"checkpoint {args.checkpoint}, {args.indicator} = mean reference-CDF position of "
+        objective = ReferenceRankObjective(comp_fns, ref)
+        log(f"scoring the {len(ref)} reference architectures with {list(components)} ...")
+        objective.reference_scores()
+        return objective, (
+            f"checkpoint {args.checkpoint}, {name} = mean reference-CDF position of "
             f"{list(components)} over {len(ref)} reference architectures")
 
-    return (lambda enc: scorer(args.indicator, enc)), f"checkpoint {args.checkpoint}"
+    return (lambda enc: scorer(name, enc)), f"checkpoint {args.checkpoint}"
 
 
 def _search(args) -> int:
     import numpy as np
+    from tqdm.auto import tqdm
 
-    from fbnas_jax.bench.correlation import BenchError
-    from fbnas_jax.groundtruth import GroundTruthError, load_ground_truth
-    from fbnas_jax.search.algorithms import SearchError, evolutionary_search, random_search
-    from fbnas_jax.spaces.nb201 import SearchSpaceError
+    from fbnas_jax.groundtruth import load_ground_truth
+    from fbnas_jax.search.algorithms import evolutionary_search, random_search
+
+    from fbnas_jax.commands._common import UsageError
+
+    if args.chunk_size < 1:
+        raise UsageError(f"--chunk-size must be >= 1, got {args.chunk_size}")
+    if args.reference < 0:
+        raise UsageError(f"--reference must be >= 0 (0 = all), got {args.reference}")
+    try:  # setting up: a plain ValueError here is about the inputs, not a bug
+        score_fn, source = _scores_objective(args) if args.scores else _checkpoint_objective(args)
+    except ValueError as err:
+        if type(err) is not ValueError:
+            raise
+        raise UsageError(str(err)) from None
+    rng = np.random.default_rng(args.seed)
+    total = 1 if args.algo == "random" else args.generations
+    bar = tqdm(total=total, desc=f"search ({args.algo})", unit="gen", disable=args.no_progress, leave=False)
+
+    def progress(info):
+        bar.set_postfix(evaluated=info["evaluated"], best=f"{info['best']:.4g}")
+        bar.update(1)
 
     try:
-        if args.scores:
-            score_fn, source = _scores_objective(args)
-        else:
-            score_fn, source = _checkpoint_objective(args)
-        rng = np.random.default_rng(args.seed)
         if args.algo == "random":
             res = random_search(score_fn, args.samples, rng, max_params=args.max_params,
-                                max_flops=args.max_flops)
+                                max_flops=args.max_flops, progress=progress)
         else:
             res = evolutionary_search(
                 score_fn, rng, population=args.population, top_k=args.top_k,
                 mutations=args.mutations, mutation_prob=args.mutation_prob,
                 crossovers=args.crossovers, generations=args.generations,
-                max_params=args.max_params, max_flops=args.max_flops)
-        truth = None
-        if args.truth:
-            cols = None
-            if args.truth_columns:
-                cols = [c.strip() for c in args.truth_columns.split(",") if c.strip()]
-            gt = load_ground_truth(args.truth, columns=cols)
-            names = cols or [c for c in gt.column_names if c.lower() != "index"]
-            truth = {c: float(gt.values(c, res.encoding[None])[0]) for c in names}
-    except (SearchError, BenchError, GroundTruthError, SearchSpaceError, FileNotFoundError,
-            KeyError, ValueError, RuntimeError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"fbnas search: error: {msg}", file=sys.stderr)
-        return 2
+                max_params=args.max_params, max_flops=args.max_flops, progress=progress)
+    finally:
+        bar.close()
+    truth = None
+    if args.truth:
+        cols = None
+        if args.truth_columns:
+            cols = [c.strip() for c in args.truth_columns.split(",") if c.strip()]
+        gt = load_ground_truth(args.truth, columns=cols)
+        names = cols or [c for c in gt.column_names if c.lower() != "index"]
+        truth = {c: float(gt.values(c, res.encoding[None])[0]) for c in names}
     out = res.to_dict()
     out.update(indicator=args.indicator, seed=args.seed, objective=source)
     if truth is not None:

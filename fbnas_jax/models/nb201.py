@@ -169,3 +169,14 @@ def init_variables(net: NB201Net, key, input_shape) -> dict:
     x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
     enc = None if net.arch is not None else jnp.zeros((nb201.NUM_EDGES,), jnp.int32)
     return jax.jit(lambda k: net.init(k, x, enc))(key)
+
+
+def check_input_shape(input_shape) -> None:
+    """Raise ``ValueError`` unless images of ``input_shape`` (H, W, C) fit the network: the two
+    reduction blocks halve height and width, so both must be multiples of 4 (a residual branch
+    and its shortcut must agree in size)."""
+    h, w = int(input_shape[0]), int(input_shape[1])
+    if h % 4 or w % 4 or h < 4 or w < 4:
+        raise ValueError(f"images of {h}x{w} pixels do not fit the NB201 network: its two reduction blocks "
+                         "halve the resolution twice, so height and width must be multiples of 4 "
+                         "(e.g. 16, 32); resize the dataset")

@@ -202,6 +202,7 @@ def random_search(
     max_params: float | None = None,
     max_flops: float | None = None,
     cost_kwargs: Mapping[str, Any] | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> SearchResult:
     """Score ``n_samples`` distinct feasible architectures drawn uniformly; return the best.
 
@@ -220,6 +221,8 @@ def random_search(
     chosen = rng.choice(feasible, size=n, replace=False)
     ev = _Evaluator(score_fn)
     ev.evaluate(all_encodings()[chosen])
+    if progress is not None:
+        progress({"generation": 1, "generations": 1, "evaluated": n, "best": _best_so_far(ev)})
     settings = dict(n_samples=n_samples, max_params=max_params, max_flops=max_flops)
     return _finish("random", ev, [_best_so_far(ev)], [n], t0, settings, cost_kwargs)
 
@@ -237,6 +240,7 @@ def evolutionary_search(
     max_params: float | None = None,
     max_flops: float | None = None,
     cost_kwargs: Mapping[str, Any] | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> SearchResult:
     """SPOS / BN-NAS evolutionary search (see the module docstring).
 
@@ -248,7 +252,8 @@ def evolutionary_search(
     probability 1/2), rejecting infeasible and already-seen children (at most ``10 * count``
     tries each), then fills with random unseen feasible architectures up to ``population``.
     Only new architectures are scored, in one ``score_fn`` call per generation. Stops early
-    when every feasible architecture has been scored.
+    when every feasible architecture has been scored. ``progress(info)``, if given, is called
+    after each generation with ``generation``, ``generations``, ``evaluated`` and ``best``.
     """
     t0 = time.perf_counter()
     for name, val, lo in (("population", population, 1), ("top_k", top_k, 1),
@@ -291,6 +296,9 @@ def evolutionary_search(
         ev.evaluate(all_enc[batch])
         sizes.append(len(batch))
         history.append(_best_so_far(ev))
+        if progress is not None:
+            progress({"generation": gen + 1, "generations": generations, "evaluated": len(ev.order),
+                      "best": history[-1]})
         if gen == generations - 1:
             break
         # parents: top-k of everything evaluated so far, NaN never selected
