@@ -24,10 +24,13 @@ DEMO_ARCHS = (
 )
 
 
-def _config(args, base_overrides=()):
+def _config(args, base_overrides=(), forced=()):
+    """The config file, then ``base_overrides`` (defaults of the command), the user's ``--set``
+    items in order, and ``forced`` (what the command itself is: train-arch's fixed sampler)."""
     from fbnas_jax.config import load_config
 
-    return load_config(getattr(args, "config", None), list(base_overrides) + list(args.set or []))
+    return load_config(getattr(args, "config", None),
+                       list(base_overrides) + list(args.set or []) + list(forced))
 
 
 def _subnet_table(result, archs, batch_size=250):
@@ -78,14 +81,14 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def _train_common(args, extra=()) -> int:
+def _train_common(args, forced=()) -> int:
     from fbnas_jax import data as fdata
     from fbnas_jax.runtime import enable_compilation_cache
     from fbnas_jax.training import steps
     from fbnas_jax.training.loop import free_workdir, train, with_absolute_paths
 
     enable_compilation_cache()
-    cfg = _config(args, extra)
+    cfg = _config(args, forced=forced)
     workdir = args.workdir
     if args.auto_workdir:
         workdir = free_workdir(workdir, with_absolute_paths(cfg))

@@ -85,9 +85,10 @@ class Checkpointer:
             kept = self.steps()
             older = f"older checkpoints (steps {kept}) are intact" if kept else "no older checkpoint exists"
             reason = "no space left on device" if full is not None else f"{type(err).__name__}: {err}"
-            raise CheckpointWriteError(full.errno if full is not None else errno.EIO,
-                                       f"cannot write checkpoint step {step} to {self.directory}: {reason}; "
-                                       f"{older}") from err
+            error = CheckpointWriteError(f"cannot write checkpoint step {step} to {self.directory}: {reason}; "
+                                         f"{older}")
+            error.errno = full.errno if full is not None else errno.EIO
+            raise error from err
 
     def restore_latest(self, template: Any, warn: Callable[[str], None] | None = None) -> Any | None:
         """Newest restorable state, or None when there is no checkpoint at all.
