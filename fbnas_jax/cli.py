@@ -18,7 +18,8 @@ from fbnas_jax.commands import _common
 
 # Modules providing register(subparsers); order = order in --help.
 COMMAND_MODULES = (
-    "fbnas_jax.commands.core",      # demo, train-supernet, train-arch, nb201 cost|arch
+    "fbnas_jax.commands.demo",      # demo
+    "fbnas_jax.commands.core",      # train-supernet, train-arch, nb201 cost|arch
     "fbnas_jax.commands.score",     # score
     "fbnas_jax.commands.search",    # search
     "fbnas_jax.commands.bench",     # bench correlation

@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,7 +53,9 @@ def data_dir(tmp_path_factory):
     return _images(tmp_path_factory.mktemp("images16"), 16)
 
 
-DEMO = str(ROOT / "configs" / "demo.yaml")
+# A config file of defaults only (every key comes from --set): independent of the shipped configs.
+DEMO = str(Path(tempfile.mkdtemp(prefix="fbnas_bad_inputs_")) / "tiny.yaml")
+Path(DEMO).write_text("# tiny test config: values come from --set\nmodel: {}\n")
 
 
 def _tiny(data_dir: Path, cache: Path, *extra: str) -> list[str]:

@@ -1,28 +1,10 @@
-"""``fbnas demo``, ``fbnas train-supernet``, ``fbnas train-arch`` and ``fbnas nb201 ...``."""
+"""``fbnas train-supernet``, ``fbnas train-arch`` and ``fbnas nb201 cost|arch``."""
 from __future__ import annotations
 
 import argparse
 import json
-import time
 
 from fbnas_jax.commands._common import add_set_option, log
-
-DEMO_OVERRIDES = (
-    "model.channels=8", "model.cells_per_stage=1", "model.bn_mode=fair",
-    "data.source=synthetic", "train.params=bn_only", "train.sampler=spos", "train.epochs=1",
-    "train.batch_size=64", "train.learning_rate=1.0", "train.log_every=10",
-)
-DEMO_ARCHS = (
-    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
-    "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|",
-    "|nor_conv_1x1~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|nor_conv_1x1~0|nor_conv_1x1~1|nor_conv_1x1~2|",
-    "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
-    "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|skip_connect~1|skip_connect~2|",
-    "|avg_pool_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|avg_pool_3x3~0|avg_pool_3x3~1|avg_pool_3x3~2|",
-    "|none~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|",
-    "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
-)
-
 
 def _config(args, base_overrides=(), forced=()):
     """The config file, then ``base_overrides`` (defaults of the command), the user's ``--set``
@@ -31,54 +13,6 @@ def _config(args, base_overrides=(), forced=()):
 
     return load_config(getattr(args, "config", None),
                        list(base_overrides) + list(args.set or []) + list(forced))
-
-
-def _subnet_table(result, archs, batch_size=250):
-    """Inherited-weight test accuracy, gamma and |gamma|/sigma of some subnets."""
-    import numpy as np
-
-    from fbnas_jax import data as fdata
-    from fbnas_jax.indicators.supernet import bn_table, table_scores
-    from fbnas_jax.spaces import cost, nb201
-    from fbnas_jax.training import steps
-
-    encodings = nb201.parse_archs(archs)
-    state, net, ds = result.state, result.net, result.dataset
-    tables = {kind: bn_table(state.params, state.batch_stats, num_cells=net.num_cells, bn_mode=net.bn_mode,
-                             kind=kind) for kind in ("gamma", "trainability")}
-    scores = {kind: np.asarray(table_scores(t, encodings)) for kind, t in tables.items()}
-    params_m, flops_m = cost.nb201_costs(encodings, num_classes=ds.num_classes, channels=net.channels,
-                                         cells_per_stage=net.cells_per_stage, input_size=ds.image_shape[0])
-    eval_step = steps.make_eval_step(net)
-    rows = []
-    for i, (arch, enc) in enumerate(zip(archs, encodings)):
-        acc = steps.evaluate(net, state.variables, fdata.eval_batches(ds, batch_size), enc, eval_step)["accuracy"]
-        rows.append((arch, params_m[i], flops_m[i], scores["gamma"][i], scores["trainability"][i], acc))
-    return rows
-
-
-def cmd_demo(args) -> int:
-    from fbnas_jax.runtime import enable_compilation_cache
-    from fbnas_jax.training.loop import train
-
-    enable_compilation_cache()
-    cfg = _config(args, DEMO_OVERRIDES)
-    t0 = time.perf_counter()
-    print(f"fbnas demo: fair BN-only supernet (C={cfg.model.channels}, N={cfg.model.cells_per_stage}) "
-          f"on the embedded '{cfg.data.source}' dataset, {cfg.train.epochs} epochs, SPOS sampling")
-    result = train(cfg, args.workdir, progress=not args.no_progress, log=log)
-    print(f"trained {int(result.state.step)} steps in {result.seconds:.1f} s; "
-          f"last loss {result.history[-1]['loss']:.3f}" if result.history else "")
-    rows = _subnet_table(result, DEMO_ARCHS)
-    print(f"\n{'subnet (NB201 cell)':<100} {'params M':>8} {'MFLOPs':>8} {'gamma':>7} {'|g|/sig':>8} {'acc %':>6}")
-    for arch, p, f, g, t, acc in sorted(rows, key=lambda r: -r[5]):
-        print(f"{arch:<100} {p:8.4f} {f:8.2f} {g:7.2f} {t:8.2f} {100 * acc:6.1f}")
-    print("\nacc % = test accuracy of the subnet with weights inherited from the supernet (running BN "
-          "statistics; chance is 10 %:\n  BN-only training with frozen random convolutions learns slowly, "
-          "and one epoch of a small supernet\n  stays near chance -- BN-NAS ranks subnets by gamma, not by "
-          "this accuracy);\ngamma = BN-NAS indicator (sum of mean |gamma| of each op's last BN); "
-          f"|g|/sig = FBN-NAS trainability.\ndone in {time.perf_counter() - t0:.1f} s")
-    return 0
 
 
 def _train_common(args, forced=()) -> int:
@@ -171,15 +105,6 @@ def _add_train_args(p: argparse.ArgumentParser, config_required: bool) -> None:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="train a small fair BN-only supernet on embedded data (~2 min on 2 CPU cores)",
-                       description="Train a small FBN (fair BN) supernet BN-only on the embedded synthetic "
-                                   "dataset, then evaluate a handful of subnets and print a table.")
-    p.add_argument("--config", help="optional YAML config overriding the demo settings")
-    p.add_argument("--workdir", help="optional run directory (checkpoints)")
-    add_set_option(p)
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_demo)
-
     p = sub.add_parser("train-supernet", help="train a supernet (BN-only or all params) from a config",
                        description="Train a NB201 weight-sharing supernet; resumes when --workdir holds a checkpoint.")
     _add_train_args(p, True)

@@ -26,7 +26,9 @@ def register(subparsers) -> None:
     p.add_argument("--data", default=None,
                    help="data source for the evaluation/MC batches (default: the run's config data source; "
                         "'synthetic' is rendered at the checkpoint's image size)")
-    p.add_argument("--chunk-size", type=int, default=256, help="architectures per compiled call")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="architectures per compiled call (default 256 on a GPU/TPU, 16 on CPU: memory grows "
+                        "with it, e.g. ~5 GB for uncertainty at 256 x 64 images, C=8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-batch-size", type=int, default=64)
     p.add_argument("--mc-samples", type=int, default=10, help="Monte-Carlo BN passes (uncertainty)")
@@ -56,6 +58,8 @@ def run_score(args: argparse.Namespace) -> int:
     check_writable(out)  # before any work, not after it
     check_writable(str(out) + ".json")
     check_tag(args.tag)
+    if args.chunk_size is None:
+        args.chunk_size = 16 if jax.default_backend() == "cpu" else 256
     if args.chunk_size < 1:
         raise UsageError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     enable_compilation_cache()

@@ -36,7 +36,8 @@ def register(subparsers) -> None:
     p.add_argument("--dataset", default=None, help="--checkpoint: data for data-based indicators (default: the run's own)")
     p.add_argument("--reference", type=int, default=1000,
                    help="--checkpoint, rank-based indicator: reference architectures (0 = all)")
-    p.add_argument("--chunk-size", type=int, default=256, help="--checkpoint: scoring chunk size")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="--checkpoint: architectures per compiled call (default 256 on a GPU/TPU, 16 on CPU)")
     p.add_argument("--truth", default=None, help="ground-truth CSV: report the chosen arch's accuracies")
     p.add_argument("--truth-columns", default=None, help="comma-separated columns (default: all)")
     p.add_argument("--json", action="store_true")
@@ -84,7 +85,10 @@ def _checkpoint_objective(args):
     dataset = load_scoring_data(run, args.dataset) if need & {"images", "labels", "train_images"} else None
     ctx = scoring.make_context(run, dataset, seed=args.seed, fresh_init="init_variables" in need)
     # compiles each indicator once; says so, and shows bars + an estimate on long calls
-    scorer = scoring.Scorer(ctx, chunk_size=args.chunk_size, log=log, progress=not args.no_progress)
+    import jax
+
+    chunk = args.chunk_size or (16 if jax.default_backend() == "cpu" else 256)
+    scorer = scoring.Scorer(ctx, chunk_size=chunk, log=log, progress=not args.no_progress)
     components = tuple(getattr(indicator, "components", ()) or ())
     if indicator.family == "composite" and components:
         comp_fns = {c: (lambda enc, c=c: scorer(c, enc)) for c in components}
@@ -111,7 +115,7 @@ def _search(args) -> int:
 
     from fbnas_jax.commands._common import UsageError
 
-    if args.chunk_size < 1:
+    if args.chunk_size is not None and args.chunk_size < 1:
         raise UsageError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     if args.reference < 0:
         raise UsageError(f"--reference must be >= 0 (0 = all), got {args.reference}")
