@@ -12,16 +12,16 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "score", help="score NB201 architectures with supernet indicators (gamma, cpi, ...)",
+        "score", help="score architectures with supernet indicators (gamma, cpi, ...)",
         description="Score architectures of a trained supernet. Writes one CSV row per architecture "
-                    "(`arch` = NB201 cell string, then one column per indicator) and OUT.json with the "
+                    "(`arch` = the space's architecture string, then one column per indicator) and OUT.json with the "
                     "config, options, device, JAX version and timings.")
     p.add_argument("--checkpoint", required=True, help="training workdir (holds run.json and checkpoints/)")
     p.add_argument("--indicators", default="all", help="comma-separated indicator names, or 'all' (default)")
     p.add_argument("--out", required=True, help="output CSV path")
     p.add_argument("--archs", default="all",
-                   help="'all' (15,625), an integer N (N distinct random archs, --seed), or a file with one "
-                        "cell string (or 6 comma-separated op indices) per line")
+                   help="'all' (NB201: 15,625), an integer N (N distinct random archs, --seed), or a file with "
+                        "one architecture string (or comma-separated encoding) per line")
     p.add_argument("--data", default=None,
                    help="data source for the evaluation/MC batches (default: the run's config data source; "
                         "'synthetic' is rendered at the checkpoint's image size)")
@@ -40,19 +40,33 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_score)
 
 
-def load_archs(spec: str, seed: int):
+def load_archs(spec: str, seed: int, space="nb201"):
+    """'all' (enumerable spaces), N distinct random architectures, or a file of one
+    architecture string (or comma-separated encoding) per line."""
     import numpy as np
 
-    from fbnas_jax.spaces import nb201
+    from fbnas_jax.spaces import get
 
+    space = get(space)
     if spec == "all":
-        return nb201.all_encodings()
+        if not space.enumerable:
+            raise ValueError(f"--archs all: the {space.name} space is not enumerated; give N or a file")
+        return space.all_encodings()
     if spec.isdigit():
         n = int(spec)
-        if not 1 <= n <= nb201.NUM_ARCHS:
-            raise ValueError(f"--archs N must be in 1..{nb201.NUM_ARCHS}, got {n}")
-        idx = np.sort(np.random.default_rng(seed).choice(nb201.NUM_ARCHS, n, replace=False))
-        return nb201.all_encodings()[idx]
+        if space.enumerable:
+            if not 1 <= n <= space.size:
+                raise ValueError(f"--archs N must be in 1..{space.size}, got {n}")
+            idx = np.sort(np.random.default_rng(seed).choice(space.size, n, replace=False))
+            return space.all_encodings()[idx]
+        if n < 1:
+            raise ValueError(f"--archs N must be >= 1, got {n}")
+        rng, found = np.random.default_rng(seed), {}
+        while len(found) < n:  # distinct architectures (by key)
+            for e in space.sample(rng, n):
+                if len(found) < n:
+                    found.setdefault(space.key(e), e)
+        return np.stack(list(found.values()))
     path = Path(spec)
     if not path.is_file():
         raise FileNotFoundError(f"--archs: {spec!r} is neither 'all', an integer, nor an existing file")
@@ -61,9 +75,8 @@ def load_archs(spec: str, seed: int):
         line = line.strip()
         if not line or line.startswith("#") or line == "arch":
             continue
-        line = line.split(",")[0] if line.startswith("|") else line
-        items.append(line if line.startswith("|") else [int(t) for t in line.split(",")])
-    return nb201.parse_archs(items)
+        items.append(line.split(",")[0] if not line[0].isdigit() or ":" in line else line)
+    return space.parse_many(items)
 
 
 def load_scoring_data(run, source: str | None):
@@ -81,16 +94,17 @@ def load_scoring_data(run, source: str | None):
     return fdata.load_dataset(source, cache_dir=d.cache_dir)
 
 
-def write_csv(path: Path, encodings, scores: dict) -> None:
-    from fbnas_jax.spaces import nb201
+def write_csv(path: Path, encodings, scores: dict, space="nb201") -> None:
+    from fbnas_jax.spaces import get
 
+    space = get(space)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = list(scores)
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["arch"] + names)
         for i, e in enumerate(encodings):
-            w.writerow([nb201.encoding_to_string(e)] + [repr(float(scores[n][i])) for n in names])
+            w.writerow([space.to_string(e)] + [repr(float(scores[n][i])) for n in names])
 
 
 def run_score(args: argparse.Namespace) -> int:
@@ -104,7 +118,7 @@ def run_score(args: argparse.Namespace) -> int:
     try:
         run = load_run(args.checkpoint)
         scoring.check_run(run, expect_bn_mode=args.expect_bn_mode, expect_space=args.expect_space)
-        encodings = load_archs(args.archs, args.seed)
+        encodings = load_archs(args.archs, args.seed, run.config.model.space)
         dataset = load_scoring_data(run, args.data)
         names = args.indicators
         from fbnas_jax.indicators import base
@@ -127,7 +141,7 @@ def run_score(args: argparse.Namespace) -> int:
         print(f"fbnas score: error: {msg}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    write_csv(out, encodings, result.scores)
+    write_csv(out, encodings, result.scores, run.config.model.space)
     sidecar = {
         "checkpoint": str(args.checkpoint), "step": run.step, "config": run.config.to_dict(),
         "indicators": list(result.scores), "num_archs": int(len(encodings)), "archs": args.archs,
