@@ -43,12 +43,13 @@ def cmd_train_supernet(args) -> int:
 
 
 def cmd_train_arch(args) -> int:
-    from fbnas_jax.spaces import nb201
+    from fbnas_jax.spaces import SearchSpaceError, get
 
+    space = get(_config(args).model.space)
     if args.arch is None:
-        raise nb201.SearchSpaceError("train-arch needs an architecture: a cell string or 6 op indices "
-                                     "(e.g. '3,3,4,0,3,4')")
-    arch = nb201.encoding_to_string(_parse_arch(args.arch))
+        raise SearchSpaceError(f"train-arch needs an architecture: a {space.string_name} or its encoding "
+                               "(e.g. '3,3,4,0,3,4' in NB201)")
+    arch = space.to_string(space.parse(args.arch))
     return _train_common(args, (f"model.arch={arch}", "train.sampler=fixed"))
 
 
@@ -106,15 +107,17 @@ def _add_train_args(p: argparse.ArgumentParser, config_required: bool) -> None:
 
 def register(sub) -> None:
     p = sub.add_parser("train-supernet", help="train a supernet (BN-only or all params) from a config",
-                       description="Train a NB201 weight-sharing supernet; resumes when --workdir holds a checkpoint.")
+                       description="Train the weight-sharing supernet of the config's search space (model.space); "
+                                   "resumes when --workdir holds a checkpoint of the same config.")
     _add_train_args(p, True)
     p.set_defaults(func=cmd_train_supernet)
 
-    p = sub.add_parser("train-arch", help="train and evaluate one stand-alone NB201 architecture",
+    p = sub.add_parser("train-arch", help="train and evaluate one stand-alone architecture",
                        description="Train one architecture (BN-only or all params, per train.params) and "
                                    "print its test accuracy.")
-    p.add_argument("arch", nargs="?", help="NB201 cell string, or 6 op indices like '3,3,4,0,3,4' "
-                                          "(options may come before or after it)")
+    p.add_argument("arch", nargs="?", help="architecture string of the config's space (NB201 cell string by "
+                                          "default) or its encoding like '3,3,4,0,3,4'; options may come "
+                                          "before or after it")
     _add_train_args(p, False)
     p.set_defaults(func=cmd_train_arch)
 

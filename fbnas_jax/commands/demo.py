@@ -50,17 +50,16 @@ def subnet_table(result, archs, batch_size: int = 250):
     import numpy as np
 
     from fbnas_jax import data as fdata
-    from fbnas_jax.indicators.supernet import bn_table, table_scores
     from fbnas_jax.models.layers import ForwardMode
-    from fbnas_jax.spaces import cost, nb201
+    from fbnas_jax.spaces import of_network
 
-    encodings = nb201.parse_archs(archs)
     state, net, ds = result.state, result.net, result.dataset
-    tables = {kind: bn_table(state.params, state.batch_stats, num_cells=net.num_cells, bn_mode=net.bn_mode,
-                             kind=kind) for kind in ("gamma", "trainability")}
-    scores = {kind: np.asarray(table_scores(t, encodings)) for kind, t in tables.items()}
-    params_m, flops_m = cost.nb201_costs(encodings, num_classes=ds.num_classes, channels=net.channels,
-                                         cells_per_stage=net.cells_per_stage, input_size=ds.image_shape[0])
+    space = of_network(net)
+    network = space.network()
+    encodings = space.parse_many(archs)
+    scores = {kind: np.asarray(network.bn_scores(state.params, state.batch_stats, encodings, net=net, kind=kind))
+              for kind in ("gamma", "trainability")}
+    params_m, flops_m = space.costs(encodings, **network.cost_settings(net, ds.image_shape[0]))
     logits = jax.jit(lambda v, x, e: net.apply(v, x, e, mode=ForwardMode(train=True)))
     rows = []
     for i, (arch, enc) in enumerate(zip(archs, encodings)):
@@ -83,18 +82,19 @@ def truth_correlation(result, truth_path: str):
 
     from fbnas_jax.bench.correlation import correlate
     from fbnas_jax.groundtruth import load_ground_truth
-    from fbnas_jax.indicators.supernet import bn_table, table_scores
-    from fbnas_jax.spaces import cost, nb201
+    from fbnas_jax.spaces import of_network
 
-    gt = load_ground_truth(truth_path)
+    state, net = result.state, result.net
+    space = of_network(net)
+    network = space.network()
+    gt = load_ground_truth(truth_path, space=space)
     names = [c for c in gt.column_names if c.lower() != "index"]
     column = TRUTH_COLUMN if TRUTH_COLUMN in names else names[0]
-    enc = nb201.all_encodings()
-    state, net = result.state, result.net
-    scores = {f"{kind}@fair": np.asarray(table_scores(
-        bn_table(state.params, state.batch_stats, num_cells=net.num_cells, bn_mode=net.bn_mode, kind=kind), enc))
-        for kind in ("gamma", "trainability")}
-    scores["params"] = cost.nb201_costs(enc)[0]  # the reference: the NB201 network's size
+    enc = space.all_encodings()
+    scores = {f"{kind}@{net.bn_mode}": np.asarray(network.bn_scores(state.params, state.batch_stats, enc, net=net,
+                                                                    kind=kind))
+              for kind in ("gamma", "trainability")}
+    scores["params"] = space.costs(enc)[0]  # the reference: the benchmark network's size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # architectures missing from a partial truth file are just left out
         rows = correlate(scores, {column: gt.values(column, enc)}, archs=None)

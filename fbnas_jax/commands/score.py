@@ -10,9 +10,10 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "score", help="score NB201 architectures with supernet indicators (gamma, cpi, ...)",
-        description="Score architectures of a trained supernet. Writes one CSV row per architecture "
-                    "(`arch` = NB201 cell string, then one column per indicator) and OUT.json with the "
+        "score", help="score architectures with supernet indicators (gamma, cpi, ...)",
+        description="Score architectures of a trained supernet (of any search space). Writes one CSV row per "
+                    "architecture (`arch` = the space's architecture string, then one column per indicator) "
+                    "and OUT.json with the "
                     "config, options, device, JAX version and timings.")
     p.add_argument("--checkpoint", required=True, help="training workdir (holds run.json and checkpoints/)")
     p.add_argument("--indicators", default="all",
@@ -21,8 +22,8 @@ def register(subparsers) -> None:
                    help="name the network in the column names: --tag fair writes gamma@fair, cpi@fair ...")
     p.add_argument("--out", required=True, help="output CSV path (checked for writability first)")
     p.add_argument("--archs", default="all",
-                   help="'all' (15,625), an integer N (N distinct random archs, --seed), or a file with one "
-                        "cell string (or 6 comma-separated op indices) per line")
+                   help="'all' (enumerable spaces: NB201's 15,625), an integer N (N distinct random archs, "
+                        "--seed), or a file with one architecture string (or comma-separated encoding) per line")
     p.add_argument("--data", default=None,
                    help="data source for the evaluation/MC batches (default: the run's config data source; "
                         "'synthetic' is rendered at the checkpoint's image size)")
@@ -66,7 +67,7 @@ def run_score(args: argparse.Namespace) -> int:
     try:  # setting up: a ValueError here is about the inputs (sizes, splits), not a bug
         run = load_run(args.checkpoint)
         scoring.check_run(run, expect_bn_mode=args.expect_bn_mode, expect_space=args.expect_space)
-        encodings = load_archs(args.archs, args.seed)
+        encodings = load_archs(args.archs, args.seed, run.config.model.space)
         # --indicators gamma,naswot@fresh: a tag written on a name overrides --tag for that column
         requested, tags = None, {}
         if args.indicators != "all":
@@ -97,7 +98,7 @@ def run_score(args: argparse.Namespace) -> int:
                                          devices="all" if args.devices == "all" else None,
                                          progress=not args.no_progress, log=log)
     columns = {column_name(n, tags.get(n) or args.tag): v for n, v in result.scores.items()}
-    write_scores_csv(out, encodings, columns)
+    write_scores_csv(out, encodings, columns, run.config.model.space)
     sidecar = {
         "checkpoint": str(Path(args.checkpoint).absolute()), "step": run.step, "config": run.config.to_dict(),
         "indicators": list(result.scores), "columns": list(columns), "tag": args.tag,

@@ -1,11 +1,12 @@
-"""``fbnas search``: pick an NB201 architecture with random or evolutionary search.
+"""``fbnas search``: pick an architecture with random or evolutionary search.
 
 The objective is either a trained supernet checkpoint scored through
 :mod:`fbnas_jax.scoring` (``--checkpoint``) or a precomputed full-space scores CSV
 (``--scores``; objective = the column named by ``--indicator``, looked up per architecture,
 NaN / absent = invalid). Rank-based indicators (``cpi``) scored from a checkpoint go through
 :class:`fbnas_jax.search.ReferenceRankObjective` with ``--reference`` random architectures
-(0 = the whole space) as the fixed reference set; from a scores CSV the column is used as is.
+(0 = the whole space, if enumerable) as the fixed reference set; from a scores CSV the column
+is used as is. The space is the checkpoint's (``--checkpoint``) or ``--space`` (``--scores``).
 """
 from __future__ import annotations
 
@@ -15,13 +16,16 @@ import json
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "search", help="random / evolutionary search driven by an indicator",
-        description="Search NAS-Bench-201 for the architecture with the best indicator score.")
+        description="Search a space (NAS-Bench-201 by default) for the architecture with the best "
+                    "indicator score.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="supernet work directory (scored via fbnas_jax.scoring)")
     src.add_argument("--scores", help="precomputed scores CSV ('arch' + indicator columns)")
     p.add_argument("--indicator", required=True,
                    help="indicator to maximise: a registered name (--checkpoint), or a column of --scores "
                         "(gamma@fair; a bare name matches its only tagged column)")
+    p.add_argument("--space", default=None,
+                   help="search space of --scores (default nb201); --checkpoint: the checkpoint's")
     p.add_argument("--algo", choices=("ea", "random"), default="ea")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, default=1000, help="random search: architectures (1000)")
@@ -45,20 +49,23 @@ def register(subparsers) -> None:
     p.set_defaults(func=_search)
 
 
-def _scores_objective(args):
-    import numpy as np
+def _scores_objective(args, space):
+    from fbnas_jax.bench.correlation import BenchError, read_scores_csv
+    from fbnas_jax.groundtruth import GroundTruth
+    from fbnas_jax.scores_io import ScoresColumnError, resolve_column
 
-    from fbnas_jax.bench.correlation import read_scores_csv
-    from fbnas_jax.scores_io import resolve_column
-    from fbnas_jax.spaces.nb201 import NUM_ARCHS, encoding_to_index
+    table = read_scores_csv(args.scores, space=space)
+    if args.indicator in table.text_columns:
+        raise BenchError(f"indicator {args.indicator!r} of {args.scores} is not numeric: "
+                         f"{table.text_columns[args.indicator]}")
+    try:
+        column = resolve_column(args.indicator, list(table.columns), source=args.scores, what="indicator")
+    except ScoresColumnError as err:
+        raise BenchError(str(err)) from None
+    lookup = GroundTruth(table.archs, table.encodings, {column: table.columns[column]}, table.source, space)
 
-    table = read_scores_csv(args.scores)
-    column = resolve_column(args.indicator, list(table.columns), source=args.scores, what="indicator")
-    full = np.full(NUM_ARCHS, np.nan)
-    full[encoding_to_index(table.encodings)] = table.columns[column]
-
-    def score_fn(enc):
-        return full[encoding_to_index(enc)]
+    def score_fn(enc):  # NaN for architectures absent from the CSV
+        return lookup.values(column, enc)
 
     return score_fn, f"column {column!r} of scores CSV {args.scores} ({len(table)} architectures)"
 
@@ -67,13 +74,15 @@ def _checkpoint_objective(args):
     """Objective from a supernet checkpoint via the scoring engine's documented API."""
     import numpy as np
 
+    import jax
+
     from fbnas_jax import scoring
     from fbnas_jax.commands._common import log
     from fbnas_jax.indicators import base as ind_base
     from fbnas_jax.runtime import enable_compilation_cache
-    from fbnas_jax.scores_io import load_scoring_data, needs, split_column
+    from fbnas_jax.scores_io import load_archs, load_scoring_data, needs, split_column
     from fbnas_jax.search.algorithms import ReferenceRankObjective
-    from fbnas_jax.spaces.nb201 import all_encodings
+    from fbnas_jax.spaces import get
     from fbnas_jax.training.loop import load_run
 
     name = split_column(args.indicator)[0]  # a tag names the network: here, the checkpoint's
@@ -81,46 +90,54 @@ def _checkpoint_objective(args):
     need = needs([name])
     enable_compilation_cache()
     run = load_run(args.checkpoint)
-    scoring.check_run(run)
+    scoring.check_run(run, expect_space=args.space)
+    space = get(run.config.model.space)
     dataset = load_scoring_data(run, args.dataset) if need & {"images", "labels", "train_images"} else None
     ctx = scoring.make_context(run, dataset, seed=args.seed, fresh_init="init_variables" in need)
     # compiles each indicator once; says so, and shows bars + an estimate on long calls
-    import jax
-
     chunk = args.chunk_size or (16 if jax.default_backend() == "cpu" else 256)
     scorer = scoring.Scorer(ctx, chunk_size=chunk, log=log, progress=not args.no_progress)
     components = tuple(getattr(indicator, "components", ()) or ())
     if indicator.family == "composite" and components:
         comp_fns = {c: (lambda enc, c=c: scorer(c, enc)) for c in components}
         rng = np.random.default_rng(args.seed + 10_000)
-        ref = all_encodings()
-        if args.reference and args.reference < len(ref):
-            ref = ref[np.sort(rng.choice(len(ref), args.reference, replace=False))]
-        objective = ReferenceRankObjective(comp_fns, ref)
+        if space.enumerable:
+            ref = space.all_encodings()
+            if args.reference and args.reference < len(ref):
+                ref = ref[np.sort(rng.choice(len(ref), args.reference, replace=False))]
+        else:
+            if not args.reference:
+                raise ValueError(f"--reference 0 (the whole space) needs an enumerable space, not {space.name}")
+            ref = load_archs(str(args.reference), args.seed + 10_000, space)
+        objective = ReferenceRankObjective(comp_fns, ref, space=space)
         log(f"scoring the {len(ref)} reference architectures with {list(components)} ...")
         objective.reference_scores()
         return objective, (
             f"checkpoint {args.checkpoint}, {name} = mean reference-CDF position of "
-            f"{list(components)} over {len(ref)} reference architectures")
+            f"{list(components)} over {len(ref)} reference architectures"), space
 
-    return (lambda enc: scorer(name, enc)), f"checkpoint {args.checkpoint}"
+    return (lambda enc: scorer(name, enc)), f"checkpoint {args.checkpoint}", space
 
 
 def _search(args) -> int:
     import numpy as np
     from tqdm.auto import tqdm
 
+    from fbnas_jax.commands._common import UsageError
     from fbnas_jax.groundtruth import load_ground_truth
     from fbnas_jax.search.algorithms import evolutionary_search, random_search
-
-    from fbnas_jax.commands._common import UsageError
+    from fbnas_jax.spaces import get
 
     if args.chunk_size is not None and args.chunk_size < 1:
         raise UsageError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     if args.reference < 0:
         raise UsageError(f"--reference must be >= 0 (0 = all), got {args.reference}")
     try:  # setting up: a plain ValueError here is about the inputs, not a bug
-        score_fn, source = _scores_objective(args) if args.scores else _checkpoint_objective(args)
+        if args.scores:
+            space = get(args.space or "nb201")
+            score_fn, source = _scores_objective(args, space)
+        else:
+            score_fn, source, space = _checkpoint_objective(args)
     except ValueError as err:
         if type(err) is not ValueError:
             raise
@@ -136,13 +153,13 @@ def _search(args) -> int:
     try:
         if args.algo == "random":
             res = random_search(score_fn, args.samples, rng, max_params=args.max_params,
-                                max_flops=args.max_flops, progress=progress)
+                                max_flops=args.max_flops, space=space, progress=progress)
         else:
             res = evolutionary_search(
                 score_fn, rng, population=args.population, top_k=args.top_k,
                 mutations=args.mutations, mutation_prob=args.mutation_prob,
                 crossovers=args.crossovers, generations=args.generations,
-                max_params=args.max_params, max_flops=args.max_flops, progress=progress)
+                max_params=args.max_params, max_flops=args.max_flops, space=space, progress=progress)
     finally:
         bar.close()
     truth = None
@@ -150,7 +167,7 @@ def _search(args) -> int:
         cols = None
         if args.truth_columns:
             cols = [c.strip() for c in args.truth_columns.split(",") if c.strip()]
-        gt = load_ground_truth(args.truth, columns=cols)
+        gt = load_ground_truth(args.truth, columns=cols, space=space)
         names = cols or [c for c in gt.column_names if c.lower() != "index"]
         truth = {c: float(gt.values(c, res.encoding[None])[0]) for c in names}
     out = res.to_dict()
