@@ -274,6 +274,7 @@ class Scorer:
         self.chunk = _round_up(chunk_size, len(self.devs))
         self._runs: dict[str, object] = {}
         self.log, self.progress = log, progress  # hooks: compile / estimate lines, chunk bars
+        self._estimated: set[str] = set()
 
     def __call__(self, name: str, encodings) -> np.ndarray:
         ind = base.get(name)
@@ -286,9 +287,11 @@ class Scorer:
                 self.log(f"{name}: compiling (XLA, chunks of {self.chunk} architectures) ...")
             self._runs[name] = _compile(ind.build(self.ctx), self.chunk, self.devs, space.encoding_shape)
         enc = space.validate_batch(encodings)
-        many = len(enc) > self.chunk  # a long call (a reference set): bar and estimate
-        hook = (_estimate(self.log, name, len(enc), self.chunk, self.devs[0].platform)
-                if many and self.log is not None else None)
+        many = len(enc) > self.chunk  # a long call (a reference set): a bar, and an estimate once
+        hook = None
+        if many and self.log is not None and ind.per_arch_cost != "table" and name not in self._estimated:
+            self._estimated.add(name)
+            hook = _estimate(self.log, name, len(enc), self.chunk, self.devs[0].platform)
         return _run_chunks(self._runs[name], enc, self.chunk, desc=name, progress=self.progress and many,
                            on_first_chunk=hook)
 
