@@ -2,9 +2,10 @@
 
 Trains a small fair (FBN) supernet BN-only with SPOS on the embedded synthetic dataset (in the
 easier demo colours of :data:`DEMO_DATA`), shows that it learns (training loss and accuracy per
-epoch; subnets well above chance), prints the gamma / trainability indicators of a handful of subnets, and, given the NAS-Bench-201 ground
-truth (``--truth`` or ``$FBNAS_NB201_CSV``), how well those indicators rank all 15,625
-architectures (Kendall tau; the parameter count alone as the reference).
+epoch; subnets well above chance), prints the gamma / trainability indicators of a handful of
+subnets, and, given the NAS-Bench-201 ground truth (``--truth`` or ``$FBNAS_NB201_CSV``), how
+well those indicators rank all 15,625 architectures (Kendall tau; the parameter count alone as
+the reference).
 """
 from __future__ import annotations
 
