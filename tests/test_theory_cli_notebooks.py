@@ -38,7 +38,7 @@ def test_cli_ntk_check_converges_to_the_derived_limit_and_not_to_any_eq4_variant
     from theory.cli import main
 
     assert main(["ntk-check", "--widths", "64", "256", "1024", "--seeds", "6", "--depth", "2",
-                 "--mc-samples", "50000", "--no-reference", "--json"]) == 0
+                 "--mc-samples", "50000", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert [r["width"] for r in res["rows"]] == [64, 256, 1024]
     from theory.variants import VARIANTS

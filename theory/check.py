@@ -177,8 +177,8 @@ def summarise(setting: Setting, prep: dict, kernels: dict, widths) -> dict:
 
 
 def ntk_check(widths=(64, 128, 256, 512, 1024, 2048), depth=3, activation="relu", seeds=6, batch=8, d_in=8,
-              stats="batch", sigma_w=1.0, sigma_b=0.1, inputs="gauss0", affine="unit", mc_samples=100_000,
-              mc_reps=2, seed=0, progress=True, return_kernels=False, reference=True) -> dict:
+              stats="batch", sigma_w=1.0, sigma_b=0.1, inputs="gauss0", affine="unit", mc_samples=50_000,
+              mc_reps=2, seed=0, progress=True, return_kernels=False, reference=False) -> dict:
     """One setting over widths: see the module docstring; ``reference`` adds the no-BN stax yardstick."""
     t0, load0 = time.time(), os.getloadavg()
     st = Setting(activation, stats, depth, inputs, float(sigma_w), float(sigma_b), affine, batch, d_in)

@@ -8,6 +8,7 @@ import numpy as np
 
 from theory import network
 from theory.nt_compat import NtkImplementation, empirical_ntk_fn, stax
+from theory.variants import rel_fro
 
 
 @functools.lru_cache(maxsize=None)
@@ -60,19 +61,6 @@ def stax_reference(width: int, depth: int, act_name: str, sigma_w: float, sigma_
         layers += [stax.Dense(width, W_std=sigma_w, b_std=sigma_b), act()]
     layers += [stax.Dense(1, W_std=sigma_w, b_std=sigma_b)]
     return stax.serial(*layers)
-
-
-def rel_fro(a, b) -> float:
-    """||a - b||_F / ||b||_F."""
-    a, b = np.asarray(a), np.asarray(b)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
-def rel_fro_best_scale(a, b) -> float:
-    """min_c ||a - c b||_F / ||a||_F: shape error after the best scalar rescaling of b."""
-    a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
-    c = a @ b / (b @ b)
-    return float(np.linalg.norm(a - c * b) / np.linalg.norm(a))
 
 
 @functools.lru_cache(maxsize=None)

@@ -103,12 +103,13 @@ def batch_size_table(bs: dict) -> str:
 
 
 def cnn_table(c: dict) -> str:
-    lines = ["| depth, BN stats | channels | seeds | vs CNN limit: per-seed mean / seed-avg | vs per-pixel FCN limit: "
-             "seed-avg | spread around the seed mean |", "|---|---|---|---|---|---|"]
+    lines = ["| depth, BN stats | channels | seeds | vs CNN limit: per-seed mean / seed-avg (noise floor) | vs "
+             "per-pixel FCN limit: seed-avg | spread around the seed mean |", "|---|---|---|---|---|---|"]
     for s in c["settings"]:
         for r in s["rows"]:
+            nf = f" ({r['cnn_limit_noise_floor']:.4f})" if "cnn_limit_noise_floor" in r else ""
             lines.append(f"| {s['depth']}, {s['stats']} | {r['channels']} | {r['seeds']} | {r['cnn_limit_mean']:.4f} / "
-                         f"{r['cnn_limit_seedavg']:.4f} | {r['fcn_per_pixel_seedavg']:.4f} | "
+                         f"{r['cnn_limit_seedavg']:.4f}{nf} | {r['fcn_per_pixel_seedavg']:.4f} | "
                          f"{r['spread_around_seed_mean']:.4f} |")
         lines.append(f"| {s['depth']}, {s['stats']} | slopes | | {s['slope_cnn_limit']:+.2f} / "
                      f"{s['slope_cnn_limit_seedavg']:+.2f} | {s['slope_fcn_per_pixel_seedavg']:+.2f} | "

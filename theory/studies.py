@@ -25,9 +25,9 @@ from theory.check import slope
 from theory.variants import rel_fro, rel_fro_best_scale
 
 BATCH_SIZES = {"full": dict(ms=(4, 8, 16, 32, 64), width=2048, seeds=8, mc_samples=100_000, mc_reps=4),
-               "small": dict(ms=(4, 8, 16), width=256, seeds=3, mc_samples=10_000, mc_reps=2)}
+               "small": dict(ms=(4, 8), width=128, seeds=2, mc_samples=5_000, mc_reps=2)}
 CNN_SIZES = {"full": dict(channels=(32, 64, 128, 256, 512, 1024), seeds=16, mc_samples=100_000, mc_reps=4),
-             "small": dict(channels=(16, 64), seeds=3, mc_samples=5_000, mc_reps=2)}
+             "small": dict(channels=(16, 64), seeds=2, mc_samples=2_000, mc_reps=2)}
 
 
 def _extrapolate(ms, kernels):
@@ -61,9 +61,12 @@ def batch_size_study(size="full", activations=("relu", "erf"), depth=3, s_points
             for i, m in enumerate(tqdm(ms, desc=f"batch size ({act_name})", file=sys.stderr, disable=not progress)):
                 x = pts[:m]
                 key = jax.random.fold_in(jax.random.PRNGKey(seed + 11), i)
-                lb = ntk_limit(key, x, spec("batch"), n_samples=cfg["mc_samples"], n_rep=cfg["mc_reps"])
-                lf = ntk_limit(key, x, spec("batch_frozen"), n_samples=cfg["mc_samples"], n_rep=cfg["mc_reps"])
-                tb, tf = lb.theta[:s_points, :s_points], lf.theta[:s_points, :s_points]
+                # the kernel on the first s_points points only: Pi is then (s, s, m, m), not (m, m, m, m)
+                ro = np.eye(m)[:s_points]
+                lb = ntk_limit(key, x, spec("batch"), readout=ro, n_samples=cfg["mc_samples"], n_rep=cfg["mc_reps"])
+                lf = ntk_limit(key, x, spec("batch_frozen"), readout=ro, n_samples=cfg["mc_samples"],
+                               n_rep=cfg["mc_reps"])
+                tb, tf = lb.theta, lf.theta
                 lims[m] = tb
                 emp = {"batch": [], "batch_frozen": []}
                 for s in range(cfg["seeds"]):
@@ -142,9 +145,12 @@ def cnn_study(size="full", depths=(2, 3), stats=("population", "batch"), m=4, hw
         for c in cfg["channels"]:
             ks = np.asarray(kern[(d, st)][c])
             km = ks.mean(0)
+            e = np.array([rel_fro(q, lc.theta) for q in ks])
             rows.append({"channels": int(c), "seeds": len(ks),
-                         "cnn_limit_mean": float(np.mean([rel_fro(q, lc.theta) for q in ks])),
+                         "cnn_limit_mean": float(e.mean()),
                          "cnn_limit_seedavg": rel_fro(km, lc.theta),
+                         # what the seed-averaged error would be with no bias (see theory.check.summarise)
+                         "cnn_limit_noise_floor": float(np.sqrt(np.mean(e**2) / len(e))),
                          "fcn_per_pixel_mean": float(np.mean([rel_fro(q, lp.theta) for q in ks])),
                          "fcn_per_pixel_seedavg": rel_fro(km, lp.theta),
                          "spread_around_seed_mean": float(np.mean([rel_fro(q, km) for q in ks]))})
