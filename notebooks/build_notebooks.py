@@ -27,7 +27,7 @@ OUT.mkdir(parents=True, exist_ok=True)
 META = {"date": datetime.date.today().isoformat(), "device": "CPU (2 cores)" if SIZE == "full" else platform.processor() or "CPU",
         "jax_version": jax.__version__, "size": SIZE}
 from IPython.display import Image, display
-print(SIZE, OUT, META)'''
+print(SIZE, OUT.relative_to(ROOT) if OUT.is_relative_to(ROOT) else OUT, META)'''
 
 KERNEL_CELLS = [
     ("md", "# BN-only NTK: the corrected Theorem 1 against finite nets, and every fair reading of Eq. 4\n\n"
@@ -80,7 +80,7 @@ for s in sweep["settings"]:
     if SIZE == "full":  # (at small size, 3 seeds at 2 widths are too few for a slope: per-seed errors are heavy-tailed)
         assert s["slope"]["derived"] < -0.3, (s["name"], s["slope"]["derived"])
         assert e[b] > 1.5 * e["derived"] and s["limit_gap"][b] > 0.015, (s["name"], b, e)
-        assert e["derived"] < 0.03, (s["name"], e["derived"])
+        assert e["derived"] < 0.02, (s["name"], e["derived"])  # the 2 % goal, met in every setting
 for g in report.group_summary(sweep):
     print(f"{g['activation']:>4} {g['stats']:>10}: derived limit {g['derived_min']:.3f}-{g['derived_max']:.3f} "
           f"(slopes {g['slope_min']:+.2f}..{g['slope_max']:+.2f}); best Eq. 4 variant {g['eq4_best_min']:.3f}-"
@@ -89,8 +89,8 @@ for g in report.group_summary(sweep):
     ("md", "## Verdict (full size, `theory/results/verdict.md`)\n\n"
            "In all 32 settings the empirical BN-only NTK converges to the derived limit: the per-seed error falls like "
            "width^-0.36 ... width^-0.59, and the error of the seed-averaged kernel at width 4096 sits at its noise "
-           "floor (0.6-2.3 %; below 2 % in 31 of 32 settings, the exception being erf with batch statistics on circle "
-           "inputs, 2.3 % with 48 seeds against a 2.1 % noise floor). No reading of Eq. 4 is the limit. With batch "
+           "floor (0.6-1.9 %: below 2 % in all 32 settings; the hardest, erf with batch statistics on circle inputs, "
+           "needed 160 seeds: 2.3 % with 48 against a 2.1 % noise floor, 0.8 % with 160). No reading of Eq. 4 is the limit. With batch "
            "statistics (training-mode BN, what BN-only supernet training uses) every variant, including Eq. 4 built "
            "from batch-statistics Sigma and Eq. 4 with a fitted inner constant, stays 15-89 % away and does not "
            "improve with width. With population statistics the most generous variant (fitted constant; Sigma of the "

@@ -28,8 +28,10 @@ def best_eq4(s: dict) -> str:
 
 
 def _fmt_meta(meta: dict) -> str:
-    keys = ("date", "device", "jax_version", "neural_tangents_version", "numpy_version")
-    extra = [f"load average {meta['loadavg_at_start'][0]:.1f} at start"] if "loadavg_at_start" in meta else []
+    keys = ("first_started", "date", "device", "jax_version", "neural_tangents_version", "numpy_version")
+    extra = [f"load average {meta['loadavg_at_start'][0]:.1f} at the start of the last (resumed) call"
+             if "first_started" in meta else f"load average {meta['loadavg_at_start'][0]:.1f} at start"] \
+        if "loadavg_at_start" in meta else []
     for k in ("wall_seconds", "process_cpu_seconds"):
         if meta.get(k):
             extra.append(f"{k.replace('_', ' ')} {meta[k]:.0f}")
@@ -152,6 +154,12 @@ def error_vs_width_figure(sweep: dict, path: Path) -> Path:
     return path
 
 
+def _stages(c: dict) -> str:
+    """'48, then 160' from the sweep config's ``extra_seeds`` (an int in older JSON)."""
+    e = c.get("extra_seeds") or c["seeds"]
+    return ", then ".join(map(str, e)) if isinstance(e, list) else str(e)
+
+
 def write_report(results: Path = Path("theory/results")) -> list[Path]:
     """Write verdict.md and ntk_error_vs_width.png from the JSON found in ``results``."""
     results = Path(results)
@@ -161,7 +169,7 @@ def write_report(results: Path = Path("theory/results")) -> list[Path]:
         c = sweep["config"]
         parts += ["## FCN sweep (`sweep.json`)", "",
                   f"Config: widths {c['widths']}, {c['seeds']} seeds per width (settings above 2 % at the largest "
-                  f"width: up to {c.get('extra_seeds', c['seeds'])} there), batch m = {c['batch']}, d_in = "
+                  f"width: more in stages, up to {_stages(c)} there), batch m = {c['batch']}, d_in = "
                   f"{c['d_in']}, limit Monte Carlo {c['mc_samples']} draws x {c['mc_reps']} replicates. "
                   f"{_fmt_meta(sweep['meta'])}.", "",
                   "Errors are relative Frobenius distances to each reference; * = after the best scalar "
