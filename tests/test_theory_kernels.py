@@ -125,6 +125,10 @@ def test_population_closed_form_matches_the_stated_recursion_and_the_backward_fo
         want = sw**2 * (sw**2 / s2sq * t0 * (s1 + s0) + t1 + t0)
         np.testing.assert_allclose(limits.derived_population_kernel(x, 2, get_activation("relu"), sw, sb), want,
                                    rtol=1e-12)
+        # and the paper's Eq. 4 as printed (Theta^1 = Sigma^1, Theta^2 = sw^2 Sigma^2 * Theta^1 + Sigma^2), which
+        # the rejection tests below use: Sigma^2 where the theorem has (sw^2/s2^2) Sigma_dot^2, and no beta term
+        np.testing.assert_allclose(limits.eq4_kernel(x, 2, get_activation("relu"), sw, sb), sw**2 * t1 * s1 + t1,
+                                   rtol=1e-12)
 
 
 def test_batch_limit_moment_formulation_equals_the_four_index_contraction():

@@ -193,7 +193,8 @@ def ntk_check(widths=(64, 128, 256, 512, 1024, 2048), depth=3, activation="relu"
         out["slope"]["stax_ref"] = slope(widths, [r["stax_ref_mean"] for r in out["rows"]])
     out["config"] = {"widths": list(map(int, widths)), "seeds": seeds, "mc_samples": mc_samples, "mc_reps": mc_reps,
                      "seed": seed}
-    out["seconds"] = time.time() - t0
+    out["seconds"] = time.time() - t0  # timings on a shared machine: the date and load go with them
+    out["date"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0))
     out["loadavg_start_end"] = [load0[0], os.getloadavg()[0]]
     if return_kernels:
         out["kernels"] = {"derived": prep[st.name]["limit"].theta, "eq4": prep[st.name]["eq4"],
