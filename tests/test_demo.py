@@ -58,10 +58,12 @@ def test_shrunken_demo_learns(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert rc == 0, out
     losses = [float(x) for x in re.findall(r"epoch \d: training loss (\d\.\d+)", out)]
-    assert len(losses) == 2 and losses[1] < losses[0] - 0.05, out
+    # Measured (2026-11-26, CPU): losses 2.273 -> 2.219; subnets 27.3, 26.5, 24.1, 21.9, 19.1, 6.3 %
+    # (mean 20.9); the old demo (default colours, flips, batch 64) stayed at 10-18 %.
+    assert len(losses) == 2 and losses[1] < losses[0] - 0.03, out
     rows = {line.split()[0]: float(line.split()[-1]) for line in out.splitlines()
             if line.startswith("|") and line.count("~") == 6}
     assert len(rows) == len(demo.DEMO_ARCHS)
     assert [rows.pop(cell) for cell in BLIND_CELLS] == pytest.approx([10.0, 10.0])
     learnable = sorted(rows.values())
-    assert learnable[-1] >= 25.0 and sum(learnable) / len(learnable) >= 18.0, out
+    assert learnable[-1] >= 22.0 and sum(learnable) / len(learnable) >= 16.0, out
