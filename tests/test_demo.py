@@ -2,7 +2,7 @@
 
 A shrunken demo (C=4, a 1,280-image subset, 2 epochs of 40 steps, the demo's recipe and data
 otherwise) must lower its training loss from epoch 1 to epoch 2 and lift its subnets clearly
-above chance, while the all-`none` cell stays exactly at chance. If the recipe, the demo data
+above chance, while the two cells that cannot see the input stay exactly at chance. If the recipe, the demo data
 or BN-only training regressed to the near-chance demo of before, this fails.
 """
 from __future__ import annotations

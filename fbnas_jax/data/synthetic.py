@@ -3,10 +3,11 @@
 Each class is an orientation of a sinusoidal grating (10 orientations, 18 degrees apart)
 whose first colour is pulled towards a class colour (a weak cue: half of it is random).
 Everything else is nuisance drawn per image: orientation jitter, spatial frequency, phase,
-the second colour, contrast, a colour gradient and pixel noise. The colour cue lets even a
-BN-only network with frozen random convolutions (the demo) learn within a few dozen steps;
-the orientation, which needs oriented filters, separates stronger architectures. Jitter of
-+-8 degrees and the noisy colour keep the task from being trivial.
+the second colour, contrast, a colour gradient and pixel noise. The colour cue is what a
+BN-only network with frozen random convolutions picks up first (the demo's, at full strength
+below, within a few hundred steps); the orientation, which needs oriented filters, separates
+stronger architectures. Jitter of +-8 degrees and the noisy colour keep the task from being
+trivial.
 
 ``colour_cue`` sets how much of the first colour is the class colour (default 0.5) and
 ``second_colour_spread`` the range of the random second colour around grey (default 1: any
@@ -58,7 +59,8 @@ def _render(labels: np.ndarray, size: int, rng: np.random.Generator, colour_cue:
 
     contrast = rng.uniform(0.35, 1.0, n).astype(np.float32)[:, None, None, None]
     cue = np.float32(colour_cue)
-    colour_a = (1 - cue) * rng.uniform(0, 1, (n, 1, 1, 3)).astype(np.float32) + cue * _CLASS_COLOURS[labels][:, None, None, :]
+    colour_a = ((1 - cue) * rng.uniform(0, 1, (n, 1, 1, 3)).astype(np.float32)
+                + cue * _CLASS_COLOURS[labels][:, None, None, :])
     colour_b = rng.uniform(0, 1, (n, 1, 1, 3)).astype(np.float32)
     if second_colour_spread != 1.0:  # narrowed around grey (the default stays bit-identical)
         colour_b = np.float32(0.5) + np.float32(second_colour_spread) * (colour_b - np.float32(0.5))
