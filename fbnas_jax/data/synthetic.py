@@ -12,9 +12,10 @@ trivial.
 ``colour_cue`` sets how much of the first colour is the class colour (default 0.5) and
 ``second_colour_spread`` the range of the random second colour around grey (default 1: any
 colour). The defaults make a hard task: a nearest-class-mean classifier on the mean colour
-alone gets 24 % (45 % at cue 1; 78 % at cue 1 with spread 0.5), and in 156 steps a C=8 supernet
-trained with all weights reached ~20 %, BN-only ~15 %. ``fbnas demo`` uses the easier setting
-that a BN-only network learns within its budget (``DEMO_DATA`` in ``fbnas_jax/commands/demo.py``).
+alone gets 24 % (45 % at cue 1; 78 % at cue 1 with spread 0.5), and in 156 steps on 16x16
+images a C=8 supernet trained with all weights reached ~20 %, BN-only ~15 %. ``fbnas demo``
+uses the easier setting that a BN-only network learns within its budget (``DEMO_DATA`` in
+``fbnas_jax/commands/demo.py``).
 """
 from __future__ import annotations
 
