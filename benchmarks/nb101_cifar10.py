@@ -64,7 +64,7 @@ PRESETS = {
         baselines="naswot,jacob_cov,synflow,snip,grasp,fisher,grad_norm,linear_regions", fairnas=False,
         indicator_options={"grasp": {"batch_size": 16}, "snip": {"batch_size": 32},
                            "grad_norm": {"batch_size": 32}, "fisher": {"batch_size": 32},
-                           "jacob_cov": {"batch_size": 32}, "linear_regions": {"batch_size": 256, "repeats": 1}},
+                           "jacob_cov": {"batch_size": 32}, "linear_regions": {"batch_size": 64, "repeats": 1}},
         search_seeds=10, search_population=20, search_generations=5),
     "gpu": dict(
         bnnas_config="configs/nb101_bnnas.yaml", fbn_config="configs/nb101_fbn.yaml", overrides=[],
@@ -159,8 +159,11 @@ def stage_train(args, log):
 # ----------------------------------------------------------------------------- score
 
 def stage_score(args, log):
+    """Every indicator, one at a time; each finished column is kept in ``<out>/score_partial.npz``
+    so a killed run resumes where it stopped (the file goes once the CSV is written)."""
     from fbnas_jax import scoring
     from fbnas_jax.indicators import training_free
+    from fbnas_jax.indicators.supernet import cpi_from_scores
     from fbnas_jax.spaces import get
     from fbnas_jax.training.loop import load_data, load_run
 
@@ -172,32 +175,47 @@ def stage_score(args, log):
     data = load_data(runs["fair"].config)
     ctx_kw = dict(eval_batch_size=args.eval_batch_size, mc_samples=args.mc_samples,
                   mc_batch_size=args.mc_batch_size, seed=args.seed)
-    ctx = {m: scoring.make_context(runs[m], data, fresh_init=(m == "fair"), **ctx_kw) for m in names}
-    ctx["fair"] = dataclasses.replace(ctx["fair"], options={**ctx["fair"].options, **args.indicator_options})
-    cols, timings = {}, {}
-    progress = not args.no_progress
-
-    def run(m, indicators, prefix=""):
-        res = scoring.score_architectures(ctx[m], indicators, enc, chunk_size=args.chunk_size, progress=progress,
-                                          log=log)
-        for k in res.keys():
-            cols[prefix + k] = res[k]
-            timings[prefix + k] = dict(res.timings.get(k, {}), load=os.getloadavg())
-        log(f"scored {m}: {', '.join(res.keys())}")
-
-    run("bnnas", ["gamma"], "bnnas_")
-    baselines = [b for b in args.baselines.split(",") if b]
-    run("fair", ["gamma", "trainability"] + list(SUPERNET_FWD) + ["cpi"] + baselines)
-    if "fair_fairnas" in ctx:
-        run("fair_fairnas", ["gamma", "trainability", "expressivity", "uncertainty", "cpi"], "fairnas_")
-    rename = {"bnnas_gamma": "gamma_bnnas", "gamma": "gamma_fair"}
-    cols = {rename.get(k, k): v for k, v in cols.items()}
-    timings = {rename.get(k, k): v for k, v in timings.items()}
-    params_m, flops_m = space.costs(enc)  # the benchmark's network (stem 128, 3x3 modules)
-    cols["params_m"], cols["flops_m"] = params_m, flops_m
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    partial = out / "score_partial.npz"
+    fingerprint = json.dumps({"n": int(n), "ctx": ctx_kw, "options": args.indicator_options,
+                              "steps": {m: r.step for m, r in runs.items()}}, sort_keys=True)
+    cols, timings = {}, {}
+    if partial.exists():
+        saved = np.load(partial, allow_pickle=False)
+        if str(saved["__fingerprint__"]) == fingerprint:
+            cols = {k: saved[k] for k in saved.files if not k.startswith("__")}
+            timings = json.loads(str(saved["__timings__"]))
+            log(f"resuming: {len(cols)} columns already scored ({', '.join(cols)})")
+    ctx = {}
+
+    def context(m):
+        if m not in ctx:
+            c = scoring.make_context(runs[m], data, fresh_init=(m == "fair"), **ctx_kw)
+            ctx[m] = dataclasses.replace(c, options={**c.options, **args.indicator_options}) if m == "fair" else c
+        return ctx[m]
+
+    baselines = [b for b in args.baselines.split(",") if b]
+    plan = [("bnnas", "gamma", "gamma_bnnas"), ("fair", "gamma", "gamma_fair"), ("fair", "trainability", "trainability")]
+    plan += [("fair", k, k) for k in SUPERNET_FWD] + [("fair", b, b) for b in baselines]
+    if "fair_fairnas" in names:
+        plan += [("fair_fairnas", k, f"fairnas_{k}") for k in ("gamma", "trainability", "expressivity", "uncertainty")]
+    for m, indicator, column in plan:
+        if column in cols:
+            continue
+        res = scoring.score_architectures(context(m), [indicator], enc, chunk_size=args.chunk_size,
+                                          progress=not args.no_progress, log=log)
+        cols[column] = res[indicator]
+        timings[column] = dict(res.timings.get(indicator, {}), load=os.getloadavg())
+        np.savez(partial, __fingerprint__=fingerprint, __timings__=json.dumps(timings), **cols)
+        log(f"scored {column} ({m}): {timings[column].get('compile_s', 0):.0f} s compile, "
+            f"{timings[column].get('run_s', 0):.0f} s run")
+    cols["cpi"] = cpi_from_scores(cols)  # ranks over the scored cells
+    if "fair_fairnas" in names:
+        cols["fairnas_cpi"] = cpi_from_scores({k: cols[f"fairnas_{k}"] for k in ("expressivity", "trainability",
+                                                                               "uncertainty")})
+    params_m, flops_m = space.costs(enc)  # the benchmark's network (stem 128, 3x3 modules)
+    cols["params_m"], cols["flops_m"] = params_m, flops_m
     path = out / "nb101_cifar10_scores.csv"
     order = list(cols)
     with path.open("w", newline="") as f:
@@ -206,9 +224,11 @@ def stage_score(args, log):
         for i in range(n):
             w.writerow([gt.archs[i], space.key(enc[i])] + [f"{cols[c][i]:.6g}" for c in order])
     log(f"wrote {path}")
-    used = {b: training_free.resolve_options(b, ctx["fair"]) for b in baselines}
-    return {"num_cells": int(n), "timings": timings, "options": ctx["fair"].options,
-            "baseline_options_used": used, "columns": order, "supernets": names}
+    partial.unlink()
+    used = {b: training_free.resolve_options(b, context("fair")) for b in baselines}
+    return {"num_cells": int(n), "timings": timings, "options": context("fair").options,
+            "baseline_options_used": used, "columns": order, "supernets": names,
+            "checkpoint_steps": {m: r.step for m, r in runs.items()}}
 
 
 # ----------------------------------------------------------------------------- analyze
@@ -303,7 +323,7 @@ def stage_analyze(args, log, meta):
     lookup = {space.key(e): i for i, e in enumerate(enc)}
     obj = ReferenceRankObjective({c: (lambda e, c=c: np.asarray([scores[c][lookup[space.key(x)]] for x in e]))
                                   for c in ("expressivity", "trainability", "uncertainty")}, enc, space=space)
-    picks, ranks, params = [], [], []
+    picks, ranks, params, evals, secs = [], [], [], [], []
     for seed in range(args.search_seeds):
         r = evolutionary_search(obj, np.random.default_rng(seed), population=args.search_population,
                                 generations=args.search_generations, top_k=max(2, args.search_population // 4),
@@ -313,9 +333,12 @@ def stage_analyze(args, log, meta):
         picks.append(float(acc[i]))
         ranks.append(_rank_among(acc, acc[i]))
         params.append(r.params_m)
+        evals.append(r.n_evaluated)
+        secs.append(r.wall_s)
     feasible = scores["params_m"] <= limit
     summary["constrained_ea"] = dict(
-        _summary(picks, ranks, f"CPI EA, params <= {limit:.3f} M, {args.search_seeds} seeds", [0], [0.0]),
+        _summary(picks, ranks, f"CPI EA, params <= {limit:.3f} M (the median cell's), {args.search_seeds} seeds",
+                 evals, secs),
         max_params=limit, pick_params_m=params, feasible_cells=int(feasible.sum()),
         best_feasible_acc=float(acc[feasible].max()))
     summary["best_acc"] = float(acc.max())
@@ -330,8 +353,9 @@ def write_markdown(path: Path, meta: dict) -> None:
     lines = [f"# NB101 CIFAR-10 benchmark ({meta['date']}, {meta['device']['device']}, JAX {meta['device']['jax']}, "
              f"preset {meta['args_by_stage'].get('analyze', {}).get('preset')})", "",
              f"Supernets: {fair.get('model')} (fair), BN-NAS alike with bn_mode=bnnas; data "
-             f"{fair.get('data', {}).get('subset')} images, {fair.get('train', {}).get('epochs')} epochs; "
-             f"training s: " + ", ".join(f"{k} {v['seconds']:.0f}" for k, v in train.items()) + ". "
+             f"{fair.get('data', {}).get('source')} (subset {fair.get('data', {}).get('subset')}), "
+             f"training steps / s: " + ", ".join(f"{k} {v['steps']} / {v['seconds']:.0f}" for k, v in train.items())
+             + f" (load {train.get('fair', {}).get('load_after', ['?'])[0]}). "
              f"{a.get('num_cells')} cells of the NB101 subset; truth `{TRUTH}` (one run, validation).", "",
              "| indicator | n | Kendall tau | Spearman | top-10% precision |", "|---|---|---|---|---|"]
     for r in a.get("correlation", []):
