@@ -12,18 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 #: flags of the common cost settings (others: ``--<key with dashes>``)
 FLAGS = {"num_classes": "--classes", "cells_per_stage": "--cells"}
 HELP = {"num_classes": "output classes", "channels": "channels (NB201: C; NB101: stem width)",
         "cells_per_stage": "cells per stage (NB201: N; NB101: modules per stack)", "input_size": "image side (pixels)",
         "num_stacks": "stacks of modules"}
-
-
-def _fail(message: str) -> int:
-    print(f"fbnas: error: {message}", file=sys.stderr)
-    return 2
 
 
 def _space(args):
@@ -35,21 +29,25 @@ def _space(args):
 
 
 def _parse(space, text: str):
-    tokens = text.replace(",", " ").split()
-    if tokens and all(t.lstrip("-").isdigit() for t in tokens):
-        return space.parse(",".join(tokens))
-    return space.parse(text)
+    """The string form, or an encoding as integers separated by commas or by spaces."""
+    tokens = text.split()
+    if "," not in text and len(tokens) > 1 and all(t.lstrip("-").isdigit() for t in tokens):
+        text = ",".join(tokens)
+    return space.parse(text)  # commas: checked there (empty entries, length, range)
 
 
 def cmd_cost(args) -> int:
     from fbnas_jax.spaces import SearchSpaceError
 
+    space = _space(args)
+    enc = _parse(space, args.arch)
+    settings = {k: getattr(args, f"cost_{k}") for k in space.cost_defaults}
     try:
-        space = _space(args)
-        settings = {k: getattr(args, f"cost_{k}") for k in space.cost_defaults}
-        c = space.cost(_parse(space, args.arch), **settings)
-    except (SearchSpaceError, ValueError) as err:
-        return _fail(str(err))
+        c = space.cost(enc, **settings)
+    except SearchSpaceError:
+        raise
+    except ValueError as err:  # sizes out of range
+        raise SearchSpaceError(str(err)) from None
     if args.json:
         print(json.dumps({"params_m": round(c.params_m, 6), "flops_m": round(c.flops_m, 6)}))
     else:
@@ -58,13 +56,8 @@ def cmd_cost(args) -> int:
 
 
 def cmd_arch(args) -> int:
-    from fbnas_jax.spaces import SearchSpaceError
-
-    try:
-        space = _space(args)
-        info = space.describe(_parse(space, args.value))
-    except (SearchSpaceError, ValueError) as err:
-        return _fail(str(err))
+    space = _space(args)
+    info = space.describe(_parse(space, args.value))
     print(json.dumps(info))
     return 0
 
