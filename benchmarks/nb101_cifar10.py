@@ -93,6 +93,8 @@ def parse_args(argv=None):
     p.add_argument("--mc-samples", type=int, default=None)
     p.add_argument("--mc-batch-size", type=int, default=None)
     p.add_argument("--baselines", default=None, help="comma-separated training-free baselines")
+    p.add_argument("--supernet-indicators", default=",".join(SUPERNET_FWD),
+                   help="forward indicators of the fair supernet (expressivity and uncertainty feed CPI)")
     p.add_argument("--indicator-options", default=None, help="JSON per-indicator options (recorded)")
     p.add_argument("--fairnas", action=argparse.BooleanOptionalAction, default=None,
                    help="also train and score a FairNAS-trained FBN supernet")
@@ -149,8 +151,17 @@ def stage_train(args, log):
     out = {}
     for name, cfg in _configs(args).items():
         t0 = time.perf_counter()
-        result = train(cfg, Path(args.workdirs) / name, progress=not args.no_progress)
-        out[name] = {"config": cfg.to_dict(), "steps": int(result.state.step), "seconds": time.perf_counter() - t0,
+        seen = []  # the loop's lines; "resumed from step N" says this call did not train from 0
+
+        def tee(msg, seen=seen):
+            seen.append(msg)
+            log(msg)
+
+        result = train(cfg, Path(args.workdirs) / name, progress=not args.no_progress, log=tee)
+        resumed = [int(m.split()[3]) for m in seen if m.startswith("resumed from step ")]
+        out[name] = {"config": cfg.to_dict(), "steps": int(result.state.step),
+                     "resumed_from_step": resumed[0] if resumed else 0,
+                     "seconds": time.perf_counter() - t0,  # this call only (the steps after resumed_from_step)
                      "load_after": os.getloadavg(), "last": result.history[-1] if result.history else None}
         log(f"trained {name}: {out[name]['steps']} steps in {out[name]['seconds']:.0f} s")
     return out
@@ -197,7 +208,11 @@ def stage_score(args, log):
 
     baselines = [b for b in args.baselines.split(",") if b]
     plan = [("bnnas", "gamma", "gamma_bnnas"), ("fair", "gamma", "gamma_fair"), ("fair", "trainability", "trainability")]
-    plan += [("fair", k, k) for k in SUPERNET_FWD] + [("fair", b, b) for b in baselines]
+    fwd = [k for k in args.supernet_indicators.split(",") if k]
+    missing = {"expressivity", "uncertainty"} - set(fwd)
+    if missing:
+        raise SystemExit(f"--supernet-indicators must include {sorted(missing)} (CPI needs them)")
+    plan += [("fair", k, k) for k in fwd] + [("fair", b, b) for b in baselines]
     if "fair_fairnas" in names:
         plan += [("fair_fairnas", k, f"fairnas_{k}") for k in ("gamma", "trainability", "expressivity", "uncertainty")]
     for m, indicator, column in plan:
@@ -354,7 +369,10 @@ def write_markdown(path: Path, meta: dict) -> None:
              f"preset {meta['args_by_stage'].get('analyze', {}).get('preset')})", "",
              f"Supernets: {fair.get('model')} (fair), BN-NAS alike with bn_mode=bnnas; data "
              f"{fair.get('data', {}).get('source')} (subset {fair.get('data', {}).get('subset')}), "
-             f"training steps / s: " + ", ".join(f"{k} {v['steps']} / {v['seconds']:.0f}" for k, v in train.items())
+             "training steps / s of the last call: " + ", ".join(
+                 f"{k} {v['steps']} / {v['seconds']:.0f}"
+                 + (f" (resumed at step {v['resumed_from_step']})" if v.get("resumed_from_step") else "")
+                 for k, v in train.items())
              + f" (load {train.get('fair', {}).get('load_after', ['?'])[0]}). "
              f"{a.get('num_cells')} cells of the NB101 subset; truth `{TRUTH}` (one run, validation).", "",
              "| indicator | n | Kendall tau | Spearman | top-10% precision |", "|---|---|---|---|---|"]

@@ -1,5 +1,5 @@
 """FBN-NAS on NAS-Bench-101 through the generic layers: train (SPOS, FairNAS), score, search,
-correlate -- from configs and the command line, with a tiny supernet (stem 4, 16x16 images)."""
+correlate -- from the shipped config and the command line, with a tiny supernet (stem 4, synthetic data)."""
 from __future__ import annotations
 
 import csv
@@ -14,20 +14,22 @@ from fbnas_jax.spaces import nb101
 
 ROOT = Path(__file__).resolve().parents[1]
 S = nb101.SPACE
-TINY = ["model.space=nb101", "model.channels=4", "model.cells_per_stage=1", "train.batch_size=32",
-        "train.epochs=1", "train.log_every=1", "train.learning_rate=0.2", "model.bn_mode=fair"]
 CSV = os.environ.get("FBNAS_NB101_CSV", str(ROOT.parent / "shared/data/nasbench101/nb101_subset.csv"))
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, tiny_dataset):
-    """One FairNAS step of a tiny fair supernet (SPOS shares the generic step, tested on NB201)."""
-    from fbnas_jax.config import load_config
-    from fbnas_jax.training.loop import train
+def workdir(tmp_path_factory):
+    """``fbnas train-supernet`` from the shipped CPU config, shrunk: one FairNAS step of a stem-4
+    fair supernet on the embedded synthetic data (SPOS shares the generic step, tested on NB201)."""
+    from fbnas_jax.cli import main
 
-    path = tmp_path_factory.mktemp("nb101run")
-    train(load_config(None, TINY + ["train.max_steps=1", "train.sampler=fairnas"]), path, dataset=tiny_dataset,
-          progress=False, log=lambda m: None)
+    path = tmp_path_factory.mktemp("nb101run") / "w"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FBNAS_CIFAR10_ARCHIVE", "replaced-by-data.source")
+        rc = main(["train-supernet", "--config", str(ROOT / "configs" / "nb101_fbn_cpu.yaml"), "--workdir", str(path),
+                   "--no-progress", "--set", "model.channels=4", "data.source=synthetic", "data.subset=256",
+                   "data.augment=false", "train.batch_size=32", "train.max_steps=1", "train.sampler=fairnas"])
+    assert rc == 0
     return path
 
 
@@ -62,7 +64,7 @@ def test_score_search_and_correlate_from_the_command_line(workdir, tmp_path, cap
     assert rc == 0, capsys.readouterr().err
     rows = list(csv.DictReader(out.open()))
     assert [r["arch"] for r in rows] == cells
-    c = S.cost(S.parse(cells[0]), channels=4, cells_per_stage=1, input_size=16)
+    c = S.cost(S.parse(cells[0]), channels=4, cells_per_stage=1, input_size=32)
     assert float(rows[0]["params"]) == pytest.approx(c.params_m, rel=1e-6)
     assert float(rows[0]["gamma"]) > 0
     assert main(["score", "--checkpoint", str(workdir), "--out", str(out), "--archs", "all"]) == 2
