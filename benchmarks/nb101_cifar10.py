@@ -87,7 +87,8 @@ def parse_args(argv=None):
                    help="config overrides applied to every supernet (e.g. train.epochs=1)")
     p.add_argument("--workdirs", default="runs/nb101_cifar10", help="where supernet checkpoints go")
     p.add_argument("--out", default="benchmarks/results/nb101")
-    p.add_argument("--cells", type=int, default=None, help="score only the first N cells of the CSV")
+    p.add_argument("--cells", type=int, default=None,
+                   help="score only the first N cells of the CSV (columns already scored on more are cut)")
     p.add_argument("--chunk-size", type=int, default=None)
     p.add_argument("--eval-batch-size", type=int, default=None)
     p.add_argument("--mc-samples", type=int, default=None)
@@ -138,7 +139,9 @@ def _configs(args) -> dict:
 def _load_truth(args):
     from fbnas_jax.groundtruth import load_ground_truth
 
-    gt = load_ground_truth(args.truth, space="nb101")
+    with open(args.truth, newline="") as f:  # the accuracy columns (hash, ops, source are text)
+        header = next(csv.reader(f), [])
+    gt = load_ground_truth(args.truth, space="nb101", columns=[c for c in header if c.startswith("val_acc_ep")])
     n = len(gt) if not args.cells else min(args.cells, len(gt))
     return gt, n
 
@@ -189,15 +192,19 @@ def stage_score(args, log):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     partial = out / "score_partial.npz"
-    fingerprint = json.dumps({"n": int(n), "ctx": ctx_kw, "options": args.indicator_options,
-                              "steps": {m: r.step for m, r in runs.items()}}, sort_keys=True)
+    # what the values depend on; cells are scored independently, so columns of the first N >= n
+    # cells serve a smaller n (``--cells``) too
+    setup = {"ctx": ctx_kw, "options": args.indicator_options, "steps": {m: r.step for m, r in runs.items()}}
+    fingerprint = json.dumps(dict(setup, n=int(n)), sort_keys=True)
     cols, timings = {}, {}
     if partial.exists():
         saved = np.load(partial, allow_pickle=False)
-        if str(saved["__fingerprint__"]) == fingerprint:
-            cols = {k: saved[k] for k in saved.files if not k.startswith("__")}
-            timings = json.loads(str(saved["__timings__"]))
-            log(f"resuming: {len(cols)} columns already scored ({', '.join(cols)})")
+        saved_setup = json.loads(str(saved["__fingerprint__"]))
+        saved_n = int(saved_setup.pop("n"))
+        if json.dumps(saved_setup, sort_keys=True) == json.dumps(setup, sort_keys=True) and saved_n >= n:
+            cols = {k: saved[k][:n] for k in saved.files if not k.startswith("__")}
+            timings = {k: dict({"cells": saved_n}, **t) for k, t in json.loads(str(saved["__timings__"])).items()}
+            log(f"resuming: {len(cols)} columns already scored on {saved_n} cells, {n} used ({', '.join(cols)})")
     ctx = {}
 
     def context(m):
@@ -221,7 +228,7 @@ def stage_score(args, log):
         res = scoring.score_architectures(context(m), [indicator], enc, chunk_size=args.chunk_size,
                                           progress=not args.no_progress, log=log)
         cols[column] = res[indicator]
-        timings[column] = dict(res.timings.get(indicator, {}), load=os.getloadavg())
+        timings[column] = dict(res.timings.get(indicator, {}), load=os.getloadavg(), cells=int(n))
         np.savez(partial, __fingerprint__=fingerprint, __timings__=json.dumps(timings), **cols)
         log(f"scored {column} ({m}): {timings[column].get('compile_s', 0):.0f} s compile, "
             f"{timings[column].get('run_s', 0):.0f} s run")
@@ -373,8 +380,12 @@ def write_markdown(path: Path, meta: dict) -> None:
                  f"{k} {v['steps']} / {v['seconds']:.0f}"
                  + (f" (resumed at step {v['resumed_from_step']})" if v.get("resumed_from_step") else "")
                  for k, v in train.items())
-             + f" (load {train.get('fair', {}).get('load_after', ['?'])[0]}). "
+             + f" (load {train.get('fair', {}).get('load_after', [float('nan')])[0]:.1f}). "
              f"{a.get('num_cells')} cells of the NB101 subset; truth `{TRUTH}` (one run, validation).", "",
+             "Scoring time per column (s, compile + run; 1-min load average when it finished): " + ", ".join(
+                 f"{k} {t.get('compile_s', 0) + t.get('run_s', 0):.0f} ({t['load'][0]:.1f}"
+                 + (f"; {t['cells']} cells" if t.get("cells", a.get("num_cells")) != a.get("num_cells") else "") + ")"
+                 for k, t in meta.get("score", {}).get("timings", {}).items() if "load" in t) + ".", "",
              "| indicator | n | Kendall tau | Spearman | top-10% precision |", "|---|---|---|---|---|"]
     for r in a.get("correlation", []):
         if r["column"] == TRUTH:
