@@ -21,7 +21,10 @@ Presets (``--preset``) pick configs, data sizes and scoring options; flags overr
 * ``smoke``: stem 4, 8 training steps on 512 synthetic images, 24 cells (a minute; checks the
   pipeline end to end);
 * ``cpu``: ``configs/nb101_{bnnas,fbn}_cpu.yaml`` (stem 8, one module per stack, 3 epochs on
-  a 10k CIFAR-10 subset), all 1,001 cells, CPU-sized batches; about an hour on 2 idle cores;
+  a 10k CIFAR-10 subset), all 1,001 cells, CPU-sized batches. Measured on the shared 2-core
+  CPU at load 9-15 (2026-11-26): 8-12 s per training step, 18 min for expressivity on 1,001
+  cells, uncertainty 3 s per cell; the committed run therefore used ``--cells 300
+  --supernet-indicators expressivity,uncertainty --baselines naswot`` after the first columns;
 * ``gpu``: ``configs/nb101_{bnnas,fbn}.yaml`` (the benchmark's width: stem 128, 3x3 modules,
   10 epochs on CIFAR-10), FairNAS too, the papers' batch sizes.
 
