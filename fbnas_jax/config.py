@@ -42,7 +42,7 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    source: str = "synthetic"  # synthetic | cifar10 | cifar100 | imagenet16-120 | <dir or .tar.gz>
+    source: str = "synthetic"  # synthetic | synthetic-easy | cifar10 | cifar100 | imagenet16-120 | <dir or .tar.gz>
     data_dir: str | None = None  # TFDS data_dir
     cache_dir: str | None = None
     subset: int | None = None  # class-balanced subset of the training split
