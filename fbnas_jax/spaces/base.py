@@ -62,6 +62,19 @@ class Cost(NamedTuple):
     flops_m: float
 
 
+class SpaceOption(NamedTuple):
+    """A space-specific setting, e.g. the MobileNet ``skeleton`` or the DARTS ``setting``.
+
+    A generic command exposes it as ``--<name>`` (``-`` for ``_``) and passes the text to
+    :meth:`SearchSpace.configure`; ``choices`` None means free text (a path, a number).
+    """
+
+    name: str
+    help: str
+    default: str
+    choices: tuple[str, ...] | None = None
+
+
 class SearchSpace(abc.ABC):
     """One search space as data. Subclasses set the class attributes and the abstract methods."""
 
@@ -75,6 +88,19 @@ class SearchSpace(abc.ABC):
     size: int | None = None
     #: name of the string form, for messages ("cell string", "genotype", ...)
     string_name: str = "architecture string"
+    #: space-specific settings a command exposes as flags (see :meth:`configure`)
+    options: tuple[SpaceOption, ...] = ()
+
+    def configure(self, **values: Any) -> "SearchSpace":
+        """The space with the given :attr:`options` set (strings as typed on a command line).
+
+        Spaces without options accept no values. Spaces with options return a new, equally
+        usable instance (the registered one keeps the defaults); ``None`` means the default.
+        """
+        given = {k: v for k, v in values.items() if v is not None}
+        if given:
+            raise SearchSpaceError(f"the {self.name} space has no options; got {sorted(given)}")
+        return self
 
     # ------------------------------------------------------------------ representation
 
@@ -107,7 +133,12 @@ class SearchSpace(abc.ABC):
         if isinstance(item, str):
             text = item.strip()
             if text and all(p.strip().lstrip("-").isdigit() for p in text.split(",")):
-                return self.validate(np.asarray([int(p) for p in text.split(",")]).reshape(self.encoding_shape))
+                values = np.asarray([int(p) for p in text.split(",")])
+                if values.size != int(np.prod(self.encoding_shape)):
+                    raise SearchSpaceError(
+                        f"a {self.name} encoding has {int(np.prod(self.encoding_shape))} integers "
+                        f"(shape {self.encoding_shape}); got {values.size} in {item!r}")
+                return self.validate(values.reshape(self.encoding_shape))
             if "," in text and all(p.strip().lstrip("-").isdigit() or not p.strip() for p in text.split(",")):
                 raise SearchSpaceError(f"malformed {self.name} encoding {item!r}: empty entry between commas")
             return self.from_string(text)
@@ -188,7 +219,10 @@ class SearchSpace(abc.ABC):
 # ---------------------------------------------------------------------- registry
 
 #: name -> module that registers it (imported lazily, so ``import fbnas_jax.spaces`` stays light)
-KNOWN: dict[str, str] = {}
+KNOWN: dict[str, str] = {
+    "mobilenet": "fbnas_jax.spaces.mobilenet",
+    "darts": "fbnas_jax.spaces.darts",
+}
 REGISTRY: dict[str, SearchSpace] = {}
 
 
