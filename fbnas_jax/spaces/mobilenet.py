@@ -239,6 +239,8 @@ SKELETONS: dict[str, Skeleton] = {
     "proxylessnas-gpu": Skeleton("proxylessnas-gpu", 40, 24, (32, 56, 112, 128, 256, 432), mix_channels=1728,
                                  **_STAGES),
 }
+for _name in list(SKELETONS):  # the usual CIFAR adaptation of each (32x32, 10 classes)
+    SKELETONS[f"{_name}-cifar"] = SKELETONS[_name].for_small_images(32, 10).replace(name=f"{_name}-cifar")
 DEFAULT_SKELETON = "proxylessnas-gpu"
 
 #: Published architectures in this space (layer choices), for tests and examples.
@@ -366,8 +368,9 @@ class MobileNetSpace(SearchSpace):
         if self.skeleton.allow_skip:
             legal[:, SKIP] = [spec.skip_ok for spec in self.layers]
         self.legal = legal
-        self.choices = [np.flatnonzero(row).astype(np.int32) for row in legal]
-        self.size = int(math.prod(len(c) for c in self.choices))
+        #: legal op indices of each layer (not contiguous: skip is 6, SE variants 7..12)
+        self.layer_choices = [np.flatnonzero(row).astype(np.int32) for row in legal]
+        self.size = int(math.prod(len(c) for c in self.layer_choices))
         self.ops = tuple(OPS[i] for i in range(NUM_OPS) if legal[:, i].any())
 
     def configure(self, skeleton: str | Skeleton | dict | None = None, **rest: Any) -> "MobileNetSpace":
@@ -437,7 +440,7 @@ class MobileNetSpace(SearchSpace):
     # ---------------------------------------------------------- sampling and EA moves
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         out = np.empty((int(n), len(self.layers)), np.int32)
-        for i, choices in enumerate(self.choices):
+        for i, choices in enumerate(self.layer_choices):
             out[:, i] = rng.choice(choices, size=int(n))
         return out
 
@@ -447,16 +450,16 @@ class MobileNetSpace(SearchSpace):
         runs each exactly once across the group. Layers with fewer (no skip at a stage's first
         layer) run each of theirs once and fill the remaining slots uniformly -- as fair as
         the space allows."""
-        g = max(len(c) for c in self.choices)
+        g = max(len(c) for c in self.layer_choices)
         out = np.empty((g, len(self.layers)), np.int32)
-        for i, choices in enumerate(self.choices):
+        for i, choices in enumerate(self.layer_choices):
             column = np.concatenate([choices, rng.choice(choices, size=g - len(choices))])
             out[:, i] = rng.permutation(column)
         return out
 
     def mutate(self, rng: np.random.Generator, encoding: Any, prob: float) -> np.ndarray:
         child = self.validate(encoding).copy()
-        for i, choices in enumerate(self.choices):
+        for i, choices in enumerate(self.layer_choices):
             if rng.random() < prob:
                 child[i] = rng.choice(choices)
         return child

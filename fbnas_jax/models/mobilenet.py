@@ -1,0 +1,243 @@
+"""The MobileNet-like network in Flax: supernet (encoding as input) and stand-alone nets.
+
+The skeleton (:class:`fbnas_jax.spaces.mobilenet.Skeleton`) is data: stem ``Conv-BN-ReLU6``,
+a fixed MBConv k3 e1, the searchable layers, ``Conv1x1-BN-ReLU6`` mix layer, global average
+pool, linear classifier -- the ProxylessNAS network, module by module, so the cost model's
+counts are this network's parameters (a test checks).
+
+Each searchable layer holds its candidate ops as sub-modules named after the op
+(``k3e3`` ... ``k7e6``, ``skip``, ``k3e3_se`` ...). An MBConv is ``expand_conv``-
+``expand_bn``-ReLU6, ``dw_conv``-``dw_bn``-ReLU6, optional SE (``se_reduce``/``se_expand``,
+hard sigmoid gate), ``project_conv``-``project_bn``; the identity shortcut is added where the
+layer keeps stride 1 and width (ProxylessNAS' ``MobileInvertedResidualBlock``).
+
+* ``arch=None``: the **supernet**. Every legal candidate of every layer is computed and the
+  one chosen by ``encoding[layer]`` selected, so one compiled forward serves every
+  architecture and ``jax.vmap`` runs many at once; unchosen ops get zero gradient and their
+  BN running statistics stay untouched (``active`` masks).
+* ``arch=(...)``: a **stand-alone** net with only the chosen ops, under the *same* parameter
+  names: a subnet's parameters are a sub-tree of the supernet's (a test checks equal outputs).
+
+``bn_mode``: ``"bnnas"`` -- BN only inside convolutions (``skip`` is the bare identity, as
+BN-NAS, whose space has no skip); ``"fair"`` -- ``skip`` is followed by its own BN
+(``skip_bn``), so BN-only training can rescale it too (FBN-NAS).
+
+The BN-NAS indicator reads each op's *last* BN (``project_bn``; ``skip_bn`` in fair mode),
+as the BN-NAS code reads BN ``7`` of each choice block.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fbnas_jax.models.init import init_from_shapes
+from fbnas_jax.models.layers import BatchNorm, ForwardMode, kaiming_normal, relu_code_kernel
+from fbnas_jax.spaces.mobilenet import (
+    NUM_OPS, OPS, SKIP, MobileNetSpace, Skeleton, get_skeleton, make_divisible, op_kernel_expansion,
+)
+
+BN_MODES = ("bnnas", "fair")
+BN_EPS = 1e-5
+
+
+def check_bn_mode(bn_mode: str) -> str:
+    if bn_mode not in BN_MODES:
+        raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
+    return bn_mode
+
+
+class ReLU6(nn.Module):
+    """ReLU6 that optionally records NASWOT codes (``x > 0``), masked by ``active``."""
+
+    @nn.compact
+    def __call__(self, x, mode: ForwardMode, active=None):
+        if mode.relu_kernel:
+            k = relu_code_kernel(x)
+            if active is not None:
+                k = k * active.astype(k.dtype)
+            self.sow("relu_kernel", "K", k, init_fn=lambda: 0.0, reduce_fn=lambda a, b: a + b)
+        return jnp.clip(x, 0.0, 6.0)
+
+
+def conv(features: int, kernel: int, stride: int = 1, groups: int = 1, name: str | None = None) -> nn.Conv:
+    pad = kernel // 2
+    return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
+                   feature_group_count=groups, use_bias=False, kernel_init=kaiming_normal(), name=name)
+
+
+class MBConv(nn.Module):
+    """Inverted bottleneck (no shortcut here; the layer adds it)."""
+
+    c_out: int
+    kernel: int
+    expansion: int
+    stride: int
+    se_ratio: float | None = None
+    bn_momentum: float = 0.9
+
+    @nn.compact
+    def __call__(self, x, mode: ForwardMode, active=None):
+        c_in = x.shape[-1]
+        mid = int(round(c_in * self.expansion))
+        if self.expansion != 1:
+            x = conv(mid, 1, name="expand_conv")(x)
+            x = BatchNorm(self.bn_momentum, name="expand_bn")(x, mode, active)
+            x = ReLU6(name="expand_act")(x, mode, active)
+        x = conv(mid, self.kernel, self.stride, groups=mid, name="dw_conv")(x)
+        x = BatchNorm(self.bn_momentum, name="dw_bn")(x, mode, active)
+        x = ReLU6(name="dw_act")(x, mode, active)
+        if self.se_ratio:
+            r = make_divisible(mid * self.se_ratio, 8)
+            s = jnp.mean(x, axis=(-3, -2), keepdims=True)
+            s = nn.Conv(r, (1, 1), kernel_init=kaiming_normal(), name="se_reduce")(s)
+            s = nn.relu(s)
+            s = nn.Conv(mid, (1, 1), kernel_init=kaiming_normal(), name="se_expand")(s)
+            x = x * (jnp.clip(s + 3.0, 0.0, 6.0) / 6.0)  # hard sigmoid gate
+        x = conv(self.c_out, 1, name="project_conv")(x)
+        return BatchNorm(self.bn_momentum, name="project_bn")(x, mode, active)
+
+
+class ChoiceLayer(nn.Module):
+    """One searchable layer: every legal candidate (supernet) or only ``fixed``."""
+
+    c_out: int
+    stride: int
+    skip_ok: bool
+    choices: tuple[int, ...]
+    bn_mode: str
+    se_all: bool = False
+    se_ratio: float = 0.25
+    fixed: int | None = None
+    bn_momentum: float = 0.9
+
+    def _op(self, k: int, x, mode: ForwardMode, active):
+        if k == SKIP:
+            if self.bn_mode == "fair":
+                return BatchNorm(self.bn_momentum, name="skip_bn")(x, mode, active)
+            return x
+        kernel, expansion, se = op_kernel_expansion(k)
+        y = MBConv(self.c_out, kernel, expansion, self.stride, self.se_ratio if (se or self.se_all) else None,
+                   self.bn_momentum, name=OPS[k])(x, mode, active)
+        return y + x if self.skip_ok else y
+
+    @nn.compact
+    def __call__(self, x, choice, mode: ForwardMode):
+        if self.fixed is not None:
+            return self._op(self.fixed, x, mode, None)
+        out = None
+        for k in self.choices:
+            active = choice == k
+            y = jnp.where(active, self._op(k, x, mode, active), 0.0)
+            out = y if out is None else out + y
+        return out
+
+
+class MobileNet(nn.Module):
+    skeleton: Skeleton
+    num_classes: int = 10
+    bn_mode: str = "fair"
+    arch: tuple[int, ...] | None = None
+    bn_momentum: float = 0.9
+
+    @property
+    def space(self) -> MobileNetSpace:
+        return MobileNetSpace(self.skeleton)
+
+    @nn.compact
+    def __call__(self, x, encoding=None, *, mode: ForwardMode = ForwardMode()):
+        check_bn_mode(self.bn_mode)
+        sk = self.skeleton
+        if self.arch is None and encoding is None:
+            raise ValueError(f"the supernet (arch=None) needs an `encoding` of shape ({sk.num_layers},)")
+        x = conv(sk.stem_channels, sk.stem_kernel, sk.stem_stride, name="stem_conv")(x)
+        x = BatchNorm(self.bn_momentum, name="stem_bn")(x, mode)
+        x = ReLU6(name="stem_act")(x, mode)
+        if sk.first_channels:
+            x = MBConv(sk.first_channels, 3, 1, 1, None, self.bn_momentum, name="first")(x, mode)
+        space = self.space
+        for spec, choices in zip(space.layers, space.layer_choices):
+            fixed = None if self.arch is None else int(self.arch[spec.index])
+            choice = None if self.arch is not None else encoding[spec.index]
+            x = ChoiceLayer(spec.c_out, spec.stride, spec.skip_ok, tuple(int(c) for c in choices), self.bn_mode,
+                            sk.se == "all", sk.se_ratio, fixed, self.bn_momentum,
+                            name=f"layer_{spec.index}")(x, choice, mode)
+        x = conv(sk.mix_channels, 1, name="mix_conv")(x)
+        x = BatchNorm(self.bn_momentum, name="mix_bn")(x, mode)
+        x = ReLU6(name="mix_act")(x, mode)
+        x = jnp.mean(x, axis=(-3, -2))
+        return nn.Dense(self.num_classes, kernel_init=nn.initializers.lecun_normal(), name="classifier")(x)
+
+
+# ---------------------------------------------------------------------- construction
+
+def make_network(skeleton: str | Skeleton = "proxylessnas-gpu", *, num_classes: int | None = None,
+                 bn_mode: str = "fair", arch: Sequence[int] | str | None = None,
+                 bn_momentum: float = 0.9) -> MobileNet:
+    """Validated constructor; ``arch`` None (supernet), an encoding or a layer-choice string."""
+    check_bn_mode(bn_mode)
+    sk = get_skeleton(skeleton)
+    if num_classes is not None:
+        sk = sk.replace(num_classes=int(num_classes))
+    if arch is not None:
+        arch = tuple(int(a) for a in MobileNetSpace(sk).parse(arch))
+    return MobileNet(sk, sk.num_classes, bn_mode, arch, bn_momentum)
+
+
+def init_variables(net: MobileNet, key, input_shape) -> dict:
+    """``{'params', 'batch_stats'}`` for inputs ``input_shape`` (no batch), drawn without
+    compiling the forward (:func:`fbnas_jax.models.init.init_from_shapes`); an int ``key``
+    seeds the ``rbg`` PRNG."""
+    x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
+    enc = None if net.arch is not None else jnp.zeros((net.skeleton.num_layers,), jnp.int32)
+    return init_from_shapes(net, key, x, enc)
+
+
+# ---------------------------------------------------------------------- BN indicators
+
+def last_bn_path(op: int, bn_mode: str) -> tuple[str, ...] | None:
+    """Path inside a layer's tree of op ``op``'s last BN (None: the op has no BN)."""
+    if op == SKIP:
+        return ("skip_bn",) if bn_mode == "fair" else None
+    return (OPS[op], "project_bn")
+
+
+def bn_table(params, batch_stats, *, net: MobileNet, kind: str = "gamma"):
+    """``T[layer, op]`` (``(layers, 13)`` float32): mean |gamma| (``kind="gamma"``) or mean
+    |gamma| / sqrt(running var + eps) (``"trainability"``) of each op's last BN; 0 where the
+    op has no BN or is not a candidate. Pure and jit-able."""
+    if kind not in ("gamma", "trainability"):
+        raise ValueError(f"kind must be 'gamma' or 'trainability', got {kind!r}")
+    space = net.space
+    rows = []
+    for spec, choices in zip(space.layers, space.layer_choices):
+        vals = [jnp.zeros((), jnp.float32)] * NUM_OPS
+        layer_p = params[f"layer_{spec.index}"]
+        for k in choices:
+            path = last_bn_path(int(k), net.bn_mode)
+            if path is None:
+                continue
+            node_p, node_s = layer_p, batch_stats[f"layer_{spec.index}"]
+            for key in path:
+                node_p, node_s = node_p[key], node_s[key]
+            g = jnp.abs(node_p["scale"].astype(jnp.float32))
+            if kind == "trainability":
+                g = g * jax.lax.rsqrt(node_s["var"].astype(jnp.float32) + BN_EPS)
+            vals[int(k)] = jnp.mean(g)
+        rows.append(jnp.stack(vals))
+    return jnp.stack(rows)
+
+
+def bn_scores(params, batch_stats, encodings, *, net: MobileNet, kind: str = "gamma"):
+    """``(n,)`` BN-NAS ``gamma`` / FBN-NAS ``trainability`` of ``(n, layers)`` encodings:
+    the sum over layers of the chosen op's table entry (a gather-sum, milliseconds for 10^5)."""
+    table = bn_table(params, batch_stats, net=net, kind=kind)
+    enc = jnp.asarray(encodings, jnp.int32)
+    return jnp.sum(table[jnp.arange(table.shape[0])[None, :], enc], axis=1)
+
+
+def count_params(variables: dict[str, Any]) -> int:
+    return int(sum(np.prod(p.shape) for p in jax.tree.leaves(variables["params"])))
