@@ -96,7 +96,7 @@ def test_genotype_strings_both_ways(space):
      "both come from state 2"),
     (GENOTYPES["DARTS_V2"].replace("reduce_concat", "reduction_concat"), "unknown field"),
     ("Genotype(normal=[('a', 0)] +, reduce=[])", "malformed genotype"),
-    ("1,2,3", "has 32 integers"),
+    ("1,2,3", "nor 32 comma-separated integers"),
 ])
 def test_bad_genotypes(space, text, match):
     with pytest.raises(SearchSpaceError, match=match):
@@ -158,3 +158,20 @@ def test_options_and_errors(space):
         space.validate(np.zeros((2, 8)))
     with pytest.raises(SearchSpaceError, match="shape"):
         space.validate_batch(np.zeros((3, 2, 8)))
+
+
+def test_evolutionary_search_respects_flops_and_params_limits(space):
+    from fbnas_jax.search.algorithms import evolutionary_search
+
+    rng = np.random.default_rng(0)
+    params, flops = space.costs(space.sample(rng, 500))
+    max_flops, max_params = float(np.median(flops)), float(np.median(params))
+
+    def costlier_is_better(enc):
+        return space.costs(enc)[1]
+
+    res = evolutionary_search(costlier_is_better, rng, population=20, generations=5, top_k=5, mutations=10,
+                              crossovers=10, max_flops=max_flops, max_params=max_params, space=space)
+    p, f = space.costs(res.evaluated)
+    assert res.n_evaluated >= 60 and (f <= max_flops).all() and (p <= max_params).all()
+    assert res.flops_m <= max_flops and res.params_m <= max_params

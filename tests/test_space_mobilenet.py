@@ -176,3 +176,21 @@ def test_small_image_skeleton_geometry():
     tiny = sk.scaled(0.25)
     assert tiny.widths == (8, 16, 32, 32, 64, 112) and tiny.num_layers == 21
     assert MobileNetSpace(tiny).cost(np.zeros(21, np.int32)).params_m < 0.5
+
+
+def test_evolutionary_search_respects_flops_limit(space):
+    from fbnas_jax.search.algorithms import evolutionary_search
+
+    rng = np.random.default_rng(0)
+    _, flops = space.costs(space.sample(rng, 500))
+    limit = float(np.quantile(flops, 0.3))
+
+    def bigger_is_better(enc):  # an objective that pulls towards the limit: costlier = better
+        return space.costs(enc)[1]
+
+    res = evolutionary_search(bigger_is_better, rng, population=20, generations=5, top_k=5, mutations=10,
+                              crossovers=10, max_flops=limit, space=space)
+    _, evaluated = space.costs(res.evaluated)
+    assert res.n_evaluated >= 60 and (evaluated <= limit).all()
+    assert res.flops_m <= limit and res.flops_m > float(np.quantile(flops, 0.2))
+    assert res.history == sorted(res.history)

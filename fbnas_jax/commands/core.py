@@ -88,6 +88,9 @@ def _train_common(args, extra=()) -> int:
     from fbnas_jax.training import steps
     from fbnas_jax.training.loop import TrainingDivergedError, train
 
+    from fbnas_jax.training.distributed import initialize
+
+    initialize()  # several hosts: jax.distributed from JAX_COORDINATOR_ADDRESS / _NUM_PROCESSES / _PROCESS_ID
     enable_compilation_cache()
     try:
         cfg = _config(args, extra)
@@ -116,7 +119,8 @@ def cmd_train_arch(args) -> int:
     from fbnas_jax.spaces import SearchSpaceError, get
 
     try:
-        space = get(_config(args).model.space)
+        model = _config(args).model
+        space = get(model.space).for_model(model)
         arch = space.to_string(space.parse(args.arch))
     except (SearchSpaceError, ConfigError) as err:
         return _fail(str(err))

@@ -46,13 +46,14 @@ def run_score(args: argparse.Namespace) -> int:
     from fbnas_jax import scoring
     from fbnas_jax.indicators.base import UnknownIndicatorError
     from fbnas_jax.scores_io import load_archs, load_scoring_data, write_scores_csv
+    from fbnas_jax.spaces import of_network
     from fbnas_jax.training.loop import load_run
 
     t0 = time.perf_counter()
     try:
         run = load_run(args.checkpoint)
         scoring.check_run(run, expect_bn_mode=args.expect_bn_mode, expect_space=args.expect_space)
-        encodings = load_archs(args.archs, args.seed, run.config.model.space)
+        encodings = load_archs(args.archs, args.seed, of_network(run.net))
         dataset = load_scoring_data(run, args.data)
         names = args.indicators
         from fbnas_jax.indicators import base
@@ -75,7 +76,7 @@ def run_score(args: argparse.Namespace) -> int:
         print(f"fbnas score: error: {msg}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    write_scores_csv(out, encodings, result.scores, run.config.model.space)
+    write_scores_csv(out, encodings, result.scores, of_network(run.net))
     sidecar = {
         "checkpoint": str(args.checkpoint), "step": run.step, "config": run.config.to_dict(),
         "indicators": list(result.scores), "num_archs": int(len(encodings)), "archs": args.archs,

@@ -71,13 +71,13 @@ def _checkpoint_objective(args):
     from fbnas_jax.indicators import base as ind_base
     from fbnas_jax.search.algorithms import ReferenceRankObjective
     from fbnas_jax.scores_io import load_archs, load_scoring_data
-    from fbnas_jax.spaces import get
+    from fbnas_jax.spaces import of_network
     from fbnas_jax.training.loop import load_run
 
     indicator = ind_base.get(args.indicator)  # UnknownIndicatorError names the available ones
     run = load_run(args.checkpoint)
     scoring.check_run(run, expect_space=args.space)
-    space = get(run.config.model.space)
+    space = of_network(run.net)  # the run's own space (e.g. its MobileNet skeleton)
     ctx = scoring.make_context(run, load_scoring_data(run, args.dataset), seed=args.seed)
     scorer = scoring.Scorer(ctx, chunk_size=args.chunk_size)  # compiles each indicator once
     components = tuple(getattr(indicator, "components", ()) or ())

@@ -24,6 +24,8 @@ pools and the stride-1 ``skip_connect`` (:mod:`fbnas_jax.models.darts_ops`).
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -110,6 +112,8 @@ class Cell(nn.Module):
 
 
 class DartsNet(nn.Module):
+    space: ClassVar[str] = "darts"
+
     channels: int = 36
     layers: int = 20
     num_classes: int = 10
@@ -156,12 +160,12 @@ class DartsNet(nn.Module):
 def make_network(*, setting: str = "cifar", channels: int | None = None, layers: int | None = None,
                  num_classes: int | None = None, bn_mode: str = "fair", arch=None,
                  bn_momentum: float = 0.9) -> DartsNet:
-    """Validated constructor. ``setting`` gives the defaults (``cifar``: C=36, 20 cells, CIFAR
-    stem; ``imagenet``: C=48, 14 cells, ImageNet stem); ``arch`` None (supernet), a genotype
-    string or a ``(2, 8, 2)`` encoding."""
+    """Validated constructor. ``setting`` gives the stem and the defaults (``cifar``: C=36,
+    20 cells; ``imagenet``: C=48, 14 cells, three stride-2 stem convs); ``arch`` None
+    (supernet), a genotype string or a ``(2, 8, 2)`` encoding."""
     check_bn_mode(bn_mode)
     if setting not in SETTINGS:
-        raise ValueError(f"setting must be one of {tuple(SETTINGS)}, got {setting!r}")
+        raise ValueError(f"DARTS setting (model.skeleton) must be one of {tuple(SETTINGS)}, got {setting!r}")
     s = SETTINGS[setting]
     channels = s.channels if channels is None else int(channels)
     layers = s.layers if layers is None else int(layers)
@@ -173,6 +177,22 @@ def make_network(*, setting: str = "cifar", channels: int | None = None, layers:
         enc = DartsSpace().parse(arch)
         arch = tuple(tuple((int(op), int(src)) for op, src in enc[kind]) for kind in range(2))
     return DartsNet(channels, layers, num_classes, s.stem, bn_mode, arch, bn_momentum)
+
+
+def build_network(model_config, num_classes: int) -> DartsNet:
+    """The network contract: ``model.channels`` = C, ``model.cells_per_stage`` = N normal cells
+    per stage (``3N + 2`` cells), ``model.skeleton`` = ``cifar`` (default) or ``imagenet`` stem."""
+    m = model_config
+    if int(m.cells_per_stage) < 1:
+        raise ValueError(f"model.cells_per_stage (normal cells per stage) must be >= 1, got {m.cells_per_stage}")
+    return make_network(setting=m.skeleton or "cifar", channels=m.channels, layers=3 * int(m.cells_per_stage) + 2,
+                        num_classes=num_classes, bn_mode=m.bn_mode, arch=m.arch, bn_momentum=m.bn_momentum)
+
+
+def cost_settings(net: DartsNet, input_size: int) -> dict:
+    """Keyword arguments of :meth:`DartsSpace.cost` describing ``net`` on ``input_size`` images."""
+    return {"setting": net.stem, "channels": net.channels, "layers": net.layers, "num_classes": net.num_classes,
+            "input_size": int(input_size)}
 
 
 def init_variables(net: DartsNet, key, input_shape) -> dict:

@@ -27,6 +27,7 @@ as the BN-NAS code reads BN ``7`` of each choice block.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -37,7 +38,8 @@ import numpy as np
 from fbnas_jax.models.init import init_from_shapes
 from fbnas_jax.models.layers import BatchNorm, ForwardMode, kaiming_normal, relu_code_kernel
 from fbnas_jax.spaces.mobilenet import (
-    NUM_OPS, OPS, SKIP, MobileNetSpace, Skeleton, get_skeleton, make_divisible, op_kernel_expansion,
+    DEFAULT_SKELETON, NUM_OPS, OPS, SKIP, MobileNetSpace, Skeleton, get_skeleton, make_divisible,
+    op_kernel_expansion,
 )
 
 BN_MODES = ("bnnas", "fair")
@@ -136,21 +138,41 @@ class ChoiceLayer(nn.Module):
         return out
 
 
+@functools.lru_cache(maxsize=32)
+def _space_of(skeleton: Skeleton) -> MobileNetSpace:
+    return MobileNetSpace(skeleton)
+
+
+@functools.lru_cache(maxsize=32)
+def _scaled(skeleton: Skeleton, width_mult: float) -> Skeleton:
+    return skeleton if float(width_mult) == 1.0 else skeleton.scaled(float(width_mult))
+
+
 class MobileNet(nn.Module):
+    """``skeleton`` is the full-width reference; the layers are ``skeleton.scaled(width_mult)``."""
+
     skeleton: Skeleton
     num_classes: int = 10
     bn_mode: str = "fair"
     arch: tuple[int, ...] | None = None
     bn_momentum: float = 0.9
+    width_mult: float = 1.0
 
     @property
     def space(self) -> MobileNetSpace:
-        return MobileNetSpace(self.skeleton)
+        """The search space (:func:`fbnas_jax.spaces.of_network`): the full-width skeleton's, so
+        FLOPs limits of a search refer to the reference network whatever the width trained."""
+        return _space_of(self.skeleton)
+
+    @property
+    def net_skeleton(self) -> Skeleton:
+        """The skeleton actually built (widths scaled)."""
+        return _scaled(self.skeleton, self.width_mult)
 
     @nn.compact
     def __call__(self, x, encoding=None, *, mode: ForwardMode = ForwardMode()):
         check_bn_mode(self.bn_mode)
-        sk = self.skeleton
+        sk = self.net_skeleton
         if self.arch is None and encoding is None:
             raise ValueError(f"the supernet (arch=None) needs an `encoding` of shape ({sk.num_layers},)")
         x = conv(sk.stem_channels, sk.stem_kernel, sk.stem_stride, name="stem_conv")(x)
@@ -158,7 +180,7 @@ class MobileNet(nn.Module):
         x = ReLU6(name="stem_act")(x, mode)
         if sk.first_channels:
             x = MBConv(sk.first_channels, 3, 1, 1, None, self.bn_momentum, name="first")(x, mode)
-        space = self.space
+        space = _space_of(sk)
         for spec, choices in zip(space.layers, space.layer_choices):
             fixed = None if self.arch is None else int(self.arch[spec.index])
             choice = None if self.arch is not None else encoding[spec.index]
@@ -175,16 +197,32 @@ class MobileNet(nn.Module):
 # ---------------------------------------------------------------------- construction
 
 def make_network(skeleton: str | Skeleton = "proxylessnas-gpu", *, num_classes: int | None = None,
-                 bn_mode: str = "fair", arch: Sequence[int] | str | None = None,
+                 bn_mode: str = "fair", arch: Sequence[int] | str | None = None, width_mult: float = 1.0,
                  bn_momentum: float = 0.9) -> MobileNet:
-    """Validated constructor; ``arch`` None (supernet), an encoding or a layer-choice string."""
+    """Validated constructor; ``arch`` None (supernet), an encoding or a layer-choice string;
+    ``width_mult`` scales every width of the skeleton (:meth:`Skeleton.scaled`)."""
     check_bn_mode(bn_mode)
     sk = get_skeleton(skeleton)
+    if float(width_mult) <= 0:
+        raise ValueError(f"width_mult must be > 0, got {width_mult}")
     if num_classes is not None:
         sk = sk.replace(num_classes=int(num_classes))
     if arch is not None:
         arch = tuple(int(a) for a in MobileNetSpace(sk).parse(arch))
-    return MobileNet(sk, sk.num_classes, bn_mode, arch, bn_momentum)
+    return MobileNet(sk, sk.num_classes, bn_mode, arch, bn_momentum, float(width_mult))
+
+
+def build_network(model_config: Any, num_classes: int) -> MobileNet:
+    """The network contract: ``model.skeleton`` (default ``proxylessnas-gpu``), ``model.width_mult``,
+    ``model.bn_mode``, ``model.arch`` (None: the supernet)."""
+    m = model_config
+    return make_network(m.skeleton or DEFAULT_SKELETON, num_classes=num_classes, bn_mode=m.bn_mode, arch=m.arch,
+                        width_mult=m.width_mult, bn_momentum=m.bn_momentum)
+
+
+def cost_settings(net: MobileNet, input_size: int) -> dict:
+    """Keyword arguments of :meth:`MobileNetSpace.cost` describing ``net`` on ``input_size`` images."""
+    return {"skeleton": net.net_skeleton, "input_size": int(input_size), "num_classes": net.num_classes}
 
 
 def init_variables(net: MobileNet, key, input_shape) -> dict:
@@ -192,7 +230,7 @@ def init_variables(net: MobileNet, key, input_shape) -> dict:
     compiling the forward (:func:`fbnas_jax.models.init.init_from_shapes`); an int ``key``
     seeds the ``rbg`` PRNG."""
     x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
-    enc = None if net.arch is not None else jnp.zeros((net.skeleton.num_layers,), jnp.int32)
+    enc = None if net.arch is not None else jnp.zeros((net.skeleton.num_layers,), jnp.int32)  # all k3e3
     return init_from_shapes(net, key, x, enc)
 
 

@@ -129,6 +129,11 @@ class SearchSpace(abc.ABC):
             raise SearchSpaceError(f"the {self.name} space has no options; got {sorted(given)}")
         return self
 
+    def for_model(self, model_config: Any) -> "SearchSpace":
+        """The space of the network a :class:`fbnas_jax.config.ModelConfig` describes (e.g. the
+        MobileNet space on ``model.skeleton``); default: this space."""
+        return self
+
     # ------------------------------------------------------------------ representation
 
     @abc.abstractmethod

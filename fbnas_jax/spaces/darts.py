@@ -252,7 +252,10 @@ class DartsSpace(SearchSpace):
     """Normal + reduction cell of 4 nodes, two (op, input) edges each, 8 ops."""
 
     name = "darts"
+    title = "DARTS"
     encoding_shape = ENCODING_SHAPE
+    #: the setting fixes C, cells, classes and input size (``--setting``)
+    cost_defaults: dict = {}
     network_module = "fbnas_jax.models.darts"
     string_name = "genotype"
     options = (SpaceOption("setting", "evaluation network: cifar (C=36, 20 cells, 32x32, 10 classes) | "

@@ -87,7 +87,7 @@ class LayerSpec(NamedTuple):
     c_out: int
     stride: int
     size_in: int  # input height = width
-    skip_ok: bool  # stride 1 and c_in == c_out
+    skip_ok: bool  # skip legal and the MBConv has an identity shortcut (stride 1, c_in == c_out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,10 +115,16 @@ class Skeleton:
     se: str = "none"
     se_ratio: float = 0.25
     allow_skip: bool = True
+    #: per searchable layer, whether ``skip`` (and the MBConv's identity shortcut) exists there;
+    #: None derives it (stride 1 and equal widths). :meth:`scaled` freezes it from the full-width
+    #: skeleton, since rounding can make two different widths equal.
+    skip_layers: tuple[bool, ...] | None = None
 
     def __post_init__(self):
         for field in ("widths", "depths", "strides"):
             object.__setattr__(self, field, tuple(int(v) for v in getattr(self, field)))
+        if self.skip_layers is not None:
+            object.__setattr__(self, "skip_layers", tuple(bool(v) for v in self.skip_layers))
         n = len(self.widths)
         if n == 0 or len(self.depths) != n or len(self.strides) != n:
             raise SearchSpaceError(
@@ -138,6 +144,14 @@ class Skeleton:
             raise SearchSpaceError(f"skeleton {self.name!r}: se_ratio must lie in (0, 1], got {self.se_ratio!r}")
         if self.stem_kernel % 2 == 0:
             raise SearchSpaceError(f"skeleton {self.name!r}: stem_kernel must be odd")
+        if self.skip_layers is not None:
+            if len(self.skip_layers) != self.num_layers:
+                raise SearchSpaceError(f"skeleton {self.name!r}: skip_layers needs {self.num_layers} entries, "
+                                       f"got {len(self.skip_layers)}")
+            bad = [s.index for s, ok in zip(self._layers(None), self.skip_layers) if ok and not s.skip_ok]
+            if bad:
+                raise SearchSpaceError(f"skeleton {self.name!r}: skip_layers allows skip at layer(s) {bad}, which "
+                                       f"change width or stride")
 
     # -------------------------------------------------------------- geometry
     @property
@@ -154,11 +168,15 @@ class Skeleton:
         return self.first_channels or self.stem_channels
 
     def layers(self) -> list[LayerSpec]:
+        return self._layers(self.skip_layers)
+
+    def _layers(self, skip_layers) -> list[LayerSpec]:
         out, c_in, size = [], self.first_out, self.stem_size
         for stage, (width, depth, stride) in enumerate(zip(self.widths, self.depths, self.strides)):
             for j in range(depth):
                 s = stride if j == 0 else 1
-                out.append(LayerSpec(len(out), stage, c_in, width, s, size, s == 1 and c_in == width))
+                ok = s == 1 and c_in == width if skip_layers is None else skip_layers[len(out)]
+                out.append(LayerSpec(len(out), stage, c_in, width, s, size, ok))
                 size, c_in = conv_out(size, 3, s), width
         return out
 
@@ -189,12 +207,13 @@ class Skeleton:
 
         return self.replace(name=f"{self.name}-x{width_mult:g}", stem_channels=w(self.stem_channels),
                             first_channels=w(self.first_channels), widths=tuple(w(c) for c in self.widths),
-                            mix_channels=w(self.mix_channels))
+                            mix_channels=w(self.mix_channels),
+                            skip_layers=tuple(spec.skip_ok for spec in self.layers()))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        for key in ("widths", "depths", "strides"):
-            d[key] = list(d[key])
+        for key in ("widths", "depths", "strides", "skip_layers"):
+            d[key] = None if d[key] is None else list(d[key])
         return d
 
     @classmethod
@@ -211,8 +230,8 @@ class Skeleton:
             raise SearchSpaceError(f"skeleton {raw.get('name', name)!r} misses key(s) {missing}")
         raw = dict(raw)
         raw.setdefault("name", name)
-        for key in ("widths", "depths", "strides"):
-            if not isinstance(raw[key], (list, tuple)):
+        for key in ("widths", "depths", "strides", "skip_layers"):
+            if key in raw and raw[key] is not None and not isinstance(raw[key], (list, tuple)):
                 raise SearchSpaceError(f"skeleton key {key!r} must be a list, got {raw[key]!r}")
         return cls(**raw)
 
@@ -350,8 +369,11 @@ class MobileNetSpace(SearchSpace):
     """21 (``skeleton.num_layers``) searchable MBConv layers on a fixed skeleton."""
 
     name = "mobilenet"
+    title = "MobileNet (ProxylessNAS / BN-NAS)"
     network_module = "fbnas_jax.models.mobilenet"
     string_name = "layer choices"
+    #: the skeleton fixes input size and classes (``--skeleton``; a .yaml for other values)
+    cost_defaults: dict = {}
     options = (
         SpaceOption("skeleton", f"macro skeleton: {' | '.join(SKELETONS)} | a skeleton .yaml file",
                     DEFAULT_SKELETON),
@@ -380,6 +402,11 @@ class MobileNetSpace(SearchSpace):
         if skeleton is None:
             return self
         return MobileNetSpace(skeleton)
+
+    def for_model(self, model_config: Any) -> "MobileNetSpace":
+        """The space on ``model.skeleton`` (default :data:`DEFAULT_SKELETON`), at full width:
+        costs (and FLOPs limits) refer to the reference network whatever ``width_mult`` trains."""
+        return self.configure(getattr(model_config, "skeleton", None) or DEFAULT_SKELETON)
 
     # ---------------------------------------------------------- representation
     def validate(self, encoding: Any) -> np.ndarray:

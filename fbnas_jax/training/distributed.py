@@ -89,3 +89,35 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array
     if jax.process_count() == 1:
         return {k: jax.device_put(np.asarray(v), sharding) for k, v in batch.items()}
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
+
+
+class DataParallel:
+    """What the training loop needs: replicate the state, split every batch over the mesh."""
+
+    def __init__(self, mesh: Mesh, global_batch_size: int):
+        self.mesh = mesh
+        self.global_batch_size = int(global_batch_size)
+        self.local_batch_size = local_batch_size(global_batch_size, mesh)
+
+    @classmethod
+    def from_config(cls, cfg) -> "DataParallel | None":
+        """None for one device on one host (the plain jitted step, nothing changes)."""
+        devices = resolve_devices(cfg.train.devices) if jax.process_count() == 1 else jax.devices()
+        if len(devices) == 1 and jax.process_count() == 1:
+            return None
+        return cls(data_mesh(devices), cfg.train.batch_size)
+
+    def describe(self) -> str:
+        return (f"{self.mesh.devices.size} {jax.devices()[0].platform} devices on {jax.process_count()} host(s) "
+                f"({self.global_batch_size // self.mesh.devices.size} images each)")
+
+    def replicate(self, tree: Any) -> Any:
+        return replicate(tree, self.mesh)
+
+    def shard(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+        """A global batch (every host holds the same one) or this host's part -> sharded arrays."""
+        first = next(iter(batch.values()))
+        if jax.process_count() > 1 and len(first) == self.global_batch_size:
+            lo = jax.process_index() * self.local_batch_size
+            batch = {k: v[lo:lo + self.local_batch_size] for k, v in batch.items()}
+        return shard_batch(batch, self.mesh)

@@ -23,6 +23,7 @@ from fbnas_jax.config import Config, ConfigError, from_dict
 from fbnas_jax.spaces import get as get_space
 from fbnas_jax.training import steps
 from fbnas_jax.training.checkpoint import Checkpointer
+from fbnas_jax.training.distributed import DataParallel
 
 RUN_FILE = "run.json"
 
@@ -66,7 +67,7 @@ def network_from_config(cfg: Config, num_classes: int):
 def load_data(cfg: Config) -> fdata.Dataset:
     d = cfg.data
     return fdata.load_dataset(d.source, data_dir=d.data_dir, cache_dir=d.cache_dir, subset=d.subset,
-                              seed=cfg.train.seed)
+                              seed=cfg.train.seed, image_size=d.image_size)
 
 
 def plan_steps(cfg: Config, ds: fdata.Dataset) -> tuple[int, int, int]:
@@ -91,7 +92,7 @@ def optimizer_from_config(cfg: Config, total_steps: int):
 
 def _write_run_file(workdir: Path, cfg: Config, ds: fdata.Dataset) -> None:
     run = {"config": cfg.to_dict(), "num_classes": ds.num_classes,
-           "input_shape": list(ds.train_images.shape[1:]), "dataset": ds.name}
+           "input_shape": list(ds.image_shape), "dataset": ds.name}
     path = workdir / RUN_FILE
     if path.exists():
         old = json.loads(path.read_text())
@@ -116,7 +117,7 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
     per_epoch, scheduled, total = plan_steps(cfg, ds)
     tc = cfg.train
     tx = optimizer_from_config(cfg, scheduled)
-    state, labels = steps.init_state(net, tc.seed, ds.train_images.shape[1:], tx,
+    state, labels = steps.init_state(net, tc.seed, tuple(ds.image_shape), tx,
                                      param_mode=tc.params)
     ckpt = None
     last_saved = None
@@ -131,6 +132,10 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
             log(f"resumed from step {last_saved} in {workdir}")
     train_step = steps.make_train_step(net, tx, labels, sampler=tc.sampler, seed=tc.seed,
                                        label_smoothing=tc.label_smoothing)
+    parallel = DataParallel.from_config(cfg)
+    if parallel is not None:
+        state = parallel.replicate(state)
+        log(f"data parallel: batch {tc.batch_size} split over {parallel.describe()}")
     history: list[dict[str, float]] = []
     start = int(state.step)
     bar = tqdm(total=total, initial=start, disable=not progress, desc="train", unit="step", leave=False)
@@ -140,6 +145,8 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
             epoch, first = divmod(step, per_epoch)
             for batch in fdata.train_batches(ds, tc.batch_size, seed=tc.seed, epoch=epoch,
                                              augment=cfg.data.augment, start_batch=first):
+                if parallel is not None:
+                    batch = parallel.shard(batch)
                 state, metrics = train_step(state, batch, train_step.group_of(step))
                 step += 1
                 if not bool(metrics["finite"]):
