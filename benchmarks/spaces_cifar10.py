@@ -39,10 +39,14 @@ import numpy as np
 INDICATORS = ("gamma", "trainability", "expressivity", "uncertainty", "cpi")
 PRESETS = {
     # CPU (2 shared cores): small EA for CPI (each candidate costs two supernet forwards), short retraining
-    "cpu": dict(finite=1000, eval_batch=32, mc_samples=3, mc_batch=16, chunk=50, reference=100,
+    # finite_*: the 1,000-architecture finiteness check scores with small batches (it checks
+    # for NaN / inf, not ranking quality)
+    "cpu": dict(finite=1000, finite_eval_batch=16, finite_mc=(2, 8), eval_batch=32, mc_samples=3, mc_batch=16,
+                chunk=50, reference=100,
                 ea=dict(population=20, generations=5, top_k=5, mutations=10, crossovers=10, mutation_prob=0.1),
                 retrain=dict(epochs=3, batch_size=128, learning_rate=0.05, subset=10000)),
-    "gpu": dict(finite=1000, eval_batch=64, mc_samples=10, mc_batch=64, chunk=256, reference=1000,
+    "gpu": dict(finite=1000, finite_eval_batch=64, finite_mc=(10, 64), eval_batch=64, mc_samples=10, mc_batch=64,
+                chunk=256, reference=1000,
                 ea=dict(population=50, generations=20, top_k=10, mutations=25, crossovers=25, mutation_prob=0.1),
                 retrain=dict(epochs=30, batch_size=256, learning_rate=0.1, subset=None)),
 }
@@ -144,11 +148,13 @@ def main(argv=None) -> int:
         from fbnas_jax.scores_io import load_archs
 
         encs = load_archs(str(n), args.seed, space)
-        ctx = _context(run, ds, preset, args.seed)
+        ctx = _context(run, ds, dict(preset, eval_batch=preset["finite_eval_batch"], mc_samples=preset["finite_mc"][0],
+                                     mc_batch=preset["finite_mc"][1]), args.seed)
         result = scoring.score_architectures(ctx, list(INDICATORS), encs, chunk_size=preset["chunk"], progress=False)
         summary = {k: {"non_finite": int((~np.isfinite(v)).sum()), "min": float(np.nanmin(v)),
                        "max": float(np.nanmax(v)), "mean": float(np.nanmean(v))} for k, v in result.scores.items()}
-        rec.stage("finite", {"n_archs": int(n), "indicators": summary, "timings_s": result.timings}, t0, c0)
+        rec.stage("finite", {"n_archs": int(n), "indicators": summary, "timings_s": result.timings,
+                             "eval_batch": preset["finite_eval_batch"], "mc": preset["finite_mc"]}, t0, c0)
         print(f"[{args.space}] finite check: {json.dumps({k: v['non_finite'] for k, v in summary.items()})}",
               flush=True)
     if "search" in stages:

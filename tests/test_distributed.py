@@ -1,5 +1,6 @@
 """Data-parallel training over a device mesh: 4 forced host devices give the loss and the
-parameters of one device (the batch is split, BN statistics and gradients are global)."""
+parameters of one device (the batch is split, BN statistics and gradients are global). The
+training code is space-agnostic; the test uses the cheapest supernet to compile."""
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fbnas_jax.training import distributed
 
@@ -20,8 +22,9 @@ SCRIPT = textwrap.dedent("""
 
     ds = make_synthetic(num_train=96, num_test=16, image_size=16, seed=0)
     out = {"devices": jax.device_count()}
+    skeleton = sys.argv[2]  # a one-layer MobileNet supernet: the smallest supernet to compile
     for devices in ("1", "all"):
-        cfg = load_config(None, ["model.channels=4", "model.cells_per_stage=1", "train.batch_size=32",
+        cfg = load_config(None, ["model.space=mobilenet", f"model.skeleton={skeleton}", "train.batch_size=32",
                                  "train.epochs=1", "train.log_every=1", "train.learning_rate=0.5",
                                  f"train.devices={devices}", "train.sampler=" + sys.argv[1]])
         res = train(cfg, None, dataset=ds, progress=False, log=lambda m: None)
@@ -44,8 +47,11 @@ def test_four_devices_match_one(sampler, tmp_path):
                PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     script = tmp_path / "dp.py"
     script.write_text(SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), sampler], env=env, capture_output=True, text=True,
-                          timeout=900)
+    skeleton = tmp_path / "one_layer.yaml"
+    skeleton.write_text(yaml.safe_dump({"stem_channels": 8, "first_channels": 0, "widths": [8], "depths": [1],
+                                        "strides": [1], "mix_channels": 16, "stem_stride": 1, "input_size": 16}))
+    proc = subprocess.run([sys.executable, str(script), sampler, str(skeleton)], env=env, capture_output=True,
+                          text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["devices"] == 4
