@@ -51,7 +51,11 @@ def _copy_subtree(super_params, sub_params):
     return traverse_util.unflatten_dict({p: flat_super[p] for p in flat_sub})
 
 
-def _check_subnet_equals_standalone(supernet, make_standalone, encodings, images, init, modes=(True, False)):
+def _check_subnet_equals_standalone(supernet, make_standalone, encodings, images, init, modes=(True, False),
+                                    vmapped=False):
+    """The supernet's forward for one encoding (single path: ``nn.switch``) and, with
+    ``vmapped``, for all encodings at once (``jax.vmap``: the switch becomes a select of every
+    op) equals the stand-alone net's on the same weights."""
     variables = init(supernet)
     # perturb BN parameters so an op mix-up cannot go unnoticed
     flat = traverse_util.flatten_dict(variables["params"])
@@ -61,7 +65,10 @@ def _check_subnet_equals_standalone(supernet, make_standalone, encodings, images
     variables = {"params": traverse_util.unflatten_dict(flat), "batch_stats": variables["batch_stats"]}
     apply_super = jax.jit(lambda v, x, e, train: supernet.apply(v, x, e, mode=TRAIN if train else EVAL),
                           static_argnums=3)
-    for enc in encodings:
+    batched = None
+    if vmapped:
+        batched = jax.jit(jax.vmap(lambda e: supernet.apply(variables, images, e, mode=EVAL)))(jnp.asarray(encodings))
+    for i, enc in enumerate(encodings):
         alone = make_standalone(enc)
         alone_vars = init(alone)
         params = _copy_subtree(variables["params"], alone_vars["params"])
@@ -70,6 +77,8 @@ def _check_subnet_equals_standalone(supernet, make_standalone, encodings, images
             want = apply_super(variables, images, jnp.asarray(enc), train)
             got = alone.apply({"params": params, "batch_stats": stats}, images, None, mode=TRAIN if train else EVAL)
             np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-4, atol=2e-4)
+            if batched is not None and not train:
+                np.testing.assert_allclose(np.asarray(got), np.asarray(batched[i]), rtol=2e-4, atol=2e-4)
 
 
 def tiny_skeleton(**changes):
@@ -89,7 +98,7 @@ def test_mobilenet_subnet_of_fresh_supernet_equals_standalone():
     images = jax.random.normal(jax.random.key(2), (6, 16, 16, 3))
     _check_subnet_equals_standalone(
         supernet, lambda e: M.make_network(sk, bn_mode="fair", arch=e), encs, images,
-        lambda net: M.init_variables(net, 3, (16, 16, 3)))
+        lambda net: M.init_variables(net, 3, (16, 16, 3)), vmapped=True)
 
 
 def test_darts_subnet_of_fresh_supernet_equals_standalone():

@@ -24,6 +24,7 @@ pools and the stride-1 ``skip_connect`` (:mod:`fbnas_jax.models.darts_ops`).
 """
 from __future__ import annotations
 
+import functools
 from typing import ClassVar
 
 import flax.linen as nn
@@ -49,30 +50,44 @@ def check_bn_mode(bn_mode: str) -> str:
 
 
 class Edge(nn.Module):
-    """Edge ``input j -> node``: every op (supernet, ``choice`` an op index) or only ``fixed``."""
+    """Edge ``input j -> node``: every op (supernet, ``choice`` an op index, 0 = none) or only
+    ``fixed``. Supernet execution as :class:`fbnas_jax.models.mobilenet.ChoiceLayer`: with
+    ``single_path`` the chosen op runs alone under ``nn.switch`` (a select of all ops under
+    ``jax.vmap``); NASWOT codes and initialisation compute every op and keep the chosen one."""
 
     features: int
     stride: int
     bn_mode: str
     fixed: int | None = None
     bn_momentum: float = 0.9
-
-    def _op(self, k: int, x, mode, active):
-        return apply_op(OPS[k], x, features=self.features, stride=self.stride, bn_mode=self.bn_mode, mode=mode,
-                        active=active, bn_momentum=self.bn_momentum)
+    single_path: bool = True
 
     @nn.compact
     def __call__(self, x, choice, mode: ForwardMode):
         if self.fixed is not None:
-            return self._op(self.fixed, x, mode, None)
-        out = None
-        for k in range(NUM_OPS):
-            if k == NONE:
-                continue
-            active = choice == k
-            y = jnp.where(active, self._op(k, x, mode, active), 0.0)
-            out = y if out is None else out + y
-        return out
+            return _edge_op(self, self.fixed, x, mode, None)
+        if not self.single_path or mode.relu_kernel or self.is_initializing():
+            out = None
+            for k in range(NUM_OPS):
+                if k == NONE:
+                    continue
+                active = choice == k
+                y = jnp.where(active, _edge_op(self, k, x, mode, active), 0.0)
+                out = y if out is None else out + y
+            return out
+        return nn.switch(choice, [functools.partial(_switch_branch, edge=self, k=k, mode=mode)
+                                  for k in range(NUM_OPS)], self, x)
+
+
+def _edge_op(edge: Edge, k: int, x, mode, active):
+    """A free function: its modules belong to the current module (the edge or its lifted copy)."""
+    return apply_op(OPS[k], x, features=edge.features, stride=edge.stride, bn_mode=edge.bn_mode, mode=mode,
+                    active=active, bn_momentum=edge.bn_momentum)
+
+
+def _switch_branch(module, x, *, edge, k, mode):
+    del module  # the lifted copy of the edge is current while the branch runs
+    return _edge_op(edge, k, x, mode, None)
 
 
 class Cell(nn.Module):
@@ -82,6 +97,7 @@ class Cell(nn.Module):
     bn_mode: str
     genes: tuple[tuple[int, int], ...] | None = None  # stand-alone: 8 (op, input) pairs
     bn_momentum: float = 0.9
+    single_path: bool = True
 
     @nn.compact
     def __call__(self, s0, s1, genes, mode: ForwardMode):
@@ -105,7 +121,8 @@ class Cell(nn.Module):
                 for j in range(i + 2):
                     choice = jnp.where(in_a == j, op_a, jnp.where(in_b == j, op_b, NONE))
                     stride = 2 if self.reduction and j < 2 else 1
-                    y = Edge(c, stride, self.bn_mode, None, m, name=f"edge_{i}_{j}")(states[j], choice, mode)
+                    y = Edge(c, stride, self.bn_mode, None, m, self.single_path, name=f"edge_{i}_{j}")(
+                        states[j], choice, mode)
                     total = y if total is None else total + y
             states.append(total)
         return jnp.concatenate([states[k] for k in CONCAT], axis=-1)
@@ -121,6 +138,7 @@ class DartsNet(nn.Module):
     bn_mode: str = "fair"
     arch: tuple | None = None  # ((8 (op, input)), (8 (op, input))) for normal, reduce
     bn_momentum: float = 0.9
+    single_path: bool = True  # supernet: run only the chosen op of each edge (see Edge)
 
     @nn.compact
     def __call__(self, x, encoding=None, *, mode: ForwardMode = ForwardMode()):
@@ -148,8 +166,8 @@ class DartsNet(nn.Module):
             kind = int(reduction)
             genes = None if self.arch is not None else encoding[kind]
             fixed = None if self.arch is None else self.arch[kind]
-            s0, s1 = s1, Cell(c_cur, reduction, reduction_prev, self.bn_mode, fixed, m, name=f"cell_{i}")(
-                s0, s1, genes, mode)
+            s0, s1 = s1, Cell(c_cur, reduction, reduction_prev, self.bn_mode, fixed, m, self.single_path,
+                              name=f"cell_{i}")(s0, s1, genes, mode)
             reduction_prev = reduction
         x = jnp.mean(s1, axis=(-3, -2))
         return nn.Dense(self.num_classes, kernel_init=nn.initializers.lecun_normal(), name="classifier")(x)

@@ -103,8 +103,29 @@ class MBConv(nn.Module):
         return BatchNorm(self.bn_momentum, name="project_bn")(x, mode, active)
 
 
+def _candidate(layer: "ChoiceLayer", k: int, x, mode: ForwardMode, active):
+    """Candidate op ``k`` of ``layer`` on ``x``. A free function, so the modules it creates
+    belong to whichever module is current: the layer, or its lifted copy inside ``nn.switch``."""
+    if k == SKIP:
+        if layer.bn_mode == "fair":
+            return BatchNorm(layer.bn_momentum, name="skip_bn")(x, mode, active)
+        return x
+    kernel, expansion, se = op_kernel_expansion(k)
+    y = MBConv(layer.c_out, kernel, expansion, layer.stride, layer.se_ratio if (se or layer.se_all) else None,
+               layer.bn_momentum, name=OPS[k])(x, mode, active)
+    return y + x if layer.skip_ok else y
+
+
 class ChoiceLayer(nn.Module):
-    """One searchable layer: every legal candidate (supernet) or only ``fixed``."""
+    """One searchable layer: every legal candidate (supernet) or only ``fixed``.
+
+    Supernet execution: with ``single_path`` (the default) the chosen op runs alone under
+    ``nn.switch`` (``lax.switch``): a training step computes and stores activations of one op
+    per layer, not of all of them; under ``jax.vmap`` over encodings XLA turns the switch into a
+    select of every branch, as the scoring engine needs. NASWOT's ReLU-code kernels
+    (``mode.relu_kernel``) and initialisation take the select path: every op computed, the
+    chosen one kept (``active`` masks its BN statistics and codes).
+    """
 
     c_out: int
     stride: int
@@ -115,27 +136,27 @@ class ChoiceLayer(nn.Module):
     se_ratio: float = 0.25
     fixed: int | None = None
     bn_momentum: float = 0.9
-
-    def _op(self, k: int, x, mode: ForwardMode, active):
-        if k == SKIP:
-            if self.bn_mode == "fair":
-                return BatchNorm(self.bn_momentum, name="skip_bn")(x, mode, active)
-            return x
-        kernel, expansion, se = op_kernel_expansion(k)
-        y = MBConv(self.c_out, kernel, expansion, self.stride, self.se_ratio if (se or self.se_all) else None,
-                   self.bn_momentum, name=OPS[k])(x, mode, active)
-        return y + x if self.skip_ok else y
+    single_path: bool = True
 
     @nn.compact
     def __call__(self, x, choice, mode: ForwardMode):
         if self.fixed is not None:
-            return self._op(self.fixed, x, mode, None)
-        out = None
-        for k in self.choices:
-            active = choice == k
-            y = jnp.where(active, self._op(k, x, mode, active), 0.0)
-            out = y if out is None else out + y
-        return out
+            return _candidate(self, self.fixed, x, mode, None)
+        if not self.single_path or mode.relu_kernel or self.is_initializing():
+            out = None
+            for k in self.choices:
+                active = choice == k
+                y = jnp.where(active, _candidate(self, k, x, mode, active), 0.0)
+                out = y if out is None else out + y
+            return out
+        branch = jnp.argmax(jnp.asarray(self.choices) == choice)
+        return nn.switch(branch, [functools.partial(_switch_branch, layer=self, k=k, mode=mode)
+                                  for k in self.choices], self, x)
+
+
+def _switch_branch(module, x, *, layer, k, mode):
+    del module  # the lifted copy: current while the branch runs, so new modules attach to it
+    return _candidate(layer, k, x, mode, None)
 
 
 @functools.lru_cache(maxsize=32)
@@ -149,7 +170,8 @@ def _scaled(skeleton: Skeleton, width_mult: float) -> Skeleton:
 
 
 class MobileNet(nn.Module):
-    """``skeleton`` is the full-width reference; the layers are ``skeleton.scaled(width_mult)``."""
+    """``skeleton`` is the full-width reference; the layers are ``skeleton.scaled(width_mult)``.
+    ``single_path``: see :class:`ChoiceLayer` (False computes every op in every forward)."""
 
     skeleton: Skeleton
     num_classes: int = 10
@@ -157,6 +179,7 @@ class MobileNet(nn.Module):
     arch: tuple[int, ...] | None = None
     bn_momentum: float = 0.9
     width_mult: float = 1.0
+    single_path: bool = True
 
     @property
     def space(self) -> MobileNetSpace:
@@ -185,7 +208,7 @@ class MobileNet(nn.Module):
             fixed = None if self.arch is None else int(self.arch[spec.index])
             choice = None if self.arch is not None else encoding[spec.index]
             x = ChoiceLayer(spec.c_out, spec.stride, spec.skip_ok, tuple(int(c) for c in choices), self.bn_mode,
-                            sk.se == "all", sk.se_ratio, fixed, self.bn_momentum,
+                            sk.se == "all", sk.se_ratio, fixed, self.bn_momentum, self.single_path,
                             name=f"layer_{spec.index}")(x, choice, mode)
         x = conv(sk.mix_channels, 1, name="mix_conv")(x)
         x = BatchNorm(self.bn_momentum, name="mix_bn")(x, mode)
