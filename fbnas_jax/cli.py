@@ -20,6 +20,7 @@ from fbnas_jax.commands import _common
 COMMAND_MODULES = (
     "fbnas_jax.commands.demo",      # demo
     "fbnas_jax.commands.core",      # train-supernet, train-arch, nb201 cost|arch
+    "fbnas_jax.commands.spaces",    # mobilenet cost, darts cost
     "fbnas_jax.commands.score",     # score
     "fbnas_jax.commands.search",    # search
     "fbnas_jax.commands.bench",     # bench correlation
