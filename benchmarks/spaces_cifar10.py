@@ -65,7 +65,30 @@ def parse_args(argv=None):
     p.add_argument("--out", default="benchmarks/results")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", nargs="*", default=[], help="extra overrides of the supernet config")
+    p.add_argument("--preset-set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="overrides of the preset, e.g. retrain.epochs=2 ea.generations=3 finite=500")
     return p.parse_args(argv)
+
+
+def apply_preset_overrides(preset: dict, items) -> dict:
+    """``preset`` with ``a.b=value`` items applied (values parsed as YAML); unknown keys are errors."""
+    import copy
+
+    import yaml
+
+    out = copy.deepcopy(preset)
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--preset-set: expected KEY=VALUE, got {item!r}")
+        *path, last = key.split(".")
+        node = out
+        for k in path:
+            node = node.get(k) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or last not in node:
+            raise SystemExit(f"--preset-set: unknown preset key {key!r}")
+        node[last] = yaml.safe_load(value)
+    return out
 
 
 class Record:
@@ -111,7 +134,7 @@ def _context(run, ds, preset, seed):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    preset = PRESETS[args.preset]
+    preset = apply_preset_overrides(PRESETS[args.preset], args.preset_set)
     from fbnas_jax.config import load_config
     from fbnas_jax.runtime import enable_compilation_cache
 
@@ -122,7 +145,11 @@ def main(argv=None) -> int:
     cfg = load_config(config_path, args.set)
     workdir = Path(args.workdir) / f"{args.space}_{args.preset}"
     out = Path(args.out) / args.space / f"cifar10_{args.preset}.json"
+    import sys
+
     rec = Record(out, {"space": args.space, "preset": args.preset, "config_file": config_path,
+                       "command": " ".join(["python", "benchmarks/spaces_cifar10.py"] + list(sys.argv[1:] if argv is None
+                                                                                          else argv)),
                        "config": cfg.to_dict(), "preset_settings": preset, "device": str(jax.devices()[0]),
                        "device_count": jax.device_count(), "jax_version": jax.__version__,
                        "platform": platform.platform(), "started": dt.datetime.now().isoformat(timespec="seconds"),
@@ -221,9 +248,20 @@ def retrain_stage(args, cfg, preset, archs, space, workdir, rec) -> None:
 
 def write_markdown(data: dict, path: Path) -> None:
     st = data.get("stages", {})
+    sk = data["config"]["model"].get("skeleton")
     lines = [f"# {data['space']} / CIFAR-10 ({data['preset']} preset)", "",
              f"device {data['device']} x{data['device_count']}, JAX {data['jax_version']}, started {data['started']}, "
-             f"load average at start {', '.join(f'{x:.1f}' for x in data['loadavg_start'])} (shared machine)", ""]
+             f"load average at start {', '.join(f'{x:.1f}' for x in data['loadavg_start'])} (shared 2-core machine; "
+             "timings are inflated by other jobs)", "",
+             f"command: `{data.get('command', '')}`", "",
+             f"supernet: {data['config']['model']['space']} on `{sk}`, width x{data['config']['model']['width_mult']}, "
+             f"C={data['config']['model']['channels']}, bn_mode {data['config']['model']['bn_mode']}, "
+             f"{data['config']['train']['params']} training, {data['config']['train']['epochs']} epochs on "
+             f"{data['config']['data']['subset']} images, sampler {data['config']['train']['sampler']}", ""]
+    for name, x in st.items():
+        lines.append(f"- stage `{name}`: {x['wall_s']:.0f} s wall, {x['cpu_s']:.0f} s CPU, finished {x['finished']}, "
+                     f"load at end {', '.join(f'{v:.1f}' for v in x['loadavg_end'])}")
+    lines.append("")
     if "finite" in st:
         f = st["finite"]
         lines += [f"Indicators on {f['n_archs']} random architectures (non-finite count):", "",
@@ -231,14 +269,24 @@ def write_markdown(data: dict, path: Path) -> None:
         lines += [f"| {k} | {v['non_finite']} | {v['min']:.4g} | {v['max']:.4g} |" for k, v in f["indicators"].items()]
         lines.append("")
     if "search" in st:
-        lines += [f"EA under {st['search']['flops_limit_m']:.2f} MFLOPs (reference network):", ""]
+        s = st["search"]
+        lines += [f"EA under {s['flops_limit_m']:.2f} MFLOPs (median of random architectures, full-width "
+                  "reference network at 32x32):", "", "| objective | pick | MFLOPs | evaluated |", "|---|---|---|---|"]
+        lines += [f"| {k} | `{p['arch']}` | {p['flops_m']:.2f} | {p['n_evaluated']} |" for k, p in s["picks"].items()]
+        lines.append("")
     if "retrain" in st:
-        lines += ["| architecture | MFLOPs | params (M) | test acc. % |", "|---|---|---|---|"]
+        lines += ["Stand-alone training (test accuracy on the 10,000 CIFAR-10 test images):", "",
+                  "| architecture | MFLOPs | params (M) | test acc. % |", "|---|---|---|---|"]
         for x in st["retrain"]["results"]:
-            lines.append(f"| {x['label']} | {x['flops_m']:.1f} | {x['params_m']:.3f} | {100 * x['test_accuracy']:.2f} |")
+            lines.append(f"| {x['label']} `{x['arch']}` | {x['flops_m']:.1f} | {x['params_m']:.3f} | "
+                         f"{100 * x['test_accuracy']:.2f} |")
         s = st["retrain"]["settings"]
         lines += ["", f"stand-alone: {s['epochs']} epochs, all parameters, batch {s['batch_size']}, "
-                      f"lr {s['learning_rate']}, subset {s['subset']}"]
+                      f"lr {s['learning_rate']}, subset {s['subset']}, width as the supernet", ""]
+    lines += ["What this can show: every indicator is finite on random architectures of the trained supernet, "
+              "the EA keeps to the FLOPs limit, and the whole pipeline runs from a config. What it cannot show: "
+              "whether CPI or gamma picks better architectures -- a few epochs on a subset at small width, one "
+              "seed, no ground truth, differences of a point or two are within run-to-run noise."]
     path.write_text("\n".join(lines) + "\n")
 
 

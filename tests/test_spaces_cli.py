@@ -48,3 +48,54 @@ def test_bad_architectures_one_line(capsys, argv, message):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+# two searchable layers (XLA:CPU compile time grows with depth)
+TINY_SKELETON = {"stem_channels": 8, "first_channels": 0, "widths": [8, 16], "depths": [1, 1], "strides": [1, 2],
+                 "mix_channels": 16, "stem_stride": 1, "input_size": 16, "num_classes": 10}
+SMALL_RUN = ["data.source=synthetic", "data.subset=64", "train.batch_size=32", "train.max_steps=2",
+             "train.epochs=1", "train.log_every=1"]
+
+
+def _train_score_search(tmp_path, capsys, config, overrides):
+    """``fbnas train-supernet`` -> ``fbnas score`` (the five supernet indicators) -> ``fbnas search``
+    (the BN-NAS EA, smaller) under a FLOPs limit."""
+    import csv
+
+    import numpy as np
+
+    work = tmp_path / "run"
+    assert cli.main(["train-supernet", "--config", config, "--workdir", str(work), "--no-progress",
+                     "--set", *SMALL_RUN, *overrides]) == 0
+    capsys.readouterr()
+    out = tmp_path / "scores.csv"
+    assert cli.main(["score", "--checkpoint", str(work), "--archs", "6", "--indicators",
+                     "gamma,trainability,expressivity,uncertainty,cpi", "--out", str(out), "--eval-batch-size", "8",
+                     "--mc-samples", "2", "--mc-batch-size", "8", "--no-progress"]) == 0
+    lines = out.read_text().splitlines()
+    header = lines[0].split(",")
+    assert header[0] == "arch" and {"gamma", "trainability", "expressivity", "uncertainty", "cpi"} <= set(header)
+    rows = list(csv.DictReader(lines))
+    assert len(rows) == 6 and all(np.isfinite(float(r[h])) for r in rows for h in header[1:])
+    capsys.readouterr()
+    return work
+
+
+def test_fbnas_trains_scores_and_searches_mobilenet_under_flops_limit(tmp_path, capsys):
+    import numpy as np
+    import yaml
+
+    from fbnas_jax.spaces.mobilenet import MobileNetSpace
+
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY_SKELETON))
+    work = _train_score_search(tmp_path, capsys, "configs/mobilenet_cifar10_cpu.yaml",
+                               [f"model.skeleton={tmp_path / 'tiny.yaml'}", "model.width_mult=1.0"])
+    space = MobileNetSpace(str(tmp_path / "tiny.yaml"))
+    _, flops = space.costs(space.sample(np.random.default_rng(0), 200))
+    limit = float(np.quantile(flops, 0.4))
+    # trainability (|gamma| / sigma) reads only BN parameters: the EA's 18 evaluations cost nothing
+    res = _json(capsys, ["search", "--checkpoint", str(work), "--indicator", "trainability", "--max-flops", str(limit),
+                         "--population", "6", "--generations", "2", "--top-k", "2", "--mutations", "3",
+                         "--crossovers", "3", "--json", "--no-progress"])
+    assert res["flops_m"] <= limit and space.cost(space.parse(res["arch"])).flops_m == pytest.approx(res["flops_m"])
+    assert res["n_evaluated"] >= 6
