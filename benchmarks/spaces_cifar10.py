@@ -4,7 +4,8 @@ No ground truth exists for these spaces, so this validates what can be validated
 
 1. ``train``: train the fair BN-only supernet of ``configs/<space>_cifar10_<preset>.yaml``.
 2. ``finite``: score ``--finite N`` random architectures with every supernet indicator
-   (gamma, trainability, expressivity, uncertainty, CPI) and count non-finite scores.
+   (gamma, trainability, expressivity, uncertainty, CPI) and count non-finite scores
+   (``finite_data=M``: the forward-based ones on the first M only, for CPU time).
 3. ``search``: FLOPs limit = the median FLOPs of random architectures (the space's reference
    network, i.e. full width); the BN-NAS evolutionary search (population 50, 20 generations,
    top-k 10, 25 mutations at p 0.1, 25 crossovers; smaller with ``--ea``) maximising gamma and
@@ -41,11 +42,11 @@ PRESETS = {
     # CPU (2 shared cores): small EA for CPI (each candidate costs two supernet forwards), short retraining
     # finite_*: the 1,000-architecture finiteness check scores with small batches (it checks
     # for NaN / inf, not ranking quality)
-    "cpu": dict(finite=1000, finite_eval_batch=16, finite_mc=(2, 8), eval_batch=32, mc_samples=3, mc_batch=16,
+    "cpu": dict(finite=1000, finite_data=None, ea_cpi=None, finite_eval_batch=16, finite_mc=(2, 8), eval_batch=32, mc_samples=3, mc_batch=16,
                 chunk=50, reference=100,
                 ea=dict(population=20, generations=5, top_k=5, mutations=10, crossovers=10, mutation_prob=0.1),
                 retrain=dict(epochs=3, batch_size=128, learning_rate=0.05, subset=10000)),
-    "gpu": dict(finite=1000, finite_eval_batch=64, finite_mc=(10, 64), eval_batch=64, mc_samples=10, mc_batch=64,
+    "gpu": dict(finite=1000, finite_data=None, ea_cpi=None, finite_eval_batch=64, finite_mc=(10, 64), eval_batch=64, mc_samples=10, mc_batch=64,
                 chunk=256, reference=1000,
                 ea=dict(population=50, generations=20, top_k=10, mutations=25, crossovers=25, mutation_prob=0.1),
                 retrain=dict(epochs=30, batch_size=256, learning_rate=0.1, subset=None)),
@@ -172,16 +173,24 @@ def main(argv=None) -> int:
     if "finite" in stages:
         t0, c0 = time.time(), _cpu()
         n = args.finite or preset["finite"]
+        n_data = min(n, preset.get("finite_data") or n)
         from fbnas_jax.scores_io import load_archs
 
         encs = load_archs(str(n), args.seed, space)
         ctx = _context(run, ds, dict(preset, eval_batch=preset["finite_eval_batch"], mc_samples=preset["finite_mc"][0],
                                      mc_batch=preset["finite_mc"][1]), args.seed)
-        result = scoring.score_architectures(ctx, list(INDICATORS), encs, chunk_size=preset["chunk"], progress=False)
-        summary = {k: {"non_finite": int((~np.isfinite(v)).sum()), "min": float(np.nanmin(v)),
-                       "max": float(np.nanmax(v)), "mean": float(np.nanmean(v))} for k, v in result.scores.items()}
-        rec.stage("finite", {"n_archs": int(n), "indicators": summary, "timings_s": result.timings,
-                             "eval_batch": preset["finite_eval_batch"], "mc": preset["finite_mc"]}, t0, c0)
+        # gamma and trainability read BN parameters only: all n; the forward-based indicators
+        # (expressivity, uncertainty, hence CPI) on the first n_data of them (CPU time)
+        scores, timings = {}, {}
+        for names, subset in ((["gamma", "trainability"], encs), (["expressivity", "uncertainty", "cpi"], encs[:n_data])):
+            result = scoring.score_architectures(ctx, names, subset, chunk_size=preset["chunk"], progress=False)
+            scores.update(result.scores)
+            timings.update(result.timings)
+        summary = {k: {"n_archs": int(len(v)), "non_finite": int((~np.isfinite(v)).sum()), "min": float(np.nanmin(v)),
+                       "max": float(np.nanmax(v)), "mean": float(np.nanmean(v))} for k, v in scores.items()}
+        rec.stage("finite", {"n_archs": int(n), "n_archs_forward": int(n_data), "indicators": summary,
+                             "timings_s": timings, "eval_batch": preset["finite_eval_batch"],
+                             "mc": preset["finite_mc"]}, t0, c0)
         print(f"[{args.space}] finite check: {json.dumps({k: v['non_finite'] for k, v in summary.items()})}",
               flush=True)
     if "search" in stages:
@@ -197,10 +206,12 @@ def main(argv=None) -> int:
                                                                                  "uncertainty")}, ref, space=space)
         picks = {}
         for name, fn in (("gamma", lambda e: scorer("gamma", e)), ("cpi", cpi)):
-            found = evolutionary_search(fn, np.random.default_rng(args.seed + 3), max_flops=limit, space=space,
-                                        **preset["ea"])
+            # ea_cpi: a smaller EA for CPI where each candidate costs supernet forwards (CPU)
+            ea = dict(preset["ea"], **(preset.get("ea_cpi") or {})) if name == "cpi" else preset["ea"]
+            found = evolutionary_search(fn, np.random.default_rng(args.seed + 3), max_flops=limit, space=space, **ea)
             picks[name] = found.to_dict()
             print(f"[{args.space}] {name} pick: {found.arch} ({found.flops_m:.1f} MFLOPs)", flush=True)
+            picks[name]["ea"] = ea
         rec.stage("search", {"flops_limit_m": limit, "picks": picks}, t0, c0)
     if "retrain" in stages:
         picks = rec.data["stages"]["search"]["picks"]
@@ -264,9 +275,11 @@ def write_markdown(data: dict, path: Path) -> None:
     lines.append("")
     if "finite" in st:
         f = st["finite"]
-        lines += [f"Indicators on {f['n_archs']} random architectures (non-finite count):", "",
-                  "| indicator | non-finite | min | max |", "|---|---|---|---|"]
-        lines += [f"| {k} | {v['non_finite']} | {v['min']:.4g} | {v['max']:.4g} |" for k, v in f["indicators"].items()]
+        lines += [f"Indicators on random architectures (eval batch {f['eval_batch']}, MC-BN {f['mc'][0]} passes of "
+                  f"{f['mc'][1]} images):", "",
+                  "| indicator | architectures | non-finite | min | max |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {v.get('n_archs', f['n_archs'])} | {v['non_finite']} | {v['min']:.4g} | {v['max']:.4g} |"
+                  for k, v in f["indicators"].items()]
         lines.append("")
     if "search" in st:
         s = st["search"]
