@@ -99,3 +99,4 @@ def test_fbnas_trains_scores_and_searches_mobilenet_under_flops_limit(tmp_path, 
                          "--crossovers", "3", "--json", "--no-progress"])
     assert res["flops_m"] <= limit and space.cost(space.parse(res["arch"])).flops_m == pytest.approx(res["flops_m"])
     assert res["n_evaluated"] >= 6
+
