@@ -29,7 +29,9 @@ class ModelConfig:
     """The network: which search space (``fbnas_jax.spaces``) and its two macro sizes.
 
     ``channels`` / ``cells_per_stage`` mean what the space's network says: NB201's C and N
-    (cells per stage), NB101's stem width and modules per stack.
+    (cells per stage), NB101's stem width and modules per stack, DARTS's C and normal cells
+    per stage (3N + 2 cells: N = 6 is the 20-cell CIFAR net, N = 4 the 14-cell ImageNet one);
+    MobileNet takes its sizes from ``skeleton`` and ``width_mult`` instead.
     """
 
     space: str = "nb201"  # a registered search space (fbnas_jax.spaces.names())
@@ -38,6 +40,11 @@ class ModelConfig:
     bn_mode: str = "fair"  # "bnnas" (BN in convs only) | "fair" (BN after every non-zero op)
     bn_momentum: float = 0.9
     arch: str | None = None  # the space's architecture string: stand-alone network; None: the supernet
+    # the macro skeleton where a space has several: MobileNet a built-in name
+    # (proxylessnas-gpu, proxylessnas-mobile, ...-cifar) or a skeleton .yaml; DARTS the stem
+    # (cifar | imagenet). None: the space's default.
+    skeleton: str | None = None
+    width_mult: float = 1.0  # MobileNet: every skeleton width times this (rounded to multiples of 8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +54,7 @@ class DataConfig:
     cache_dir: str | None = None
     subset: int | None = None  # class-balanced subset of the training split
     augment: bool = True
+    image_size: int = 224  # streamed sources (imagenet2012): the training / evaluation crop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +74,9 @@ class TrainConfig:
     checkpoint_every: int = 200  # steps
     keep_checkpoints: int = 3
     log_every: int = 20
+    # data parallelism: the batch is split over a mesh of this many local devices ("all" or
+    # an integer); several hosts: see fbnas_jax.training.distributed
+    devices: str = "1"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -64,6 +64,10 @@ def resolve_column(name: str, columns: Sequence[str], source: str = "the scores"
                                     "name one of them")
     raise ScoresColumnError(f"unknown {what} {name!r} in {source}; available: {columns}")
 
+#: training images held in memory for scoring a streamed (ImageNet) run: the evaluation batch
+#: and the Monte-Carlo BN mini-batches are drawn from them
+STREAMED_SCORING_IMAGES = 2048
+
 
 def load_archs(spec: str, seed: int, space="nb201"):
     """Encodings ``(n, *encoding_shape)`` of ``space``: ``"all"`` (enumerable spaces: NB201's
@@ -96,13 +100,19 @@ def load_archs(spec: str, seed: int, space="nb201"):
     path = Path(spec)
     if not path.is_file():
         raise FileNotFoundError(f"--archs: {spec!r} is neither 'all', an integer, nor an existing file")
+    from fbnas_jax.spaces import SearchSpaceError
+
     items = []
     for line in path.read_text().splitlines():
         line = line.strip()
-        if not line or line.startswith("#") or line == "arch":
+        if not line or line.startswith("#") or line == "arch" or line.startswith("arch,"):
             continue
-        # an architecture string, maybe followed by CSV columns; or a bare comma-separated encoding
-        items.append(line.split(",")[0] if not line[0].isdigit() or ":" in line else line)
+        # the whole line is an architecture (strings may hold commas: MobileNet choices, DARTS
+        # genotypes) or a bare comma-separated encoding; else the first column of a CSV row
+        try:
+            items.append(space.parse(line))
+        except SearchSpaceError:
+            items.append(next(csv.reader([line]))[0])
     return space.parse_many(items)
 
 
@@ -117,7 +127,10 @@ def load_scoring_data(run, source: str | None):
     if source == d.source:
         from fbnas_jax.training.loop import load_data
 
-        return load_data(run.config)
+        ds = load_data(run.config)
+        if getattr(ds, "streaming", False):  # ImageNet: indicators score on a small fixed sample
+            return ds.in_memory(STREAMED_SCORING_IMAGES)
+        return ds
     return fdata.load_dataset(source, cache_dir=d.cache_dir)
 
 

@@ -69,6 +69,7 @@ def test_train_supernet_reports_config_errors(tmp_path, capsys):
 
 def test_all_shipped_configs_load(monkeypatch):
     monkeypatch.setenv("FBNAS_CIFAR10_ARCHIVE", "/data/cifar10.tar.gz")
+    monkeypatch.setenv("FBNAS_IMAGENET_DIR", "/data/tfds")  # the ImageNet configs' TFDS data_dir
     paths = sorted((ROOT / "configs").glob("*.yaml"))
     assert len(paths) >= 4
     for path in paths:

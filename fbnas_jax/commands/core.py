@@ -22,6 +22,9 @@ def _train_common(args, forced=()) -> int:
     from fbnas_jax.training import steps
     from fbnas_jax.training.loop import free_workdir, train, with_absolute_paths
 
+    from fbnas_jax.training.distributed import initialize
+
+    initialize()  # several hosts: jax.distributed from JAX_COORDINATOR_ADDRESS / _NUM_PROCESSES / _PROCESS_ID
     enable_compilation_cache()
     cfg = _config(args, forced=forced)
     workdir = args.workdir
@@ -46,7 +49,7 @@ def cmd_train_supernet(args) -> int:
 def cmd_train_arch(args) -> int:
     from fbnas_jax.spaces import SearchSpaceError, get
 
-    space = get(_config(args).model.space)
+    space = get(_config(args).model.space).for_model(_config(args).model)  # e.g. its MobileNet skeleton
     if args.arch is None:
         raise SearchSpaceError(f"train-arch needs an architecture: a {space.string_name} or its encoding "
                                "(e.g. '3,3,4,0,3,4' in NB201)")

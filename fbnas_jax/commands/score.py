@@ -52,6 +52,7 @@ def run_score(args: argparse.Namespace) -> int:
     from fbnas_jax.runtime import enable_compilation_cache
     from fbnas_jax.scores_io import (check_tag, column_name, load_archs, load_scoring_data, needs,
                                      split_column, write_scores_csv)
+    from fbnas_jax.spaces import of_network
     from fbnas_jax.training.loop import load_run
 
     t0 = time.perf_counter()
@@ -67,7 +68,7 @@ def run_score(args: argparse.Namespace) -> int:
     try:  # setting up: a ValueError here is about the inputs (sizes, splits), not a bug
         run = load_run(args.checkpoint)
         scoring.check_run(run, expect_bn_mode=args.expect_bn_mode, expect_space=args.expect_space)
-        encodings = load_archs(args.archs, args.seed, run.config.model.space)
+        encodings = load_archs(args.archs, args.seed, of_network(run.net))  # the run's own space (skeleton)
         # --indicators gamma,naswot@fresh: a tag written on a name overrides --tag for that column
         requested, tags = None, {}
         if args.indicators != "all":
@@ -98,7 +99,7 @@ def run_score(args: argparse.Namespace) -> int:
                                          devices="all" if args.devices == "all" else None,
                                          progress=not args.no_progress, log=log)
     columns = {column_name(n, tags.get(n) or args.tag): v for n, v in result.scores.items()}
-    write_scores_csv(out, encodings, columns, run.config.model.space)
+    write_scores_csv(out, encodings, columns, of_network(run.net))
     sidecar = {
         "checkpoint": str(Path(args.checkpoint).absolute()), "step": run.step, "config": run.config.to_dict(),
         "indicators": list(result.scores), "columns": list(columns), "tag": args.tag,

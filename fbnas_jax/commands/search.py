@@ -39,6 +39,10 @@ def register(subparsers) -> None:
     p.add_argument("--generations", type=int, default=20)
     p.add_argument("--max-params", type=float, default=None, help="limit, millions")
     p.add_argument("--max-flops", type=float, default=None, help="limit, millions")
+    p.add_argument("--eval-batch-size", type=int, default=64, help="--checkpoint: images of the evaluation batch "
+                   "(data-based indicators, as in fbnas score)")
+    p.add_argument("--mc-samples", type=int, default=10, help="--checkpoint: Monte-Carlo BN passes (uncertainty)")
+    p.add_argument("--mc-batch-size", type=int, default=64, help="--checkpoint: mini-batch size per MC pass")
     p.add_argument("--dataset", default=None, help="--checkpoint: data for data-based indicators (default: the run's own)")
     p.add_argument("--reference", type=int, default=1000,
                    help="--checkpoint, rank-based indicator: reference architectures (0 = all of the space, "
@@ -97,7 +101,7 @@ def _checkpoint_objective(args):
     from fbnas_jax.runtime import enable_compilation_cache
     from fbnas_jax.scores_io import load_archs, load_scoring_data, needs, split_column
     from fbnas_jax.search.algorithms import ReferenceRankObjective
-    from fbnas_jax.spaces import get
+    from fbnas_jax.spaces import of_network
     from fbnas_jax.training.loop import load_run
 
     name = split_column(args.indicator)[0]  # a tag names the network: here, the checkpoint's
@@ -106,9 +110,10 @@ def _checkpoint_objective(args):
     enable_compilation_cache()
     run = load_run(args.checkpoint)
     scoring.check_run(run, expect_space=args.space)
-    space = get(run.config.model.space)
+    space = of_network(run.net)  # the run's own space (e.g. its MobileNet skeleton)
     dataset = load_scoring_data(run, args.dataset) if need & {"images", "labels", "train_images"} else None
-    ctx = scoring.make_context(run, dataset, seed=args.seed, fresh_init="init_variables" in need)
+    ctx = scoring.make_context(run, dataset, eval_batch_size=args.eval_batch_size, mc_samples=args.mc_samples,
+                               mc_batch_size=args.mc_batch_size, seed=args.seed, fresh_init="init_variables" in need)
     # compiles each indicator once; says so, and shows bars + an estimate on long calls
     chunk = args.chunk_size or (16 if jax.default_backend() == "cpu" else 256)
     scorer = scoring.Scorer(ctx, chunk_size=chunk, log=log, progress=not args.no_progress)

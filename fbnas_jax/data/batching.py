@@ -96,9 +96,15 @@ def _split_arrays(ds: Dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
 def num_batches(
     ds: Dataset, batch_size: int, *, split: str = "train", drop_last: bool = True
 ) -> int:
-    """Batches per epoch: floor for training (``drop_last``), ceil for evaluation."""
+    """Batches per epoch: floor for training (``drop_last``), ceil for evaluation.
+
+    A streamed dataset (:class:`fbnas_jax.data.imagenet.StreamingDataset`) answers itself.
+    """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if getattr(ds, "streaming", False):
+        n = ds.num_train if split == "train" else ds.num_test
+        return n // batch_size if drop_last else -(-n // batch_size)
     n = _split_arrays(ds, split)[1].shape[0]
     return n // batch_size if drop_last else -(-n // batch_size)
 
@@ -121,6 +127,13 @@ def train_batches(
     has the same shape, so a jitted train step compiles once.
     """
     _check_non_negative(start_batch=start_batch)
+    if getattr(ds, "streaming", False):  # tf.data pipeline with its own (ImageNet) augmentation
+        import jax  # several hosts: each reads only its share of every batch
+
+        hosts, host = jax.process_count(), jax.process_index()
+        yield from ds.train_batches(batch_size // hosts, seed=seed, epoch=epoch, augment=augment,
+                                    start_batch=start_batch, shard=(host, hosts))
+        return
     total = num_batches(ds, batch_size, split="train", drop_last=drop_last)
     if drop_last and total == 0:
         raise DatasetError(
@@ -142,6 +155,9 @@ def eval_batches(ds: Dataset, batch_size: int, split: str = "test") -> Iterator[
 
     The last batch may be smaller; callers that need a fixed shape can pad it.
     """
+    if getattr(ds, "streaming", False):
+        yield from ds.eval_batches(batch_size, split=split)
+        return
     images, labels = _split_arrays(ds, split)
     for b in range(num_batches(ds, batch_size, split=split, drop_last=False)):
         sl = slice(b * batch_size, (b + 1) * batch_size)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fbnas_jax.data.dataset import Dataset, DatasetError, DatasetNotFoundError, subset_train
 from fbnas_jax.data.image_folder import ARCHIVE_SUFFIXES, load_image_folder
+from fbnas_jax.data.imagenet import STREAMING_NAMES, load_streaming
 from fbnas_jax.data.synthetic import make_synthetic
 from fbnas_jax.data.tfds_loader import TFDS_DATASETS, load_tfds
 
@@ -25,7 +26,7 @@ SYNTHETIC_NAMES = tuple(SYNTHETIC_VARIANTS)
 
 def known_names() -> list[str]:
     """Dataset names accepted by :func:`load_dataset` (besides paths)."""
-    return [*SYNTHETIC_NAMES, *TFDS_DATASETS]
+    return [*SYNTHETIC_NAMES, *TFDS_DATASETS, *STREAMING_NAMES]
 
 
 def _looks_like_path(source: str) -> bool:
@@ -45,12 +46,15 @@ def load_dataset(
     cache_dir: str | os.PathLike | None = None,
     subset: int | None = None,
     seed: int = 0,
+    image_size: int = 224,
 ) -> Dataset:
     """Load a dataset by name or path.
 
     Args:
-      source: ``"synthetic"`` (alias ``"embedded"``), ``"synthetic-easy"`` (the demo's set), a TFDS name (``"cifar10"``,
-        ``"cifar100"``, ``"imagenet16-120"``), or the path of an image-folder directory /
+      source: ``"synthetic"`` (alias ``"embedded"``), ``"synthetic-easy"`` (the demo's set), a TFDS
+        name (``"cifar10"``, ``"cifar100"``, ``"imagenet16-120"``), ``"imagenet2012"`` (streamed from a
+        prepared TFDS ``data_dir``: returns a :class:`~fbnas_jax.data.imagenet.StreamingDataset` whose
+        crops are ``image_size``), or the path of an image-folder directory /
         ``.tar.gz`` archive with ``train/<class>/*.jpg`` and ``test/<class>/*.jpg``.
       data_dir: TFDS data directory holding the prepared dataset (TFDS names only).
       cache_dir: where decoded image folders are cached (default ``$FBNAS_CACHE_DIR`` or
@@ -64,6 +68,10 @@ def load_dataset(
     """
     text = os.fspath(source)
     key = text.lower()
+    if key in STREAMING_NAMES:  # too large for memory: read batch by batch with tf.data
+        if subset is not None:
+            raise DatasetError(f"{text!r} is streamed; a class-balanced subset is not supported (drop data.subset)")
+        return load_streaming(key, data_dir, image_size=image_size)
     if key in SYNTHETIC_NAMES:
         ds = make_synthetic(**SYNTHETIC_VARIANTS[key])
     elif key in TFDS_DATASETS:

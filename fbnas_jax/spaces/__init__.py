@@ -9,6 +9,8 @@ from fbnas_jax.spaces.base import Cost, SearchSpace, SearchSpaceError, get, name
 
 base.KNOWN.update({
     "nb201": "fbnas_jax.spaces.nb201",
+    "mobilenet": "fbnas_jax.spaces.mobilenet",
+    "darts": "fbnas_jax.spaces.darts",
 })
 
 from fbnas_jax.spaces import nb201  # noqa: E402  (always loaded: cheap, and the default space)

@@ -81,6 +81,19 @@ class Cost(NamedTuple):
     flops_m: float
 
 
+class SpaceOption(NamedTuple):
+    """A space-specific setting, e.g. the MobileNet ``skeleton`` or the DARTS ``setting``.
+
+    A generic command exposes it as ``--<name>`` (``-`` for ``_``) and passes the text to
+    :meth:`SearchSpace.configure`; ``choices`` None means free text (a path, a number).
+    """
+
+    name: str
+    help: str
+    default: str
+    choices: tuple[str, ...] | None = None
+
+
 class SearchSpace(abc.ABC):
     """One search space as data. Subclasses set the class attributes and the abstract methods."""
 
@@ -107,6 +120,24 @@ class SearchSpace(abc.ABC):
     choices: tuple[int, ...] | None = None
     #: columns of a benchmark table naming an architecture when it has no ``arch`` column
     table_columns: tuple[str, ...] = ("arch",)
+    #: space-specific settings a command exposes as flags (see :meth:`configure`)
+    options: tuple[SpaceOption, ...] = ()
+
+    def configure(self, **values: Any) -> "SearchSpace":
+        """The space with the given :attr:`options` set (strings as typed on a command line).
+
+        Spaces without options accept no values. Spaces with options return a new, equally
+        usable instance (the registered one keeps the defaults); ``None`` means the default.
+        """
+        given = {k: v for k, v in values.items() if v is not None}
+        if given:
+            raise SearchSpaceError(f"the {self.name} space has no options; got {sorted(given)}")
+        return self
+
+    def for_model(self, model_config: Any) -> "SearchSpace":
+        """The space of the network a :class:`fbnas_jax.config.ModelConfig` describes (e.g. the
+        MobileNet space on ``model.skeleton``); default: this space."""
+        return self
 
     # ------------------------------------------------------------------ representation
 
@@ -288,8 +319,12 @@ def names() -> list[str]:
 
 
 def of_network(net: Any) -> SearchSpace:
-    """The search space of a Flax network (its class variable ``space``)."""
+    """The search space of a Flax network: its ``space``, a registered name (class variable),
+    or the configured :class:`SearchSpace` itself where the space depends on the network
+    (the MobileNet skeleton, the DARTS setting)."""
     name = getattr(net, "space", None)
+    if isinstance(name, SearchSpace):
+        return name
     if not isinstance(name, str):
         raise TypeError(f"{type(net).__name__} does not name its search space (class variable `space`)")
     return get(name)

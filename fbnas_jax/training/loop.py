@@ -28,6 +28,7 @@ from fbnas_jax.config import Config, ConfigError, config_differences, from_dict
 from fbnas_jax.spaces import get as get_space
 from fbnas_jax.training import steps
 from fbnas_jax.training.checkpoint import Checkpointer
+from fbnas_jax.training.distributed import DataParallel
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
@@ -115,7 +116,7 @@ def with_absolute_paths(cfg: Config) -> Config:
 def load_data(cfg: Config) -> fdata.Dataset:
     d = cfg.data
     return fdata.load_dataset(d.source, data_dir=d.data_dir, cache_dir=d.cache_dir, subset=d.subset,
-                              seed=cfg.train.seed)
+                              seed=cfg.train.seed, image_size=d.image_size)
 
 
 def plan_steps(cfg: Config, ds: fdata.Dataset) -> tuple[int, int, int]:
@@ -161,7 +162,7 @@ def read_run_file(workdir: str | Path) -> dict[str, Any]:
 def _check_or_write_run_file(workdir: Path, cfg: Config, ds: fdata.Dataset) -> None:
     """Write ``run.json``, or check that the one there describes this very run."""
     run = {"config": cfg.to_dict(), "num_classes": ds.num_classes,
-           "input_shape": list(ds.train_images.shape[1:]), "dataset": ds.name}
+           "input_shape": list(ds.image_shape), "dataset": ds.name}
     path = workdir / RUN_FILE
     if path.exists():
         old = read_run_file(workdir)
@@ -265,7 +266,7 @@ def _train(cfg, workdir, dataset, progress, stop_after, log, t0) -> TrainResult:
     per_epoch, scheduled, total = plan_steps(cfg, ds)
     tc = cfg.train
     tx = optimizer_from_config(cfg, scheduled)
-    state, labels = steps.init_state(net, tc.seed, ds.train_images.shape[1:], tx,
+    state, labels = steps.init_state(net, tc.seed, tuple(ds.image_shape), tx,
                                      param_mode=tc.params)
     ckpt = None
     last_saved = None
@@ -279,6 +280,10 @@ def _train(cfg, workdir, dataset, progress, stop_after, log, t0) -> TrainResult:
             log(f"resumed from step {last_saved} in {workdir}")
     train_step = steps.make_train_step(net, tx, labels, sampler=tc.sampler, seed=tc.seed,
                                        label_smoothing=tc.label_smoothing)
+    parallel = DataParallel.from_config(cfg)
+    if parallel is not None:
+        state = parallel.replicate(state)
+        log(f"data parallel: batch {tc.batch_size} split over {parallel.describe()}")
     history: list[dict[str, float]] = []
     start = int(state.step)
     bar = None
@@ -292,6 +297,8 @@ def _train(cfg, workdir, dataset, progress, stop_after, log, t0) -> TrainResult:
             epoch, first = divmod(step, per_epoch)
             for batch in fdata.train_batches(ds, tc.batch_size, seed=tc.seed, epoch=epoch,
                                              augment=cfg.data.augment, start_batch=first):
+                if parallel is not None:
+                    batch = parallel.shard(batch)
                 state, metrics = train_step(state, batch, train_step.group_of(step))
                 step += 1
                 if not bool(metrics["finite"]):

@@ -1,0 +1,270 @@
+"""The DARTS network in Flax: supernet (encoding as input) and stand-alone (genotype) nets.
+
+Macro skeleton as the DARTS code's ``NetworkCIFAR`` / ``NetworkImageNet`` (without the
+auxiliary head and drop-path, which only regularise long stand-alone training): a stem,
+``layers`` cells with reduction cells at 1/3 and 2/3 of the depth (channels doubled), global
+average pool, linear classifier. Each cell preprocesses its two inputs to ``C`` channels
+(``ReLUConvBN`` 1x1, or ``FactorizedReduce`` after a reduction cell), computes 4 nodes and
+concatenates them.
+
+Node ``i`` (state ``i + 2``) has one *edge* module per possible input ``j`` (``edge_{i}_{j}``),
+holding the candidate ops as sub-modules named after the op (edges from the cell inputs of a
+reduction cell have stride 2).
+
+* ``arch=None``, the **supernet**: the encoding ``(2, 8, 2)`` is an input. Every edge computes
+  every op; edge ``(i, j)`` selects the op of whichever of node ``i``'s two chosen
+  ``(op, input)`` pairs has input ``j`` (none if neither), so the forward compiles once and
+  ``jax.vmap`` runs many architectures. Unchosen ops get zero gradient and keep their BN
+  statistics (``active`` masks).
+* ``arch=<genotype>``: a **stand-alone** net with the 8 chosen edges per cell under the
+  *same* names, so its parameters are a sub-tree of the supernet's.
+
+``bn_mode``: ``"bnnas"`` keeps BN where the DARTS ops have it; ``"fair"`` adds one after the
+pools and the stride-1 ``skip_connect`` (:mod:`fbnas_jax.models.darts_ops`).
+"""
+from __future__ import annotations
+
+import functools
+from typing import ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from fbnas_jax.models.darts_ops import FactorizedReduce, ReLUConvBN, _conv, apply_op, last_bn_path
+from fbnas_jax.models.init import init_from_shapes
+from fbnas_jax.models.layers import BatchNorm, ForwardMode, ReLU
+from fbnas_jax.spaces.darts import (
+    CONCAT, ENCODING_SHAPE, NONE, NUM_NODES, NUM_OPS, OPS, SETTINGS, DartsSpace, reduction_cells,
+)
+
+BN_MODES = ("bnnas", "fair")
+BN_EPS = 1e-5
+STEMS = ("cifar", "imagenet")
+
+
+def check_bn_mode(bn_mode: str) -> str:
+    if bn_mode not in BN_MODES:
+        raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
+    return bn_mode
+
+
+class Edge(nn.Module):
+    """Edge ``input j -> node``: every op (supernet, ``choice`` an op index, 0 = none) or only
+    ``fixed``. Supernet execution as :class:`fbnas_jax.models.mobilenet.ChoiceLayer`: with
+    ``single_path`` the chosen op runs alone under ``nn.switch`` (a select of all ops under
+    ``jax.vmap``); NASWOT codes and initialisation compute every op and keep the chosen one."""
+
+    features: int
+    stride: int
+    bn_mode: str
+    fixed: int | None = None
+    bn_momentum: float = 0.9
+    single_path: bool = True
+
+    @nn.compact
+    def __call__(self, x, choice, mode: ForwardMode):
+        if self.fixed is not None:
+            return _edge_op(self, self.fixed, x, mode, None)
+        if not self.single_path or mode.relu_kernel or self.is_initializing():
+            out = None
+            for k in range(NUM_OPS):
+                if k == NONE:
+                    continue
+                active = choice == k
+                y = jnp.where(active, _edge_op(self, k, x, mode, active), 0.0)
+                out = y if out is None else out + y
+            return out
+        return nn.switch(choice, [functools.partial(_switch_branch, edge=self, k=k, mode=mode)
+                                  for k in range(NUM_OPS)], self, x)
+
+
+def _edge_op(edge: Edge, k: int, x, mode, active):
+    """A free function: its modules belong to the current module (the edge or its lifted copy)."""
+    return apply_op(OPS[k], x, features=edge.features, stride=edge.stride, bn_mode=edge.bn_mode, mode=mode,
+                    active=active, bn_momentum=edge.bn_momentum)
+
+
+def _switch_branch(module, x, *, edge, k, mode):
+    del module  # the lifted copy of the edge is current while the branch runs
+    return _edge_op(edge, k, x, mode, None)
+
+
+class Cell(nn.Module):
+    features: int
+    reduction: bool
+    reduction_prev: bool
+    bn_mode: str
+    genes: tuple[tuple[int, int], ...] | None = None  # stand-alone: 8 (op, input) pairs
+    bn_momentum: float = 0.9
+    single_path: bool = True
+
+    @nn.compact
+    def __call__(self, s0, s1, genes, mode: ForwardMode):
+        """``genes``: (8, 2) int array (op, input) of this cell kind (supernet), else None."""
+        c, m = self.features, self.bn_momentum
+        if self.reduction_prev:
+            s0 = FactorizedReduce(c, m, name="preprocess0")(s0, mode)
+        else:
+            s0 = ReLUConvBN(c, 1, 1, m, name="preprocess0")(s0, mode)
+        s1 = ReLUConvBN(c, 1, 1, m, name="preprocess1")(s1, mode)
+        states = [s0, s1]
+        for i in range(NUM_NODES):
+            total = None
+            if self.genes is not None:
+                for op, j in self.genes[2 * i: 2 * i + 2]:
+                    stride = 2 if self.reduction and j < 2 else 1
+                    y = Edge(c, stride, self.bn_mode, op, m, name=f"edge_{i}_{j}")(states[j], None, mode)
+                    total = y if total is None else total + y
+            else:
+                (op_a, in_a), (op_b, in_b) = genes[2 * i], genes[2 * i + 1]
+                for j in range(i + 2):
+                    choice = jnp.where(in_a == j, op_a, jnp.where(in_b == j, op_b, NONE))
+                    stride = 2 if self.reduction and j < 2 else 1
+                    y = Edge(c, stride, self.bn_mode, None, m, self.single_path, name=f"edge_{i}_{j}")(
+                        states[j], choice, mode)
+                    total = y if total is None else total + y
+            states.append(total)
+        return jnp.concatenate([states[k] for k in CONCAT], axis=-1)
+
+
+class DartsNet(nn.Module):
+    space: ClassVar[str] = "darts"
+
+    channels: int = 36
+    layers: int = 20
+    num_classes: int = 10
+    stem: str = "cifar"
+    bn_mode: str = "fair"
+    arch: tuple | None = None  # ((8 (op, input)), (8 (op, input))) for normal, reduce
+    bn_momentum: float = 0.9
+    single_path: bool = True  # supernet: run only the chosen op of each edge (see Edge)
+
+    @nn.compact
+    def __call__(self, x, encoding=None, *, mode: ForwardMode = ForwardMode()):
+        check_bn_mode(self.bn_mode)
+        if self.arch is None and encoding is None:
+            raise ValueError(f"the supernet (arch=None) needs an `encoding` of shape {ENCODING_SHAPE}")
+        c, m = self.channels, self.bn_momentum
+        if self.stem == "cifar":
+            x = _conv(3 * c, 3, name="stem_conv")(x)
+            s0 = s1 = BatchNorm(m, name="stem_bn")(x, mode)
+            reduction_prev = False
+        else:
+            x = _conv(c // 2, 3, 2, name="stem0_a_conv")(x)
+            x = BatchNorm(m, name="stem0_a_bn")(x, mode)
+            x = ReLU(name="stem0_relu")(x, mode)
+            x = _conv(c, 3, 2, name="stem0_b_conv")(x)
+            s0 = BatchNorm(m, name="stem0_b_bn")(x, mode)
+            s1 = ReLUConvBN(c, 3, 2, m, name="stem1")(s0, mode)
+            reduction_prev = True
+        reductions = reduction_cells(self.layers)
+        c_cur = c
+        for i in range(self.layers):
+            reduction = i in reductions
+            c_cur = 2 * c_cur if reduction else c_cur
+            kind = int(reduction)
+            genes = None if self.arch is not None else encoding[kind]
+            fixed = None if self.arch is None else self.arch[kind]
+            s0, s1 = s1, Cell(c_cur, reduction, reduction_prev, self.bn_mode, fixed, m, self.single_path,
+                              name=f"cell_{i}")(s0, s1, genes, mode)
+            reduction_prev = reduction
+        x = jnp.mean(s1, axis=(-3, -2))
+        return nn.Dense(self.num_classes, kernel_init=nn.initializers.lecun_normal(), name="classifier")(x)
+
+
+# ---------------------------------------------------------------------- construction
+
+def make_network(*, setting: str = "cifar", channels: int | None = None, layers: int | None = None,
+                 num_classes: int | None = None, bn_mode: str = "fair", arch=None,
+                 bn_momentum: float = 0.9) -> DartsNet:
+    """Validated constructor. ``setting`` gives the stem and the defaults (``cifar``: C=36,
+    20 cells; ``imagenet``: C=48, 14 cells, three stride-2 stem convs); ``arch`` None
+    (supernet), a genotype string or a ``(2, 8, 2)`` encoding."""
+    check_bn_mode(bn_mode)
+    if setting not in SETTINGS:
+        raise ValueError(f"DARTS setting (model.skeleton) must be one of {tuple(SETTINGS)}, got {setting!r}")
+    s = SETTINGS[setting]
+    channels = s.channels if channels is None else int(channels)
+    layers = s.layers if layers is None else int(layers)
+    num_classes = s.num_classes if num_classes is None else int(num_classes)
+    if channels < 2 or channels % 2 or layers < 3 or num_classes < 1:
+        raise ValueError(f"DARTS needs even channels >= 2, layers >= 3, classes >= 1; got {channels}, {layers}, "
+                         f"{num_classes}")
+    if arch is not None:
+        enc = DartsSpace().parse(arch)
+        arch = tuple(tuple((int(op), int(src)) for op, src in enc[kind]) for kind in range(2))
+    return DartsNet(channels, layers, num_classes, s.stem, bn_mode, arch, bn_momentum)
+
+
+def build_network(model_config, num_classes: int) -> DartsNet:
+    """The network contract: ``model.channels`` = C, ``model.cells_per_stage`` = N normal cells
+    per stage (``3N + 2`` cells), ``model.skeleton`` = ``cifar`` (default) or ``imagenet`` stem."""
+    m = model_config
+    if int(m.cells_per_stage) < 1:
+        raise ValueError(f"model.cells_per_stage (normal cells per stage) must be >= 1, got {m.cells_per_stage}")
+    return make_network(setting=m.skeleton or "cifar", channels=m.channels, layers=3 * int(m.cells_per_stage) + 2,
+                        num_classes=num_classes, bn_mode=m.bn_mode, arch=m.arch, bn_momentum=m.bn_momentum)
+
+
+def cost_settings(net: DartsNet, input_size: int) -> dict:
+    """Keyword arguments of :meth:`DartsSpace.cost` describing ``net`` on ``input_size`` images."""
+    return {"setting": net.stem, "channels": net.channels, "layers": net.layers, "num_classes": net.num_classes,
+            "input_size": int(input_size)}
+
+
+def init_variables(net: DartsNet, key, input_shape) -> dict:
+    """``{'params', 'batch_stats'}`` for inputs ``input_shape`` (no batch), drawn without
+    compiling the forward (:func:`fbnas_jax.models.init.init_from_shapes`)."""
+    x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
+    enc = None if net.arch is not None else jnp.asarray(DartsSpace().parse("DARTS_V2"))
+    return init_from_shapes(net, key, x, enc)
+
+
+# ---------------------------------------------------------------------- BN indicators
+
+def bn_table(params, batch_stats, *, net: DartsNet, kind: str = "gamma"):
+    """``T[cell kind, node, input, op]`` (``(2, 4, 5, 8)`` float32): mean |gamma| (``"gamma"``)
+    or mean |gamma| / sqrt(var + eps) (``"trainability"``) of each op's last BN, summed over
+    the cells of that kind (they share the genotype); 0 for ops without a BN."""
+    if kind not in ("gamma", "trainability"):
+        raise ValueError(f"kind must be 'gamma' or 'trainability', got {kind!r}")
+    reductions = reduction_cells(net.layers)
+    table = jnp.zeros((2, NUM_NODES, NUM_NODES + 1, NUM_OPS), jnp.float32)
+    for cell in range(net.layers):
+        reduction = cell in reductions
+        for i in range(NUM_NODES):
+            for j in range(i + 2):
+                stride = 2 if reduction and j < 2 else 1
+                edge_p = params[f"cell_{cell}"][f"edge_{i}_{j}"]
+                edge_s = batch_stats[f"cell_{cell}"][f"edge_{i}_{j}"]
+                for k, op in enumerate(OPS):
+                    path = last_bn_path(op, stride, net.bn_mode)
+                    if path is None:
+                        continue
+                    node_p, node_s = edge_p, edge_s
+                    for key in path:
+                        node_p, node_s = node_p[key], node_s[key]
+                    g = jnp.abs(node_p["scale"].astype(jnp.float32))
+                    if kind == "trainability":
+                        g = g * jax.lax.rsqrt(node_s["var"].astype(jnp.float32) + BN_EPS)
+                    table = table.at[int(reduction), i, j, k].add(jnp.mean(g))
+    return table
+
+
+def bn_scores(params, batch_stats, encodings, *, net: DartsNet, kind: str = "gamma"):
+    """``(n,)`` BN-NAS ``gamma`` / FBN-NAS ``trainability``: the sum over both cell kinds and
+    all 8 edges of the table entry of the chosen ``(op, input)``."""
+    table = bn_table(params, batch_stats, net=net, kind=kind)
+    enc = jnp.asarray(encodings, jnp.int32)  # (n, 2, 8, 2)
+    kinds = jnp.arange(2)[None, :, None]
+    nodes = (jnp.arange(8) // 2)[None, None, :]
+    return jnp.sum(table[kinds, nodes, enc[..., 1], enc[..., 0]], axis=(1, 2))
+
+
+def genotype_of(net: DartsNet) -> str:
+    """The genotype string of a stand-alone net."""
+    import numpy as np
+
+    return DartsSpace().to_string(np.asarray(net.arch, np.int32))
+
