@@ -46,6 +46,8 @@ class TrainResult:
     history: list[dict[str, float]]
     total_steps: int
     seconds: float
+    epochs: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    """Per epoch (of this call): mean training loss and accuracy over its steps, and seconds."""
 
     @property
     def variables(self) -> dict[str, Any]:
@@ -82,10 +84,17 @@ def plan_steps(cfg: Config, ds: fdata.Dataset) -> tuple[int, int, int]:
     return per_epoch, scheduled, total
 
 
-def optimizer_from_config(cfg: Config, total_steps: int):
+def warmup_steps(cfg: Config, steps_per_epoch: int) -> int:
+    """Warm-up length in steps: ``round(train.warmup_epochs * steps_per_epoch)``."""
+    return int(round(cfg.train.warmup_epochs * steps_per_epoch))
+
+
+def optimizer_from_config(cfg: Config, total_steps: int, steps_per_epoch: int = 1):
     tc = cfg.train
+    warm = min(warmup_steps(cfg, steps_per_epoch), max(total_steps - 1, 0))
     return steps.make_optimizer(learning_rate=tc.learning_rate, total_steps=total_steps, momentum=tc.momentum,
-                                nesterov=tc.nesterov, weight_decay=tc.weight_decay, schedule=tc.schedule)
+                                nesterov=tc.nesterov, weight_decay=tc.weight_decay, schedule=tc.schedule,
+                                warmup_steps=warm, warmup_start_factor=tc.warmup_start_factor)
 
 
 def _write_run_file(workdir: Path, cfg: Config, ds: fdata.Dataset) -> None:
@@ -114,7 +123,7 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
     net = network_from_config(cfg, ds.num_classes)
     per_epoch, scheduled, total = plan_steps(cfg, ds)
     tc = cfg.train
-    tx = optimizer_from_config(cfg, scheduled)
+    tx = optimizer_from_config(cfg, scheduled, per_epoch)
     state, labels = steps.init_state(net, tc.seed, ds.train_images.shape[1:], tx,
                                      param_mode=tc.params)
     ckpt = None
@@ -131,35 +140,64 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
     train_step = steps.make_train_step(net, tx, labels, sampler=tc.sampler, seed=tc.seed,
                                        label_smoothing=tc.label_smoothing)
     history: list[dict[str, float]] = []
+    epochs: list[dict[str, float]] = []
     start = int(state.step)
     bar = tqdm(total=total, initial=start, disable=not progress, desc="train", unit="step", leave=False)
     step = start
+    pending = None  # (step, metrics) of the last step not yet checked for finiteness
+
+    def check(item):
+        # Reading `finite` waits for that step. Checking one step late lets the host prepare
+        # the next batch while the device runs the current step (no lock-step round trip).
+        at, metrics = item
+        if not bool(metrics["finite"]):
+            raise TrainingDivergedError(at, float(metrics["loss"]), last_saved)
+
+    def result():
+        return TrainResult(net, state, labels, ds, history, total, time.perf_counter() - t0, epochs)
+
     try:
         while step < total:
             epoch, first = divmod(step, per_epoch)
+            sums, count, e0 = None, 0, time.perf_counter()
             for batch in fdata.train_batches(ds, tc.batch_size, seed=tc.seed, epoch=epoch,
                                              augment=cfg.data.augment, start_batch=first):
                 state, metrics = train_step(state, batch)
                 step += 1
-                if not bool(metrics["finite"]):
-                    raise TrainingDivergedError(step, float(metrics["loss"]), last_saved)
+                if pending is not None:
+                    check(pending)
+                pending = (step, metrics)
+                pair = (metrics["loss"], metrics["accuracy"])
+                sums = pair if sums is None else (sums[0] + pair[0], sums[1] + pair[1])  # on device
+                count += 1
+                stopping = (stop_after is not None and step - start >= stop_after) or step >= total
+                saving = ckpt is not None and (step % tc.checkpoint_every == 0 or step == total)
+                if step % tc.log_every == 0 or step == total or saving or stopping:
+                    check(pending)
+                    pending = None
                 if step % tc.log_every == 0 or step == total:
                     m = {"step": step, "loss": float(metrics["loss"]), "accuracy": float(metrics["accuracy"])}
                     history.append(m)
                     bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['accuracy']:.3f}")
                 bar.update(1)
-                if ckpt is not None and (step % tc.checkpoint_every == 0 or step == total):
+                if saving:
                     ckpt.save(step, state)
                     last_saved = step
                 if stop_after is not None and step - start >= stop_after:
-                    return TrainResult(net, state, labels, ds, history, total, time.perf_counter() - t0)
+                    return result()
                 if step >= total:
                     break
+            if pending is not None:
+                check(pending)
+                pending = None
+            if count:
+                epochs.append({"epoch": epoch + 1, "steps": count, "loss": float(sums[0]) / count,
+                               "accuracy": float(sums[1]) / count, "seconds": time.perf_counter() - e0})
     finally:
         bar.close()
         if ckpt is not None:
             ckpt.close()
-    return TrainResult(net, state, labels, ds, history, total, time.perf_counter() - t0)
+    return result()
 
 
 @dataclasses.dataclass
