@@ -68,7 +68,7 @@ def _checkpoint_objective(args):
     from fbnas_jax import scoring
     from fbnas_jax.indicators import base as ind_base
     from fbnas_jax.search.algorithms import ReferenceRankObjective
-    from fbnas_jax.scoring_cli import load_scoring_data
+    from fbnas_jax.scores_io import load_scoring_data
     from fbnas_jax.spaces.nb201 import all_encodings
     from fbnas_jax.training.loop import load_run
 
