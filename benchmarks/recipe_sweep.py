@@ -51,6 +51,10 @@ def grid(name: str, best_lr: float) -> dict[str, list[str]]:
             "bnnas lr 2": BNNAS + ["train.learning_rate=2.0"],
             "bnnas lr 4": BNNAS + ["train.learning_rate=4.0"],
         },
+        "peak_b": {  # the high end of "peak", for a second process
+            "bnnas lr 4": BNNAS + ["train.learning_rate=4.0"],
+            "bnnas lr 2": BNNAS + ["train.learning_rate=2.0"],
+        },
         "ablation": {
             f"lr {best_lr:g}, no warm-up": BNNAS[1:] + [lr, "train.warmup_epochs=0"],
             f"lr {best_lr:g}, warm-up 0.5 ep": BNNAS[1:] + [lr, "train.warmup_epochs=0.5"],
@@ -79,7 +83,9 @@ def parse_args(argv=None):
     p.add_argument("--eval-images", type=int, default=500)
     p.add_argument("--log-every", type=int, default=5)
     p.add_argument("--out", default="benchmarks/results/recipe")
-    p.add_argument("--only-report", action="store_true", help="redraw plot + table from the JSON")
+    p.add_argument("--part", default=None,
+                   help="write recipe_sweep.<part>.json (parallel processes); the report merges every part")
+    p.add_argument("--only-report", action="store_true", help="redraw plot + table from the JSON files")
     return p.parse_args(argv)
 
 
@@ -197,7 +203,7 @@ def main(argv=None) -> int:
     enable_compilation_cache()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "recipe_sweep.json"
+    path = out / (f"recipe_sweep.{args.part}.json" if args.part else "recipe_sweep.json")
     results = json.loads(path.read_text()) if path.exists() else {"runs": []}
     if not args.only_report:
         from fbnas_jax.config import load_config
@@ -220,6 +226,14 @@ def main(argv=None) -> int:
             r["grid"] = args.grid
             results["runs"].append(r)
             path.write_text(json.dumps(results, indent=1, default=str))
+    merged = None
+    for part in sorted(out.glob("recipe_sweep*.json")):
+        r = json.loads(part.read_text())
+        if merged is None:
+            merged = r
+        else:
+            merged["runs"] += r["runs"]
+    results = merged or results
     report(out, results)
     print(f"wrote {path}, {out / 'recipe_sweep.md'}, {out / 'recipe_sweep.png'}")
     return 0

@@ -196,3 +196,11 @@ def test_training_reports_per_epoch_means(tiny_config, tiny_dataset):
     assert [e["epoch"] for e in result.epochs] == [1, 2]
     assert all(e["steps"] == 8 and np.isfinite(e["loss"]) and 0 <= e["accuracy"] <= 1 for e in result.epochs)
     assert len(result.history) == 1  # only the final step is logged at log_every=100
+
+
+def test_time_limit_stops_with_a_checkpoint(tiny_config, tiny_dataset, tmp_path):
+    cfg = tiny_config("train.epochs=2", "train.log_every=100")
+    result = train(cfg, tmp_path / "run", dataset=tiny_dataset, progress=False, time_limit_s=0.0)
+    assert result.time_limited and int(result.state.step) < result.total_steps
+    assert load_run(tmp_path / "run").step == int(result.state.step)  # saved where it stopped
+    assert result.history[-1]["step"] == int(result.state.step)

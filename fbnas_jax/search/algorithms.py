@@ -167,6 +167,17 @@ class _Evaluator:
         return enc, np.asarray([self.cache[f] for f in self.order], dtype=np.float64)
 
 
+def _domain_mask(domain) -> np.ndarray:
+    if domain is None:
+        return np.ones(NUM_ARCHS, bool)
+    mask = np.asarray(domain)
+    if mask.dtype != bool or mask.shape != (NUM_ARCHS,):
+        raise SearchError(f"domain must be a boolean mask of shape ({NUM_ARCHS},), got {mask.dtype} {mask.shape}")
+    if not mask.any():
+        raise SearchError("domain is empty: no architecture may be proposed")
+    return mask
+
+
 def _as_rng(rng) -> np.random.Generator:
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
@@ -237,8 +248,13 @@ def evolutionary_search(
     max_params: float | None = None,
     max_flops: float | None = None,
     cost_kwargs: Mapping[str, Any] | None = None,
+    domain: np.ndarray | None = None,
 ) -> SearchResult:
     """SPOS / BN-NAS evolutionary search (see the module docstring).
+
+    ``domain``: optional boolean mask over :func:`all_encodings` (15,625,) of the architectures
+    the search may propose, combined with the constraints like one more constraint (e.g. the
+    pool a benchmark has scored: children outside it are rejected and retried, not scored).
 
     Generation 0 scores ``population`` distinct random feasible architectures. Each later
     generation takes the ``top_k`` best non-NaN architectures evaluated so far as parents,
@@ -260,7 +276,7 @@ def evolutionary_search(
         raise SearchError(f"mutation_prob must lie in [0, 1], got {mutation_prob!r}")
     rng = _as_rng(rng)
     cost_kwargs = dict(cost_kwargs or {})
-    feasible = feasible_mask(max_params, max_flops, **cost_kwargs)
+    feasible = feasible_mask(max_params, max_flops, **cost_kwargs) & _domain_mask(domain)
     weights = NUM_OPS ** np.arange(NUM_EDGES - 1, -1, -1)
     all_enc = all_encodings()
     ev = _Evaluator(score_fn)
@@ -327,7 +343,8 @@ def evolutionary_search(
         batch = children
     settings = dict(population=population, top_k=top_k, mutations=mutations,
                     mutation_prob=mutation_prob, crossovers=crossovers, generations=generations,
-                    max_params=max_params, max_flops=max_flops)
+                    max_params=max_params, max_flops=max_flops,
+                    domain_size=None if domain is None else int(np.sum(domain)))
     return _finish("ea", ev, history, sizes, t0, settings, cost_kwargs)
 
 

@@ -48,6 +48,8 @@ class TrainResult:
     seconds: float
     epochs: list[dict[str, float]] = dataclasses.field(default_factory=list)
     """Per epoch (of this call): mean training loss and accuracy over its steps, and seconds."""
+    time_limited: bool = False
+    """True when ``time_limit_s`` stopped the run before ``total_steps``."""
 
     @property
     def variables(self) -> dict[str, Any]:
@@ -111,12 +113,15 @@ def _write_run_file(workdir: Path, cfg: Config, ds: fdata.Dataset) -> None:
 
 
 def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Dataset | None = None,
-          progress: bool = True, stop_after: int | None = None,
+          progress: bool = True, stop_after: int | None = None, time_limit_s: float | None = None,
           log: Callable[[str], None] = print) -> TrainResult:
     """Train per ``cfg``; checkpoint into and resume from ``workdir`` when given.
 
     ``stop_after`` ends the run after that many steps *of this call* without a final save,
-    like a killed process (used to test resumption).
+    like a killed process (used to test resumption). ``time_limit_s`` ends it (with a save)
+    at the first step that finds more than that many seconds spent training since the first
+    step of this call returned (so compilation does not count): a wall-clock guard for
+    budgeted runs; the schedule is then not completed, which ``TrainResult.time_limited`` reports.
     """
     t0 = time.perf_counter()
     ds = dataset if dataset is not None else load_data(cfg)
@@ -145,6 +150,8 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
     bar = tqdm(total=total, initial=start, disable=not progress, desc="train", unit="step", leave=False)
     step = start
     pending = None  # (step, metrics) of the last step not yet checked for finiteness
+    time_limited = False
+    t_train = None
 
     def check(item):
         # Reading `finite` waits for that step. Checking one step late lets the host prepare
@@ -154,7 +161,7 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
             raise TrainingDivergedError(at, float(metrics["loss"]), last_saved)
 
     def result():
-        return TrainResult(net, state, labels, ds, history, total, time.perf_counter() - t0, epochs)
+        return TrainResult(net, state, labels, ds, history, total, time.perf_counter() - t0, epochs, time_limited)
 
     try:
         while step < total:
@@ -170,12 +177,16 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
                 pair = (metrics["loss"], metrics["accuracy"])
                 sums = pair if sums is None else (sums[0] + pair[0], sums[1] + pair[1])  # on device
                 count += 1
-                stopping = (stop_after is not None and step - start >= stop_after) or step >= total
-                saving = ckpt is not None and (step % tc.checkpoint_every == 0 or step == total)
+                if t_train is None:  # the clock of time_limit_s starts once step 1 (compiled) is done
+                    jax.block_until_ready(metrics["loss"])
+                    t_train = time.perf_counter()
+                timed_out = time_limit_s is not None and time.perf_counter() - t_train > time_limit_s
+                stopping = (stop_after is not None and step - start >= stop_after) or step >= total or timed_out
+                saving = ckpt is not None and (step % tc.checkpoint_every == 0 or step == total or timed_out)
                 if step % tc.log_every == 0 or step == total or saving or stopping:
                     check(pending)
                     pending = None
-                if step % tc.log_every == 0 or step == total:
+                if step % tc.log_every == 0 or step == total or timed_out:
                     m = {"step": step, "loss": float(metrics["loss"]), "accuracy": float(metrics["accuracy"])}
                     history.append(m)
                     bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['accuracy']:.3f}")
@@ -185,6 +196,10 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
                     last_saved = step
                 if stop_after is not None and step - start >= stop_after:
                     return result()
+                if timed_out and step < total:
+                    log(f"time limit {time_limit_s:.0f} s reached at step {step} of {total}; stopping")
+                    time_limited = True
+                    break
                 if step >= total:
                     break
             if pending is not None:
@@ -193,6 +208,8 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
             if count:
                 epochs.append({"epoch": epoch + 1, "steps": count, "loss": float(sums[0]) / count,
                                "accuracy": float(sums[1]) / count, "seconds": time.perf_counter() - e0})
+            if time_limited:
+                break
     finally:
         bar.close()
         if ckpt is not None:
