@@ -2,7 +2,7 @@
 
 Kept apart from :mod:`fbnas_jax.scoring` (the compiled engine) so that the command line,
 the search and the benchmarks share one reader of ``--archs`` specs and one writer of
-scores CSVs (``arch`` = NB201 cell string, then one column per indicator).
+scores CSVs (``arch`` = the space's architecture string, then one column per indicator).
 """
 from __future__ import annotations
 
@@ -10,21 +10,34 @@ import csv
 from pathlib import Path
 
 
-def load_archs(spec: str, seed: int):
-    """``"all"`` (15,625), ``"N"`` (N distinct random archs drawn with ``seed``) or a file with
-    one cell string (or 6 comma-separated op indices) per line -> encodings (n, 6)."""
+def load_archs(spec: str, seed: int, space="nb201"):
+    """Encodings ``(n, *encoding_shape)`` of ``space``: ``"all"`` (enumerable spaces: NB201's
+    15,625), ``"N"`` (N distinct random architectures drawn with ``seed``) or a file with one
+    architecture string (or comma-separated encoding) per line."""
     import numpy as np
 
-    from fbnas_jax.spaces import nb201
+    from fbnas_jax.spaces import get
 
+    space = get(space)
     if spec == "all":
-        return nb201.all_encodings()
+        if not space.enumerable:
+            raise ValueError(f"--archs all: the {space.name} space is not enumerated; give N or a file")
+        return space.all_encodings()
     if spec.isdigit():
         n = int(spec)
-        if not 1 <= n <= nb201.NUM_ARCHS:
-            raise ValueError(f"--archs N must be in 1..{nb201.NUM_ARCHS}, got {n}")
-        idx = np.sort(np.random.default_rng(seed).choice(nb201.NUM_ARCHS, n, replace=False))
-        return nb201.all_encodings()[idx]
+        if space.enumerable:
+            if not 1 <= n <= space.size:
+                raise ValueError(f"--archs N must be in 1..{space.size}, got {n}")
+            idx = np.sort(np.random.default_rng(seed).choice(space.size, n, replace=False))
+            return space.all_encodings()[idx]
+        if n < 1:
+            raise ValueError(f"--archs N must be >= 1, got {n}")
+        rng, found = np.random.default_rng(seed), {}
+        while len(found) < n:  # distinct architectures (by key)
+            for e in space.sample(rng, n):
+                if len(found) < n:
+                    found.setdefault(space.key(e), e)
+        return np.stack(list(found.values()))
     path = Path(spec)
     if not path.is_file():
         raise FileNotFoundError(f"--archs: {spec!r} is neither 'all', an integer, nor an existing file")
@@ -33,9 +46,9 @@ def load_archs(spec: str, seed: int):
         line = line.strip()
         if not line or line.startswith("#") or line == "arch":
             continue
-        line = line.split(",")[0] if line.startswith("|") else line
-        items.append(line if line.startswith("|") else [int(t) for t in line.split(",")])
-    return nb201.parse_archs(items)
+        # an architecture string, maybe followed by CSV columns; or a bare comma-separated encoding
+        items.append(line.split(",")[0] if not line[0].isdigit() or ":" in line else line)
+    return space.parse_many(items)
 
 
 def load_scoring_data(run, source: str | None):
@@ -53,10 +66,12 @@ def load_scoring_data(run, source: str | None):
     return fdata.load_dataset(source, cache_dir=d.cache_dir)
 
 
-def write_scores_csv(path: str | Path, encodings, scores: dict) -> None:
-    """``arch`` + one column per entry of ``scores`` (float arrays aligned with ``encodings``)."""
-    from fbnas_jax.spaces import nb201
+def write_scores_csv(path: str | Path, encodings, scores: dict, space="nb201") -> None:
+    """``arch`` (``space``'s string form) + one column per entry of ``scores`` (float arrays
+    aligned with ``encodings``)."""
+    from fbnas_jax.spaces import get
 
+    space = get(space)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = list(scores)
@@ -64,4 +79,4 @@ def write_scores_csv(path: str | Path, encodings, scores: dict) -> None:
         w = csv.writer(f)
         w.writerow(["arch"] + names)
         for i, e in enumerate(encodings):
-            w.writerow([nb201.encoding_to_string(e)] + [repr(float(scores[n][i])) for n in names])
+            w.writerow([space.to_string(e)] + [repr(float(scores[n][i])) for n in names])

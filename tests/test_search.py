@@ -205,16 +205,3 @@ def test_cli_search_with_scores_csv(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "unknown indicator 'nope'" in err and "synthetic" in err
 
-
-def test_evolutionary_search_stays_inside_its_domain():
-    from fbnas_jax.search.algorithms import SearchError, evolutionary_search
-    from fbnas_jax.spaces.nb201 import NUM_ARCHS, encoding_to_index
-
-    domain = np.zeros(NUM_ARCHS, bool)
-    domain[np.random.default_rng(0).choice(NUM_ARCHS, 300, replace=False)] = True
-    res = evolutionary_search(lambda e: e.sum(axis=1).astype(float), np.random.default_rng(1), domain=domain)
-    assert domain[encoding_to_index(res.evaluated)].all()
-    assert res.n_evaluated == 300  # 20 x 50 proposals exhaust the 300-architecture domain
-    assert res.settings["domain_size"] == 300
-    with pytest.raises(SearchError, match="domain"):
-        evolutionary_search(lambda e: e.sum(axis=1), 0, domain=np.zeros(NUM_ARCHS, bool))

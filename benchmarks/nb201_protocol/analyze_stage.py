@@ -60,7 +60,7 @@ def _per_arch_seconds(column: str, score_meta: dict) -> float:
 
 def search_table(scores_by_index: dict, acc_by_index: np.ndarray, meta: dict, seeds: int) -> dict:
     from fbnas_jax.search import evolutionary_search
-    from fbnas_jax.spaces.nb201 import NUM_ARCHS, encoding_to_index
+    from fbnas_jax.spaces.nb201 import NUM_ARCHS, all_encodings, encoding_to_index
 
     out = {}
     for label, (col, tag) in TABLE2.items():
@@ -72,8 +72,9 @@ def search_table(scores_by_index: dict, acc_by_index: np.ndarray, meta: dict, se
                 picks.append(float(acc_by_index[np.random.default_rng(seed).integers(NUM_ARCHS)]))
                 continue
             s = scores_by_index[col]
+            scored = ~np.isnan(s)
             r = evolutionary_search(lambda e, s=s: s[encoding_to_index(e)], np.random.default_rng(seed),
-                                    domain=~np.isnan(s))
+                                    candidates=None if scored.all() else all_encodings()[scored])
             picks.append(float(acc_by_index[encoding_to_index(r.encoding[None])[0]]))
             ea_s.append(r.wall_s)
             n_eval.append(r.n_evaluated)

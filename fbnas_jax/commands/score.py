@@ -11,16 +11,17 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "score", help="score NB201 architectures with supernet indicators (gamma, cpi, ...)",
-        description="Score architectures of a trained supernet. Writes one CSV row per architecture "
-                    "(`arch` = NB201 cell string, then one column per indicator) and OUT.json with the "
+        "score", help="score architectures with supernet indicators (gamma, cpi, ...)",
+        description="Score architectures of a trained supernet (of any search space). Writes one CSV row per "
+                    "architecture (`arch` = the space's architecture string, then one column per indicator) "
+                    "and OUT.json with the "
                     "config, options, device, JAX version and timings.")
     p.add_argument("--checkpoint", required=True, help="training workdir (holds run.json and checkpoints/)")
     p.add_argument("--indicators", default="all", help="comma-separated indicator names, or 'all' (default)")
     p.add_argument("--out", required=True, help="output CSV path")
     p.add_argument("--archs", default="all",
-                   help="'all' (15,625), an integer N (N distinct random archs, --seed), or a file with one "
-                        "cell string (or 6 comma-separated op indices) per line")
+                   help="'all' (enumerable spaces: NB201's 15,625), an integer N (N distinct random archs, "
+                        "--seed), or a file with one architecture string (or comma-separated encoding) per line")
     p.add_argument("--data", default=None,
                    help="data source for the evaluation/MC batches (default: the run's config data source; "
                         "'synthetic' is rendered at the checkpoint's image size)")
@@ -51,7 +52,7 @@ def run_score(args: argparse.Namespace) -> int:
     try:
         run = load_run(args.checkpoint)
         scoring.check_run(run, expect_bn_mode=args.expect_bn_mode, expect_space=args.expect_space)
-        encodings = load_archs(args.archs, args.seed)
+        encodings = load_archs(args.archs, args.seed, run.config.model.space)
         dataset = load_scoring_data(run, args.data)
         names = args.indicators
         from fbnas_jax.indicators import base
@@ -74,7 +75,7 @@ def run_score(args: argparse.Namespace) -> int:
         print(f"fbnas score: error: {msg}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    write_scores_csv(out, encodings, result.scores)
+    write_scores_csv(out, encodings, result.scores, run.config.model.space)
     sidecar = {
         "checkpoint": str(args.checkpoint), "step": run.step, "config": run.config.to_dict(),
         "indicators": list(result.scores), "num_archs": int(len(encodings)), "archs": args.archs,
