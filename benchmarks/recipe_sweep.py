@@ -91,7 +91,7 @@ def parse_args(argv=None):
 
 def gamma_stats(variables, net) -> dict:
     """Spread of the per-op mean |gamma| table over ops that carry a BN."""
-    from fbnas_jax.indicators.supernet import bn_table
+    from fbnas_jax.models.nb201 import bn_table
 
     t = np.asarray(bn_table(variables["params"], variables["batch_stats"], num_cells=3 * net.cells_per_stage,
                             bn_mode=net.bn_mode))

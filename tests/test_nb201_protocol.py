@@ -104,6 +104,10 @@ def test_device_script_supernets_stage_at_smoke_size(tmp_path):
 
 
 @needs_data
+@pytest.mark.skipif(os.environ.get("FBNAS_FULL_PROTOCOL_TESTS") != "1",
+                    reason="3-5 CPU-minutes of XLA compilation (the vmapped BN-only step of both placements): "
+                           "beyond the CI budget; FBNAS_FULL_PROTOCOL_TESTS=1 runs it. The stand-alone trainer "
+                           "itself is tested in tests/test_training_many.py")
 def test_device_script_standalone_stage_at_smoke_size(tmp_path):
     proc, tarball = _run_device_script(tmp_path, "standalone")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

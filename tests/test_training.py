@@ -199,7 +199,9 @@ def test_training_reports_per_epoch_means(tiny_config, tiny_dataset):
 
 
 def test_time_limit_stops_with_a_checkpoint(tiny_config, tiny_dataset, tmp_path):
-    cfg = tiny_config("train.epochs=2", "train.log_every=100")
+    # the config of test_training_reports_per_epoch_means: its compiled step is reused
+    cfg = tiny_config("train.epochs=2", "train.warmup_epochs=0.5", "train.weight_decay=1e-4",
+                      "train.label_smoothing=0.1", "train.log_every=100")
     result = train(cfg, tmp_path / "run", dataset=tiny_dataset, progress=False, time_limit_s=0.0)
     assert result.time_limited and int(result.state.step) < result.total_steps
     assert load_run(tmp_path / "run").step == int(result.state.step)  # saved where it stopped

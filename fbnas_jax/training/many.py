@@ -173,7 +173,7 @@ def evaluate_many(result: ManyResult, images: np.ndarray, labels: np.ndarray, *,
 
 def gamma_many(result: ManyResult, kind: str = "gamma") -> np.ndarray:
     """The BN-NAS gamma indicator (or FBN trainability) of each network from its own BN copy."""
-    from fbnas_jax.indicators.supernet import bn_table, table_scores
+    from fbnas_jax.models.nb201 import bn_table, table_scores
 
     net = result.net
 
