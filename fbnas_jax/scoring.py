@@ -91,10 +91,18 @@ def make_context(run, dataset, *, eval_batch_size: int = DEFAULT_OPTIONS["eval_b
     mini-batches of ``mc_batch_size`` training images are drawn from the other training
     images (with replacement only if too few). Images are normalised like in training, never
     augmented. ``fresh_init`` also adds a freshly initialised supernet (training-free
-    baselines).
+    baselines). ``dataset=None`` gives a context without images, enough for the indicators
+    that read only the BN parameters (``gamma``, ``trainability``) or the encoding.
     """
     from fbnas_jax.data import normalize
 
+    if dataset is None:
+        init_variables = None
+        if fresh_init:
+            init_variables = of_network(run.net).network().init_variables(
+                run.net, jax.random.key(seed, impl="rbg"), run.input_shape)
+        return base.ScoringContext(net=run.net, variables=run.variables, init_variables=init_variables,
+                                   key=jax.random.key(seed), options={"seed": int(seed), "dataset": None})
     check_dataset(run, dataset)
     if eval_split not in ("train", "test"):
         raise ValueError(f"eval_split must be 'train' or 'test', got {eval_split!r}")
@@ -215,16 +223,40 @@ def _compile(fn, chunk: int, devs: list, encoding_shape: tuple[int, ...]):
     return lambda enc: compiled(*state, place(enc))
 
 
-def _run_chunks(run, enc: np.ndarray, chunk: int, *, desc: str = "", progress: bool = False) -> np.ndarray:
+def _run_chunks(run, enc: np.ndarray, chunk: int, *, desc: str = "", progress: bool = False,
+                on_first_chunk=None) -> np.ndarray:
     """``run`` over ``enc`` in chunks of exactly ``chunk`` rows (the last one padded with
-    copies of the first architecture: a valid encoding of any space)."""
+    copies of the first architecture: a valid encoding of any space).
+
+    ``on_first_chunk(seconds)`` is called once the first chunk is done (time estimates)."""
     n = enc.shape[0]
     n_chunks = -(-n // chunk)
     padded = np.concatenate([enc, np.repeat(enc[:1], n_chunks * chunk - n, axis=0)]) if n else enc
-    outs = [run(padded[i * chunk:(i + 1) * chunk])
-            for i in tqdm(range(n_chunks), desc=desc, unit="chunk", disable=not progress or n_chunks < 2,
-                          leave=False)]
-    return np.concatenate([np.asarray(jax.device_get(o), np.float64) for o in outs])[:n] if outs else np.zeros(0)
+    outs = []
+    for i in tqdm(range(n_chunks), desc=desc, unit="chunk", disable=not progress, leave=False):
+        t0 = time.perf_counter()
+        outs.append(np.asarray(jax.device_get(run(padded[i * chunk:(i + 1) * chunk])), np.float64))
+        if i == 0 and on_first_chunk is not None:
+            on_first_chunk(time.perf_counter() - t0)
+    return np.concatenate(outs)[:n] if outs else np.zeros(0)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _estimate(log, name: str, n: int, chunk: int, platform: str):
+    """``on_first_chunk`` hook: log the expected time of ``n`` architectures from the first chunk."""
+    def report(seconds: float) -> None:
+        rate = chunk / max(seconds, 1e-9)
+        total = n / rate
+        advice = "; use --archs N (a random subset) or a GPU" if total > 600 else ""
+        log(f"{name}: {n:,} archs at ~{rate:.3g} archs/s on {platform}: about {_duration(total)}{advice}")
+    return report
 
 
 class Scorer:
@@ -236,10 +268,13 @@ class Scorer:
     search them with :class:`fbnas_jax.search.ReferenceRankObjective` over components.
     """
 
-    def __init__(self, ctx: base.ScoringContext, *, chunk_size: int = 64, devices=None):
+    def __init__(self, ctx: base.ScoringContext, *, chunk_size: int = 64, devices=None, log=None,
+                 progress: bool = False):
         self.ctx, self.devs = ctx, _mesh_devices(devices)
         self.chunk = _round_up(chunk_size, len(self.devs))
         self._runs: dict[str, object] = {}
+        self.log, self.progress = log, progress  # hooks: compile / estimate lines, chunk bars
+        self._estimated: set[str] = set()
 
     def __call__(self, name: str, encodings) -> np.ndarray:
         ind = base.get(name)
@@ -248,8 +283,17 @@ class Scorer:
         space = of_network(self.ctx.net)
         if name not in self._runs:
             resolve_indicators(self.ctx, [name])  # clear error if the context lacks what it needs
+            if self.log is not None:
+                self.log(f"{name}: compiling (XLA, chunks of {self.chunk} architectures) ...")
             self._runs[name] = _compile(ind.build(self.ctx), self.chunk, self.devs, space.encoding_shape)
-        return _run_chunks(self._runs[name], space.validate_batch(encodings), self.chunk)
+        enc = space.validate_batch(encodings)
+        many = len(enc) > self.chunk  # a long call (a reference set): a bar, and an estimate once
+        hook = None
+        if many and self.log is not None and ind.per_arch_cost != "table" and name not in self._estimated:
+            self._estimated.add(name)
+            hook = _estimate(self.log, name, len(enc), self.chunk, self.devs[0].platform)
+        return _run_chunks(self._runs[name], enc, self.chunk, desc=name, progress=self.progress and many,
+                           on_first_chunk=hook)
 
 
 def _round_up(x: int, m: int) -> int:
@@ -264,7 +308,8 @@ def score_architectures(ctx: base.ScoringContext, indicators: Sequence[str] | st
 
     ``chunk_size``: architectures per compiled call for forward-based indicators
     ("table" indicators take all n in one call). ``devices``: None (first local device),
-    ``"all"`` or a list of devices.
+    ``"all"`` or a list of devices. ``log(message)``, when given, hears what is coming: a
+    line before each compilation and, after the first chunk, the expected time.
     """
     space = of_network(ctx.net)
     enc = space.validate_batch(encodings)
@@ -288,9 +333,13 @@ def score_architectures(ctx: base.ScoringContext, indicators: Sequence[str] | st
         t0 = time.perf_counter()
         fn = ind.build(ctx)
         t1 = time.perf_counter()
+        if log is not None:
+            log(f"{nm}: compiling (XLA, chunks of {chunk} architectures) ...")
         run = _compile(fn, chunk, devs, space.encoding_shape)
         t2 = time.perf_counter()
-        vals = _run_chunks(run, enc, chunk, desc=nm, progress=progress)
+        hook = (_estimate(log, nm, n, chunk, devs[0].platform)
+                if log is not None and ind.per_arch_cost != "table" else None)
+        vals = _run_chunks(run, enc, chunk, desc=nm, progress=progress, on_first_chunk=hook)
         t3 = time.perf_counter()
         scores[nm] = vals
         timings[nm] = {"build_s": t1 - t0, "compile_s": t2 - t1, "run_s": t3 - t2,
