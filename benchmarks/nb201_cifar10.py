@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fairnas-overrides", type=_list_arg, help="extra overrides for the FairNAS supernet")
     g.add_argument("--train-budget-s", type=float, help="stop a supernet's training after this many seconds")
     g.add_argument("--columns", type=_list_arg, help="score columns, <indicator>[@<network>], comma-separated")
+    g.add_argument("--deadline-s", type=float,
+                   help="start no new score column once this many seconds have passed since the benchmark "
+                        "started (the analyze stage still runs; the device script sets it from its budget)")
     g.add_argument("--pool", type=int, help="architectures for forward/gradient columns (15625 = all)")
     g.add_argument("--chunk-size", type=int, help="architectures per compiled scoring call")
     g.add_argument("--chunk-sizes", type=_json_arg, help='JSON per-indicator chunk sizes, e.g. {"ntk_cond": 4}')
@@ -137,7 +140,9 @@ class Sidecar:
 
 
 def main(argv=None) -> int:
+    t_start = time.perf_counter()
     args = parse_args(argv)
+    args.t_start = t_start
     from fbnas_jax.runtime import enable_compilation_cache
 
     from nb201_protocol import analyze_stage, score_stage, standalone_stage, train_stage

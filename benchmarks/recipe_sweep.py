@@ -180,16 +180,18 @@ def report(out: Path, results: dict) -> None:
              f"{results['device']['jax']})", "", f"Setup: {results['setup']}.", "",
              "Loss includes label smoothing 0.1 where the run uses it (its floor is then ~0.5, not 0); "
              "compare accuracies across the two.", "",
-             "| run | final-epoch loss | final-epoch train acc | held-out subnet acc (mean / max) | "
+             "Chance: loss ln 10 = 2.303, accuracy 0.100. Per-epoch values are means over the epoch's steps.", "",
+             "| run | train loss per epoch | train acc per epoch | held-out subnet acc (mean / max) | "
              "op mean abs(gamma) (mean ± std) | tau gamma | tau trainability | train s | load |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results["runs"]:
         if "error" in r:
             lines.append(f"| {r['name']} | {r['error']} |  |  |  |  |  |  |  |")
             continue
-        e = r["epochs"][-1]
+        losses = " ".join(f"{e['loss']:.3f}" for e in r["epochs"])
+        accs = " ".join(f"{e['accuracy']:.3f}" for e in r["epochs"])
         lines.append(
-            f"| {r['name']} | {e['loss']:.3f} | {e['accuracy']:.3f} | {r['heldout_subnet_accuracy_mean']:.3f} / "
+            f"| {r['name']} | {losses} | {accs} | {r['heldout_subnet_accuracy_mean']:.3f} / "
             f"{r['heldout_subnet_accuracy_max']:.3f} | {r['op_gamma_mean']:.3f} ± {r['op_gamma_std']:.3f} | "
             f"{r.get('tau_gamma', float('nan')):.3f} | {r.get('tau_trainability', float('nan')):.3f} | "
             f"{r['train_seconds']:.0f} | {r['loadavg_before'][0]:.1f} |")

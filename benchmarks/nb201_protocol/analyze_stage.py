@@ -143,11 +143,27 @@ def write_markdown(path: Path, meta: dict) -> None:
     lines = [f"# NB201 CIFAR-10 protocol, preset `{meta['preset']}` ({meta['date']}, {dev['device']}, "
              f"JAX {dev['jax']})", ""]
     if tr:
-        lines += ["Supernets (BN-only): " + "; ".join(
-            f"{t} {v['config']['model']['channels']}C/N={v['config']['model']['cells_per_stage']}, "
-            f"{v['steps']}/{v['scheduled_steps']} steps, {v['seconds']:.0f} s, last-epoch loss "
-            f"{v['epochs'][-1]['loss']:.3f} acc {v['epochs'][-1]['accuracy']:.3f}" for t, v in tr.items() if v['epochs']),
-            ""]
+        lines += ["Supernets (BN-only; per-epoch means of the training loss / accuracy; chance: loss "
+                  "ln 10 = 2.303, accuracy 0.100):", "",
+                  "| supernet | C / N | steps | train s | loss per epoch | accuracy per epoch | note |",
+                  "|---|---|---|---|---|---|---|"]
+        for t, v in tr.items():
+            m = v["config"]["model"]
+            eps = v.get("epochs") or []
+            note = ("diverged: " + v["diverged"]) if "diverged" in v else (
+                "stopped by the time budget" if v.get("time_limited") else "")
+            lines.append(f"| {t} | {m['channels']} / {m['cells_per_stage']} | {v.get('steps', '')}/"
+                         f"{v.get('scheduled_steps', '')} | {v['seconds']:.0f} | "
+                         + " ".join(f"{e['loss']:.3f}" for e in eps) + " | "
+                         + " ".join(f"{e['accuracy']:.3f}" for e in eps) + f" | {note} |")
+        lines.append("")
+    stage_s = meta.get("stage_seconds", {})
+    if stage_s:
+        lines += ["Stage wall seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in stage_s.items())
+                  + f" (load average at the end {', '.join(f'{x:.1f}' for x in meta.get('loadavg', []))})", ""]
+    skipped = meta.get("score", {}).get("skipped", {})
+    if skipped:
+        lines += ["Skipped columns: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()), ""]
     lines += [f"Truth: {a.get('truth_column')}; n = architectures scored by the column; tau (common) over the "
               f"{a.get('n_common')} architectures every column scored.", "",
               "| column | n | Kendall tau | tau (common) | Spearman | top-10% precision | score s |",

@@ -2,14 +2,18 @@
 
 * ``gpu``: the paper's scale, sized for one H100 and a 15-minute device budget (issue 7):
   three BN-only supernets at C=16, N=5 on all 50,000 CIFAR-10 training images (BN-NAS SPOS,
-  FBN SPOS, FBN FairNAS) with the recipe of ``configs/`` (BN-NAS's, scaled to batch 256),
-  every indicator on all 15,625 architectures, EA search with 10 seeds; the ``standalone``
-  stage trains as many stand-alone networks BN-only for 1 epoch as fit in its budget.
-  Epochs: SPOS 10 (as BN-NAS); FairNAS cut from BN-NAS's 15 to 5 because one FairNAS step
-  trains 5 paths (5x the work of an SPOS step) and each supernet has <= 60 s of training;
-  ``train_budget_s`` additionally stops any supernet at 75 s (recorded, schedule unfinished).
-  Chunk sizes are chosen for 80 GB of GPU memory and are **not measured** (no GPU was lent
-  when they were set): the first device run should confirm them.
+  FBN SPOS, FBN FairNAS) with the recipe of ``configs/`` (BN-NAS's schedule at the peak rate
+  of the CPU sweep), the parameter-only columns over all 15,625 architectures, the forward /
+  gradient columns over a pool of 1,000 (the paper's sample size), EA search with 10 seeds.
+  Sizes come from ``benchmarks/device/estimate_gpu_time.py`` (an ESTIMATE from FLOP counts at
+  an assumed 12 TFLOP/s effective; no GPU has run it yet): with the current engine, which
+  computes every candidate op of the supernet, scoring all 15,625 with every column would
+  take ~75 min (uncertainty alone ~20 min per supernet), so the pool is cut to 1,000; and
+  FairNAS is cut from BN-NAS's 15 epochs to 2 (one FairNAS step trains 5 paths) so that each
+  supernet needs ~60 s of steps; ``train_budget_s`` stops any supernet at 60 s of steps
+  (recorded, schedule unfinished), and the device script's deadline skips the columns that
+  no longer fit (listed in the sidecar) so that the analysis still runs. Chunk sizes are
+  chosen for 80 GB and **not measured**: the first device run should confirm them.
 * ``cpu``: the reduced protocol of the committed CPU results (C=8, N=1, 20,000 images,
   4 epochs; forward/gradient indicators on a pool of architectures).
 * ``smoke``: the same code path at toy sizes (C=4, N=1, 500 images, one short epoch, a pool
@@ -25,10 +29,11 @@ from __future__ import annotations
 # device's time limit still returns them (each column is written as soon as it is scored).
 PARAM_ONLY = ["gamma@bnnas", "gamma@fair", "gamma@fairnas", "trainability@fair", "trainability@fairnas",
               "params", "flops"]
-FBN = ["expressivity@fair", "uncertainty@fair", "cpi@fair", "supernet_accuracy@fair"]
-PROXIES = ["naswot", "synflow", "jacob_cov", "snip", "grad_norm"]
-FAIRNAS = ["expressivity@fairnas", "uncertainty@fairnas", "cpi@fairnas", "supernet_accuracy@fairnas"]
-IF_THEY_FIT = ["grasp", "fisher", "linear_regions", "supernet_accuracy@bnnas", "ntk_cond"]
+FBN = ["expressivity@fair", "uncertainty@fair", "cpi@fair"]
+PROXIES = ["synflow", "naswot", "snip", "grad_norm", "jacob_cov"]  # cheapest first (estimate)
+FAIRNAS = ["expressivity@fairnas", "uncertainty@fairnas", "cpi@fairnas"]
+IF_THEY_FIT = ["supernet_accuracy@fair", "supernet_accuracy@fairnas", "grasp", "fisher", "linear_regions",
+               "supernet_accuracy@bnnas", "ntk_cond"]
 ALL_COLUMNS = PARAM_ONLY + FBN + PROXIES + FAIRNAS + IF_THEY_FIT
 
 SUPERNET_CONFIGS = {"bnnas": "configs/bnnas_cifar10.yaml", "fair": "configs/fbn_cifar10.yaml",
@@ -39,11 +44,12 @@ CPU_CONFIGS = {"bnnas": "configs/bnnas_cifar10_cpu.yaml", "fair": "configs/fbn_c
 PRESETS: dict[str, dict] = {
     "gpu": {
         "configs": SUPERNET_CONFIGS,
-        "overrides": ["train.log_every=50", "train.checkpoint_every=100000"],
-        "fairnas_overrides": ["train.epochs=5", "train.warmup_epochs=2.5"],
-        "train_budget_s": 75.0,
+        # a checkpoint every 2 epochs (390 steps): a supernet that diverges is scored from its last one
+        "overrides": ["train.log_every=50", "train.checkpoint_every=390"],
+        "fairnas_overrides": ["train.epochs=2", "train.warmup_epochs=1"],
+        "train_budget_s": 60.0,
         "columns": ALL_COLUMNS,
-        "pool": 15625,
+        "pool": 1000,
         "chunk_size": 128,
         "chunk_sizes": {"uncertainty": 64, "synflow": 64, "jacob_cov": 32, "snip": 32, "grad_norm": 32,
                         "grasp": 16, "fisher": 32, "linear_regions": 16, "ntk_cond": 4},
@@ -54,7 +60,7 @@ PRESETS: dict[str, dict] = {
         "search_seeds": 10,
         "standalone_archs": 1000,
         "standalone_chunk": 8,
-        "standalone_budget_s": 330.0,
+        "standalone_budget_s": 100.0,
         "standalone_overrides": ["train.epochs=1", "train.warmup_epochs=0.5"],
         "standalone_eval_images": 10000,
     },

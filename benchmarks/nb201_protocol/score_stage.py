@@ -7,6 +7,11 @@ ranks its components over that pool. Unscored cells are NaN. After every column 
 CSV is rewritten and the sidecar saved, so a run cut off by a time limit keeps every finished
 column. ``params``/``flops`` are the benchmark's own counting (C=16, N=5 networks,
 :func:`fbnas_jax.spaces.cost.nb201_costs`) whatever the size of the scored networks.
+
+Two guards keep a budgeted device run useful: once ``--deadline-s`` seconds have passed since
+the benchmark started, the remaining columns are skipped (listed in ``skipped``) so that the analyze stage still
+runs on what was scored; a column whose supernet has no usable checkpoint (its training
+diverged before the first save) is skipped with the reason, and the others go on.
 """
 from __future__ import annotations
 
@@ -47,7 +52,16 @@ def run(args, log, save) -> dict:
     archs = [nb201.encoding_to_string(e) for e in enc]
     # a fresh network is built from the trained run of the same BN placement (same data, sizes)
     trained = sorted({c.network for c in cols if c.network})
-    runs = {tag: load_run(Path(args.workdirs) / tag) for tag in trained}
+    runs, unloadable = {}, {}
+    for tag in trained:
+        try:
+            runs[tag] = load_run(Path(args.workdirs) / tag)
+        except FileNotFoundError as err:
+            unloadable[tag] = str(err)
+            log(f"warning: network {tag!r} cannot be loaded ({err}); its columns are skipped")
+    if not runs:
+        raise FileNotFoundError(f"no trained supernet under {args.workdirs}: run the train stage first "
+                                f"({'; '.join(unloadable.values())})")
     data = load_data(next(iter(runs.values())).config)
     ctx_kw = dict(eval_batch_size=args.eval_batch_size, mc_samples=args.mc_samples,
                   mc_batch_size=args.mc_batch_size, seed=args.seed)
@@ -63,13 +77,28 @@ def run(args, log, save) -> dict:
 
     values: dict[str, np.ndarray] = {}
     meta: dict = {"pool_size": int(len(pool)), "pool_seed": args.seed, "columns": [c.name for c in cols],
-                  "timings": {}, "options_used": {}, "nan_counts": {}, "rows": {},
+                  "timings": {}, "options_used": {}, "nan_counts": {}, "rows": {}, "skipped": {},
+                  "deadline_s": args.deadline_s,
                   "pool_note": "forward/gradient columns and cpi are scored on the pool only (NaN elsewhere); "
                                "cpi ranks over the pool"}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    t_start = getattr(args, "t_start", time.perf_counter())
     for col in cols:
         t0 = time.perf_counter()
+        reason = None
+        if args.deadline_s is not None and t0 - t_start > args.deadline_s:
+            reason = f"deadline of {args.deadline_s:.0f} s (since the start) passed"
+        elif col.network in unloadable:
+            reason = f"network {col.network!r} not loadable"
+        elif col.family == "composite" and any(f"{c}@{col.network}" not in values
+                                                for c in base.get(col.indicator).components):
+            reason = "a component was not scored"
+        if reason is not None:
+            meta["skipped"][col.name] = reason
+            log(f"skipped {col.name}: {reason}")
+            save(meta)
+            continue
         full = np.full(n, np.nan)
         if col.indicator in ("params", "flops"):
             rows = np.arange(n)

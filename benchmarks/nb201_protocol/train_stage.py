@@ -4,6 +4,9 @@
 placement, FairNAS sampling), each from its config file plus the preset's overrides, into
 ``<workdirs>/<tag>`` (resumable: a finished workdir is not retrained). The per-epoch training
 loss / accuracy goes into the sidecar: a BN-only supernet that stays at chance is a finding.
+A supernet whose loss diverges is recorded as such (``diverged``: the message, with the last
+good checkpoint) and the stage goes on with the next one: on a budgeted device run one
+unstable recipe must not cost the other supernets; the score stage uses the last checkpoint.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ def supernet_config(args, tag: str):
 
 
 def run(args, log, save) -> dict:
-    from fbnas_jax.training.loop import load_data, plan_steps, train
+    from fbnas_jax.training.loop import TrainingDivergedError, load_data, plan_steps, train
 
     out: dict = {}
     datasets: dict = {}
@@ -35,8 +38,15 @@ def run(args, log, save) -> dict:
         ds = datasets[key]
         per_epoch, scheduled, _ = plan_steps(cfg, ds)
         t0 = time.perf_counter()
-        res = train(cfg, Path(args.workdirs) / tag, dataset=ds, progress=args.progress,
-                    time_limit_s=args.train_budget_s, log=log)
+        try:
+            res = train(cfg, Path(args.workdirs) / tag, dataset=ds, progress=args.progress,
+                        time_limit_s=args.train_budget_s, log=log)
+        except TrainingDivergedError as err:
+            out[tag] = {"config": cfg.to_dict(), "diverged": str(err), "diverged_at_step": err.step,
+                        "checkpoint_step": err.checkpoint_step, "seconds": time.perf_counter() - t0}
+            log(f"trained {tag}: {err}")
+            save(out)
+            continue
         seconds = time.perf_counter() - t0
         out[tag] = {"config": cfg.to_dict(), "steps": int(res.state.step), "scheduled_steps": scheduled,
                     "steps_per_epoch": per_epoch, "seconds": seconds, "epochs": res.epochs,
