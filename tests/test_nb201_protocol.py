@@ -101,6 +101,20 @@ def test_device_script_supernets_stage_at_smoke_size(tmp_path):
     for name in ("nb201_cifar10.md", "fig4_kendall_tau.png", "fig2_gamma_bnnas.png", "device_supernets.log"):
         assert (res / name).is_file(), name
     assert set(meta["stage_seconds"]) == {"train", "score", "analyze"}
+    assert meta["score"]["skipped"] == {}
+
+    # a deadline already passed: the parameter-only columns still run, the others are skipped
+    # and listed, and the analysis runs on what was scored (the device run's guard)
+    out2 = tmp_path / "deadline"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks/nb201_cifar10.py"), "--preset", "smoke",
+                           "--stages", "score,analyze", "--deadline-s", "0", "--out", str(out2), "--truth", TRUTH,
+                           "--workdirs", str(tmp_path / "work" / "runs" / "smoke"), "--no-progress"],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    meta2 = json.loads((out2 / "nb201_cifar10_scores.csv.json").read_text())
+    assert set(meta2["score"]["skipped"]) == set(columns) - set(PARAM_ONLY)
+    assert {r["indicator"] for r in meta2["analyze"]["correlation"]} == set(PARAM_ONLY)
 
 
 @needs_data
@@ -134,3 +148,27 @@ def test_device_script_standalone_stage_at_smoke_size(tmp_path):
     taus = meta["kendall_tau"]
     assert set(taus) == {"bnnas", "fair"} and all(np.isfinite(t["gamma_vs_truth_200ep"]) for t in taus.values())
     assert (res / "fig2_standalone_gamma_bnnas.png").is_file() and (res / "standalone.md").is_file()
+
+
+def test_train_stage_records_a_diverged_supernet_and_trains_the_next(tmp_path, monkeypatch):
+    """On a budgeted device run one unstable recipe must not cost the other supernets."""
+    import argparse
+
+    from nb201_protocol import train_stage
+
+    common = ("model: {space: nb201, channels: 4, cells_per_stage: 1, bn_mode: %s}\n"
+              "data: {source: synthetic, subset: 64}\n"
+              "train: {epochs: 1, batch_size: 32, max_steps: 3, checkpoint_every: 1, schedule: constant, "
+              "learning_rate: %s}\n")
+    for tag, mode, lr in (("fair", "fair", "1e30"), ("bnnas", "bnnas", "0.1")):
+        (tmp_path / f"{tag}.yaml").write_text(common % (mode, lr))
+    monkeypatch.setattr(train_stage, "TRAINED", ("fair", "bnnas"))
+    args = argparse.Namespace(configs={t: str(tmp_path / f"{t}.yaml") for t in ("fair", "bnnas")}, overrides=[],
+                              fairnas_overrides=[], override=[], workdirs=str(tmp_path / "runs"), progress=False,
+                              train_budget_s=None)
+    saved = []
+    out = train_stage.run(args, lambda m: None, lambda v: saved.append(dict(v)))
+    assert "diverged at step" in out["fair"]["diverged"] and out["fair"]["checkpoint_step"] >= 1
+    assert out["bnnas"]["steps"] == out["bnnas"]["scheduled_steps"] > 0
+    assert np.isfinite(out["bnnas"]["epochs"][-1]["loss"]) and "diverged" not in out["bnnas"]
+    assert set(saved[-1]) == {"fair", "bnnas"}  # each supernet saved as it finished

@@ -9,8 +9,8 @@ column. ``params``/``flops`` are the benchmark's own counting (C=16, N=5 network
 :func:`fbnas_jax.spaces.cost.nb201_costs`) whatever the size of the scored networks.
 
 Two guards keep a budgeted device run useful: once ``--deadline-s`` seconds have passed since
-the benchmark started, the remaining columns are skipped (listed in ``skipped``) so that the analyze stage still
-runs on what was scored; a column whose supernet has no usable checkpoint (its training
+the benchmark started, the remaining columns are skipped (listed in ``skipped``; parameter-only and cost columns,
+milliseconds each, always run) so that the analyze stage still runs on what was scored; a column whose supernet has no usable checkpoint (its training
 diverged before the first save) is skipped with the reason, and the others go on.
 """
 from __future__ import annotations
@@ -87,7 +87,9 @@ def run(args, log, save) -> dict:
     for col in cols:
         t0 = time.perf_counter()
         reason = None
-        if args.deadline_s is not None and t0 - t_start > args.deadline_s:
+        cheap = col.indicator in ("params", "flops") or (
+            col.family == "supernet" and base.get(col.indicator).per_arch_cost == "table")
+        if args.deadline_s is not None and t0 - t_start > args.deadline_s and not cheap:
             reason = f"deadline of {args.deadline_s:.0f} s (since the start) passed"
         elif col.network in unloadable:
             reason = f"network {col.network!r} not loadable"
