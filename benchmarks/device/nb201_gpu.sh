@@ -14,10 +14,12 @@
 #
 # TIME BUDGET (an ESTIMATE, not a measurement: no GPU has run this yet). A session has 15 min of
 # device time, a machine start (~3-4 min) included, so ~11 usable minutes and no room for a rerun:
-#   call 1 supernets  : budget 500 s (FBNAS_STAGE_BUDGET_S); estimate ~470 s =
-#                       3 supernets x (~30 s compile + <= 60 s of steps: train_budget_s)   ~270 s
-#                       + score: gamma/trainability x 15,625 (~1 s), expressivity, uncertainty,
-#                         cpi @fair, synflow, naswot, snip on a 1,000-arch pool           ~170 s
+#   call 1 supernets  : budget 500 s (FBNAS_STAGE_BUDGET_S); estimate ~475 s =
+#                       decode the 60k JPEGs once                                            ~45 s
+#                       + 3 supernets x (~30 s compile + <= 60 s of steps: train_budget_s)  ~270 s
+#                       + score: gamma/trainability x 15,625 (~1 s), then on a 1,000-arch pool
+#                         expressivity, uncertainty, cpi @fair, synflow (naswot, snip, ... if
+#                         the GPU beats the estimate)                                       ~130 s
 #                       + analyze (correlations, Tables 1-2, EA 10 seeds; CPU)              ~30 s
 #                       Columns that would start after the deadline (budget - 60 s) are skipped and
 #                       listed in the sidecar; the analysis runs on what was scored.
