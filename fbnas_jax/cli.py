@@ -19,7 +19,8 @@ from fbnas_jax.commands import _common
 # Modules providing register(subparsers); order = order in --help.
 COMMAND_MODULES = (
     "fbnas_jax.commands.demo",      # demo
-    "fbnas_jax.commands.core",      # train-supernet, train-arch, nb201 cost|arch
+    "fbnas_jax.commands.core",      # train-supernet, train-arch
+    "fbnas_jax.commands.space",     # <space> cost|arch for every search space (nb201, nb101, ...)
     "fbnas_jax.commands.score",     # score
     "fbnas_jax.commands.search",    # search
     "fbnas_jax.commands.bench",     # bench correlation
@@ -30,7 +31,7 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fbnas",
-        description="BatchNorm-only one-shot NAS (BN-NAS, FBN-NAS) on NAS-Bench-201, in JAX.",
+        description="BatchNorm-only one-shot NAS (BN-NAS, FBN-NAS) on NAS-Bench-201, NAS-Bench-101 and more, in JAX.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

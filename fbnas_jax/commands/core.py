@@ -1,4 +1,5 @@
-"""``fbnas train-supernet``, ``fbnas train-arch`` and ``fbnas nb201 cost|arch``."""
+"""``fbnas train-supernet`` and ``fbnas train-arch`` (``fbnas demo``: :mod:`.demo`; ``fbnas <space> cost|arch``:
+:mod:`.space`)."""
 from __future__ import annotations
 
 import argparse
@@ -53,48 +54,6 @@ def cmd_train_arch(args) -> int:
     return _train_common(args, (f"model.arch={arch}", "train.sampler=fixed"))
 
 
-def _parse_arch(value: str):
-    """A cell string, or 6 op indices separated by commas or spaces -> encoding."""
-    from fbnas_jax.spaces import nb201
-
-    if value.strip().startswith("|"):
-        return nb201.string_to_encoding(value)
-    text = value.strip()
-    parts = [p.strip() for p in text.split(",")] if "," in text else text.split()
-    if any(not p for p in parts):
-        raise nb201.SearchSpaceError(f"malformed encoding {value!r}: empty entry between commas "
-                                     "(expected 6 op indices like '3,3,4,0,3,4')")
-    try:
-        indices = [int(p) for p in parts]
-    except ValueError:
-        raise nb201.SearchSpaceError(f"{value!r} is neither a cell string nor 6 op indices") from None
-    return nb201.validate_encoding(indices)
-
-
-def cmd_cost(args) -> int:
-    from fbnas_jax.spaces import SearchSpaceError, cost
-
-    try:
-        c = cost.nb201_cost(_parse_arch(args.arch), num_classes=args.classes, channels=args.channels,
-                            cells_per_stage=args.cells, input_size=args.input_size)
-    except ValueError as err:  # sizes out of range
-        raise SearchSpaceError(str(err)) from None
-    if args.json:
-        print(json.dumps({"params_m": round(c.params_m, 6), "flops_m": round(c.flops_m, 6)}))
-    else:
-        print(f"params: {c.params_m:.6f} M   FLOPs: {c.flops_m:.5f} M")
-    return 0
-
-
-def cmd_arch(args) -> int:
-    from fbnas_jax.spaces import nb201
-
-    enc = _parse_arch(args.value)
-    print(json.dumps({"arch": nb201.encoding_to_string(enc), "encoding": enc.tolist(),
-                      "ops": [nb201.OPS[k] for k in enc]}))
-    return 0
-
-
 def _add_train_args(p: argparse.ArgumentParser, config_required: bool) -> None:
     p.add_argument("--config", required=config_required, help="YAML config (see configs/)")
     p.add_argument("--workdir", required=True, help="run directory: checkpoints + run.json; resumes if present")
@@ -120,18 +79,3 @@ def register(sub) -> None:
                                           "before or after it")
     _add_train_args(p, False)
     p.set_defaults(func=cmd_train_arch)
-
-    p = sub.add_parser("nb201", help="NAS-Bench-201 space utilities (cost, arch conversion)")
-    nsub = p.add_subparsers(dest="nb201_command", metavar="SUBCOMMAND")
-    c = nsub.add_parser("cost", help="params (M) and FLOPs (M) of an architecture, as NAS-Bench-201 counts them")
-    c.add_argument("arch", help="NB201 cell string or 6 op indices")
-    c.add_argument("--json", action="store_true")
-    c.add_argument("--classes", type=int, default=10)
-    c.add_argument("--channels", type=int, default=16)
-    c.add_argument("--cells", type=int, default=5, help="cells per stage (N)")
-    c.add_argument("--input-size", type=int, default=32)
-    c.set_defaults(func=cmd_cost)
-    a = nsub.add_parser("arch", help="convert between cell string and encoding")
-    a.add_argument("value", help="cell string, or encoding like '3,3,4,0,3,4'")
-    a.set_defaults(func=cmd_arch)
-    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])

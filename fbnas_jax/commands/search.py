@@ -6,7 +6,9 @@ The objective is either a trained supernet checkpoint scored through
 NaN / absent = invalid). Rank-based indicators (``cpi``) scored from a checkpoint go through
 :class:`fbnas_jax.search.ReferenceRankObjective` with ``--reference`` random architectures
 (0 = the whole space, if enumerable) as the fixed reference set; from a scores CSV the column
-is used as is. The space is the checkpoint's (``--checkpoint``) or ``--space`` (``--scores``).
+is used as is. The space is the checkpoint's (``--checkpoint``) or ``--space`` (``--scores``);
+a scores CSV of a space that is not enumerated (NB101) restricts the search to its architectures,
+and ``--candidates CSV`` restricts a checkpoint's search (and its reference set) to a CSV's.
 """
 from __future__ import annotations
 
@@ -39,7 +41,11 @@ def register(subparsers) -> None:
     p.add_argument("--max-flops", type=float, default=None, help="limit, millions")
     p.add_argument("--dataset", default=None, help="--checkpoint: data for data-based indicators (default: the run's own)")
     p.add_argument("--reference", type=int, default=1000,
-                   help="--checkpoint, rank-based indicator: reference architectures (0 = all)")
+                   help="--checkpoint, rank-based indicator: reference architectures (0 = all of the space, "
+                        "or of --candidates)")
+    p.add_argument("--candidates", default=None,
+                   help="--checkpoint: search only the architectures of this CSV (an 'arch' column or the "
+                        "space's table columns, e.g. the NB101 subset's adjacency + ops)")
     p.add_argument("--chunk-size", type=int, default=None,
                    help="--checkpoint: architectures per compiled call (default 256 on a GPU/TPU, 16 on CPU)")
     p.add_argument("--truth", default=None, help="ground-truth CSV: report the chosen arch's accuracies")
@@ -67,7 +73,16 @@ def _scores_objective(args, space):
     def score_fn(enc):  # NaN for architectures absent from the CSV
         return lookup.values(column, enc)
 
-    return score_fn, f"column {column!r} of scores CSV {args.scores} ({len(table)} architectures)"
+    # an enumerable space is searched whole (absent = NaN); otherwise the CSV's cells are the candidates
+    candidates = None if space.enumerable else table.encodings
+    return score_fn, f"column {column!r} of scores CSV {args.scores} ({len(table)} architectures)", candidates
+
+
+def _candidates(path: str, space):
+    """Encodings of a CSV's architectures (an ``arch`` column or the space's table columns)."""
+    from fbnas_jax.groundtruth import load_ground_truth
+
+    return load_ground_truth(path, columns=[], space=space).encodings
 
 
 def _checkpoint_objective(args):
@@ -101,13 +116,18 @@ def _checkpoint_objective(args):
     if indicator.family == "composite" and components:
         comp_fns = {c: (lambda enc, c=c: scorer(c, enc)) for c in components}
         rng = np.random.default_rng(args.seed + 10_000)
-        if space.enumerable:
+        if args.candidates:  # the candidates themselves (or N of them) are the reference
+            ref = _candidates(args.candidates, space)
+            if args.reference and args.reference < len(ref):
+                ref = ref[np.sort(rng.choice(len(ref), args.reference, replace=False))]
+        elif space.enumerable:
             ref = space.all_encodings()
             if args.reference and args.reference < len(ref):
                 ref = ref[np.sort(rng.choice(len(ref), args.reference, replace=False))]
         else:
             if not args.reference:
-                raise ValueError(f"--reference 0 (the whole space) needs an enumerable space, not {space.name}")
+                raise ValueError(f"--reference 0 (the whole space) needs an enumerable space, not {space.name}; "
+                                 "give N, or --candidates")
             ref = load_archs(str(args.reference), args.seed + 10_000, space)
         objective = ReferenceRankObjective(comp_fns, ref, space=space)
         log(f"scoring the {len(ref)} reference architectures with {list(components)} ...")
@@ -133,11 +153,17 @@ def _search(args) -> int:
     if args.reference < 0:
         raise UsageError(f"--reference must be >= 0 (0 = all), got {args.reference}")
     try:  # setting up: a plain ValueError here is about the inputs, not a bug
+        candidates = None
         if args.scores:
+            if args.candidates:
+                raise UsageError("--candidates goes with --checkpoint; a scores CSV's architectures are "
+                                 "the candidates of a space that is not enumerated")
             space = get(args.space or "nb201")
-            score_fn, source = _scores_objective(args, space)
+            score_fn, source, candidates = _scores_objective(args, space)
         else:
             score_fn, source, space = _checkpoint_objective(args)
+            if args.candidates:
+                candidates = _candidates(args.candidates, space)
     except ValueError as err:
         if type(err) is not ValueError:
             raise
@@ -153,13 +179,14 @@ def _search(args) -> int:
     try:
         if args.algo == "random":
             res = random_search(score_fn, args.samples, rng, max_params=args.max_params,
-                                max_flops=args.max_flops, space=space, progress=progress)
+                                max_flops=args.max_flops, space=space, candidates=candidates, progress=progress)
         else:
             res = evolutionary_search(
                 score_fn, rng, population=args.population, top_k=args.top_k,
                 mutations=args.mutations, mutation_prob=args.mutation_prob,
                 crossovers=args.crossovers, generations=args.generations,
-                max_params=args.max_params, max_flops=args.max_flops, space=space, progress=progress)
+                max_params=args.max_params, max_flops=args.max_flops, space=space, candidates=candidates,
+                progress=progress)
     finally:
         bar.close()
     truth = None

@@ -1,8 +1,8 @@
 """Search spaces as data: encodings, strings, sampling, EA moves, cost models (pure NumPy).
 
-``get(name)`` returns a registered :class:`SearchSpace`; modules named in ``base.KNOWN`` are
-imported on first use, so importing this package stays light. See :mod:`.base` for the
-interface and for how to add a space.
+``get(name)`` returns a registered :class:`SearchSpace`; the module ``fbnas_jax.spaces.<name>``
+(or one named in ``base.KNOWN``) is imported on first use, so importing this package stays
+light. See :mod:`.base` for the interface and for how to add a space.
 """
 from fbnas_jax.spaces import base
 from fbnas_jax.spaces.base import Cost, SearchSpace, SearchSpaceError, get, names, of_network, register

@@ -10,7 +10,7 @@ network that realises it).
 A space is added by writing two files plus a config:
 
 * ``fbnas_jax/spaces/<name>.py``: a :class:`SearchSpace` subclass and ``register(...)`` of
-  one instance (pure NumPy: no JAX, no Flax);
+  one instance (pure NumPy: no JAX, no Flax); :func:`get` finds the module by its name;
 * ``fbnas_jax/models/<name>.py``: the Flax network, named by :attr:`SearchSpace.network_module`
   and imported lazily by :meth:`SearchSpace.network` (see *The network contract* below);
 * ``configs/<name>_*.yaml`` with ``model: {space: <name>, ...}``.
@@ -94,6 +94,11 @@ class SearchSpace(abc.ABC):
     size: int | None = None
     #: name of the string form, for messages ("cell string", "genotype", ...)
     string_name: str = "architecture string"
+    #: human-readable name for help texts ("NAS-Bench-201"); default: the name
+    title: str = ""
+    #: the macro settings :meth:`cost` takes, with the benchmark's values (``fbnas <space> cost``
+    #: exposes each as a flag), e.g. ``{"num_classes": 10, "channels": 16, ...}``
+    cost_defaults: dict[str, int] = {}
     #: a *product* space -- every position chooses independently and every combination is
     #: valid (NB201: six edges of five ops) -- gives the number of options per position, one
     #: per entry of an encoding; otherwise None. Training draws product spaces from JAX's keyed
@@ -233,9 +238,12 @@ class SearchSpace(abc.ABC):
 
 # ---------------------------------------------------------------------- registry
 
-#: name -> module that registers it (imported lazily, so ``import fbnas_jax.spaces`` stays light)
+#: name -> module that registers it, for spaces outside ``fbnas_jax/spaces/`` (imported lazily);
+#: a module ``fbnas_jax/spaces/<name>.py`` is found without an entry here
 KNOWN: dict[str, str] = {}
 REGISTRY: dict[str, SearchSpace] = {}
+PACKAGE = "fbnas_jax.spaces"
+_HELPERS = {"base", "cost"}  # modules of the package that define no space
 
 
 def register(space: SearchSpace) -> SearchSpace:
@@ -247,21 +255,36 @@ def register(space: SearchSpace) -> SearchSpace:
     return space
 
 
+def _package_modules() -> list[str]:
+    import pkgutil
+
+    pkg = importlib.import_module(PACKAGE)
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)
+                  if not m.name.startswith("_") and m.name not in _HELPERS)
+
+
 def get(name: str | SearchSpace) -> SearchSpace:
-    """The registered space called ``name`` (a :class:`SearchSpace` is returned as is)."""
+    """The registered space called ``name`` (a :class:`SearchSpace` is returned as is).
+
+    Not yet registered: the module named in :data:`KNOWN`, else ``fbnas_jax.spaces.<name>``,
+    is imported (it registers the space).
+    """
     if isinstance(name, SearchSpace):
         return name
-    if name not in REGISTRY and name in KNOWN:
-        importlib.import_module(KNOWN[name])
+    if name not in REGISTRY:
+        if name in KNOWN:
+            importlib.import_module(KNOWN[name])
+        elif isinstance(name, str) and name in _package_modules():
+            importlib.import_module(f"{PACKAGE}.{name}")
     try:
         return REGISTRY[name]
-    except KeyError:
-        names = sorted(set(KNOWN) | set(REGISTRY))
-        raise SearchSpaceError(f"unknown search space {name!r}; available: {', '.join(names)}") from None
+    except (KeyError, TypeError):
+        raise SearchSpaceError(f"unknown search space {name!r}; available: {', '.join(names())}") from None
 
 
 def names() -> list[str]:
-    return sorted(set(KNOWN) | set(REGISTRY))
+    """Every available space: registered, named in :data:`KNOWN`, or a module of the package."""
+    return sorted(set(KNOWN) | set(REGISTRY) | set(_package_modules()))
 
 
 def of_network(net: Any) -> SearchSpace:

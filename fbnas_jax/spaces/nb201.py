@@ -176,7 +176,9 @@ class NB201Space(SearchSpace):
     network_module = "fbnas_jax.models.nb201"
     size = NUM_ARCHS
     string_name = "cell string"
+    title = "NAS-Bench-201"
     choices = (NUM_OPS,) * NUM_EDGES
+    cost_defaults = {"num_classes": 10, "channels": 16, "cells_per_stage": 5, "input_size": 32}
 
     def validate(self, encoding) -> np.ndarray:
         return validate_encoding(encoding)

@@ -18,7 +18,7 @@ import optax
 from fbnas_jax.models.layers import ForwardMode
 from fbnas_jax.spaces import of_network
 from fbnas_jax.training import partition
-from fbnas_jax.training.samplers import SAMPLERS, keyed_group, make_sampler
+from fbnas_jax.training.samplers import SAMPLERS, keyed_group, make_sampler  # noqa: F401  (SAMPLERS re-exported)
 
 
 @flax.struct.dataclass
