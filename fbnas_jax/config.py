@@ -64,11 +64,13 @@ class TrainConfig:
     epochs: int = 10
     max_steps: int | None = None  # stop early (tests, smoke runs)
     batch_size: int = 128
-    learning_rate: float = 0.1
+    learning_rate: float = 0.1  # peak rate (reached at the end of the warm-up)
+    warmup_epochs: float = 0.0  # linear warm-up length; fractions of an epoch allowed
+    warmup_start_factor: float = 0.25  # warm-up starts at this fraction of the peak (BN-NAS: 0.2/0.8)
     momentum: float = 0.9
     nesterov: bool = True
-    weight_decay: float = 0.0
-    schedule: str = "cosine"  # cosine | constant
+    weight_decay: float = 0.0  # L2 on the trained leaves (BN gamma and beta in bn_only)
+    schedule: str = "cosine"  # cosine (to 0 after the warm-up) | constant
     label_smoothing: float = 0.0
     seed: int = 0
     checkpoint_every: int = 200  # steps
@@ -227,7 +229,29 @@ def from_dict(raw: dict[str, Any] | None) -> Config:
     for name in raw:
         if name not in _SECTIONS:
             raise _unknown("config section", name, list(_SECTIONS))
-    return Config(**sections)
+    cfg = Config(**sections)
+    _check_ranges(cfg)
+    return cfg
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Values that parse but make no sense (a negative rate, a warm-up longer than the run)."""
+    t = cfg.train
+    checks = [
+        (t.learning_rate > 0, f"train.learning_rate must be > 0, got {t.learning_rate}"),
+        (t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}"),
+        (t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}"),
+        (0 <= t.warmup_epochs < t.epochs,
+         f"train.warmup_epochs must be in [0, train.epochs={t.epochs}), got {t.warmup_epochs}"),
+        (0 <= t.warmup_start_factor <= 1,
+         f"train.warmup_start_factor must be in [0, 1], got {t.warmup_start_factor}"),
+        (t.weight_decay >= 0, f"train.weight_decay must be >= 0, got {t.weight_decay}"),
+        (0 <= t.label_smoothing < 1, f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}"),
+        (0 <= t.momentum < 1, f"train.momentum must be in [0, 1), got {t.momentum}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
 
 
 def _parse_value(text: str) -> Any:

@@ -204,3 +204,4 @@ def test_cli_search_with_scores_csv(tmp_path, capsys):
     rc = main(["search", "--scores", str(scores), "--indicator", "nope"])
     err = capsys.readouterr().err
     assert rc == 2 and "unknown indicator 'nope'" in err and "synthetic" in err
+

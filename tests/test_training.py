@@ -158,3 +158,51 @@ def test_masked_apply_updates_never_touches_frozen_leaves():
     assert np.signbit(np.asarray(out["conv"]["kernel"])[0])  # -0.0 stays -0.0
     with pytest.raises(ValueError, match="bn_only"):
         partition.param_labels(params, "some")
+
+
+def test_warmup_then_cosine_schedule_matches_bn_nas_shape():
+    # BN-NAS: 0.2 -> 0.8 linearly over the warm-up, then cosine from 0.8 to 0 at the end.
+    lr = steps.learning_rate_schedule(learning_rate=0.8, total_steps=100, warmup_steps=50,
+                                      warmup_start_factor=0.25)
+    np.testing.assert_allclose([lr(0), lr(25), lr(50), lr(75), lr(100)],
+                               [0.2, 0.5, 0.8, 0.4, 0.0], atol=1e-6)
+    assert np.all(np.diff([lr(i) for i in range(50)]) > 0)
+    plain = steps.learning_rate_schedule(learning_rate=0.8, total_steps=100)
+    np.testing.assert_allclose([plain(0), plain(50), plain(100)], [0.8, 0.4, 0.0], atol=1e-6)
+    assert steps.learning_rate_schedule(learning_rate=0.3, total_steps=10, schedule="constant") == 0.3
+    with pytest.raises(ValueError, match="warmup_steps"):
+        steps.learning_rate_schedule(learning_rate=0.8, total_steps=10, warmup_steps=10)
+
+
+def test_warmup_epochs_become_steps_and_bad_recipes_are_config_errors(tiny_config, tiny_dataset):
+    from fbnas_jax.training.loop import optimizer_from_config, warmup_steps
+
+    cfg = tiny_config("train.epochs=4", "train.warmup_epochs=1.5")
+    assert warmup_steps(cfg, steps_per_epoch=8) == 12
+    tx = optimizer_from_config(cfg, total_steps=32, steps_per_epoch=8)
+    assert tx is not None
+    for bad, match in [("train.warmup_epochs=4", "warmup_epochs"), ("train.warmup_epochs=-1", "warmup_epochs"),
+                       ("train.warmup_start_factor=1.5", "warmup_start_factor"),
+                       ("train.learning_rate=0", "learning_rate"), ("train.weight_decay=-1e-4", "weight_decay"),
+                       ("train.label_smoothing=1", "label_smoothing")]:
+        with pytest.raises(ConfigError, match=match):
+            tiny_config("train.epochs=4", bad)
+
+
+def test_training_reports_per_epoch_means(tiny_config, tiny_dataset):
+    cfg = tiny_config("train.epochs=2", "train.warmup_epochs=0.5", "train.weight_decay=1e-4",
+                      "train.label_smoothing=0.1", "train.log_every=100")
+    result = train(cfg, dataset=tiny_dataset, progress=False)
+    assert [e["epoch"] for e in result.epochs] == [1, 2]
+    assert all(e["steps"] == 8 and np.isfinite(e["loss"]) and 0 <= e["accuracy"] <= 1 for e in result.epochs)
+    assert len(result.history) == 1  # only the final step is logged at log_every=100
+
+
+def test_time_limit_stops_with_a_checkpoint(tiny_config, tiny_dataset, tmp_path):
+    # the config of test_training_reports_per_epoch_means: its compiled step is reused
+    cfg = tiny_config("train.epochs=2", "train.warmup_epochs=0.5", "train.weight_decay=1e-4",
+                      "train.label_smoothing=0.1", "train.log_every=100")
+    result = train(cfg, tmp_path / "run", dataset=tiny_dataset, progress=False, time_limit_s=0.0)
+    assert result.time_limited and int(result.state.step) < result.total_steps
+    assert load_run(tmp_path / "run").step == int(result.state.step)  # saved where it stopped
+    assert result.history[-1]["step"] == int(result.state.step)

@@ -48,6 +48,33 @@ Registered indicators (all oriented **higher = better**):
 * ``params`` (cost): parameters (millions, the space's cost model) -- naive "bigger is better"
 * ``flops`` (cost): FLOPs (millions, the space's cost model) -- naive "bigger is better"
 
+Which network. The published values of these proxies (NASWOT, zero-cost NAS, TE-NAS) are
+computed on NB201's own network, i.e. BN only inside the ReLU-Conv-BN ops, stem, reduction
+blocks and head: here a fresh supernet with ``bn_mode="bnnas"``. On the FBN placement
+(``bn_mode="fair"``: an extra BN after every skip and pooling op) they are a different
+measurement (grasp and fisher even change sign on our CPU runs); the NB201 benchmark names
+such a column explicitly (``naswot@fair``) and computes the plain names on the standard network.
+
+Conventions, and where the reference code differs. With the same weights and batch, our
+values are compared with the PyTorch reference implementations (NB201 ``TinyNetwork``) by
+``benchmarks/vs_pytorch.py``; the conventions under which they are meant to agree:
+
+* ``naswot``: binary codes are taken at **the ReLU modules only** (every ReLU of the chosen
+  ops, the reduction blocks and the head; none at BN or conv outputs), as the NASWOT
+  reference hooks every ``nn.ReLU`` (it reads the ReLU *input* ``x > 0``, the same code as
+  the output's). BN in train mode (batch statistics) on both sides.
+* ``synflow``: **every BN off** (an exact identity, see :func:`_proxies.synflow`), as zero-cost
+  NAS builds the network with ``bn=False`` for synflow; BN parameters are not summed.
+* ``fisher``: our score is the **per-channel** sum ``sum_layers sum_channels F_c``. The
+  zero-cost NAS reference computes the same per-channel ``F_c`` but then *broadcasts* each
+  channel's value over that channel's ``C_in * k * k`` weights before summing, i.e. it
+  returns ``sum_c fan_in(layer) * F_c``: a different score (it up-weights wide layers) whose
+  ranking differs from ours (issue 7 reports Kendall tau 0.38 between the two over NB201).
+  We keep the per-channel sum (Turner et al.'s definition) and say so in every output.
+* ``snip`` / ``grasp`` / ``grad_norm``: over conv and linear *kernels* only (no BN, no
+  biases), as zero-cost NAS (``mode='param'`` over Conv2d/Linear); ``grad_norm`` sums
+  per-layer norms. ``jacob_cov``: NASWOT v1 with k = 1e-5.
+
 Options. :data:`DEFAULT_OPTIONS` gives each indicator's defaults (batch sizes / repeats of
 the original papers); ``ctx.options[name]`` (a dict) overrides them, e.g.
 ``ScoringContext(..., options={"naswot": {"batch_size": 64}})``. :func:`resolve_options`

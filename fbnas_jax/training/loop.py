@@ -77,6 +77,10 @@ class TrainResult:
     history: list[dict[str, float]]
     total_steps: int
     seconds: float
+    epochs: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    """Per epoch (of this call): mean training loss and accuracy over its steps, and seconds."""
+    time_limited: bool = False
+    """True when ``time_limit_s`` stopped the run before ``total_steps``."""
 
     @property
     def variables(self) -> dict[str, Any]:
@@ -133,10 +137,17 @@ def plan_steps(cfg: Config, ds: fdata.Dataset) -> tuple[int, int, int]:
     return per_epoch, scheduled, total
 
 
-def optimizer_from_config(cfg: Config, total_steps: int):
+def warmup_steps(cfg: Config, steps_per_epoch: int) -> int:
+    """Warm-up length in steps: ``round(train.warmup_epochs * steps_per_epoch)``."""
+    return int(round(cfg.train.warmup_epochs * steps_per_epoch))
+
+
+def optimizer_from_config(cfg: Config, total_steps: int, steps_per_epoch: int = 1):
     tc = cfg.train
+    warm = min(warmup_steps(cfg, steps_per_epoch), max(total_steps - 1, 0))
     return steps.make_optimizer(learning_rate=tc.learning_rate, total_steps=total_steps, momentum=tc.momentum,
-                                nesterov=tc.nesterov, weight_decay=tc.weight_decay, schedule=tc.schedule)
+                                nesterov=tc.nesterov, weight_decay=tc.weight_decay, schedule=tc.schedule,
+                                warmup_steps=warm, warmup_start_factor=tc.warmup_start_factor)
 
 
 def read_run_file(workdir: str | Path) -> dict[str, Any]:
@@ -233,17 +244,20 @@ def free_workdir(workdir: str | Path, cfg: Config) -> Path:
 
 
 def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Dataset | None = None,
-          progress: bool = True, stop_after: int | None = None,
+          progress: bool = True, stop_after: int | None = None, time_limit_s: float | None = None,
           log: Callable[[str], None] = print) -> TrainResult:
     """Train per ``cfg``; checkpoint into and resume from ``workdir`` when given.
 
     ``stop_after`` ends the run after that many steps *of this call* without a final save,
-    like a killed process (used to test resumption).
+    like a killed process (used to test resumption). ``time_limit_s`` ends it (with a save)
+    at the first step that finds more than that many seconds spent training since the first
+    step of this call returned (so compilation does not count): a wall-clock guard for
+    budgeted runs; the schedule is then not completed, which ``TrainResult.time_limited`` reports.
     """
     t0 = time.perf_counter()
     cfg = with_absolute_paths(cfg)
     if workdir is None:
-        return _train(cfg, None, dataset, progress, stop_after, log, t0)
+        return _train(cfg, None, dataset, progress, stop_after, time_limit_s, log, t0)
     workdir = Path(workdir)
     if (workdir / RUN_FILE).exists():  # refuse a changed config before loading any data
         old = read_run_file(workdir)
@@ -251,10 +265,10 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
         if diffs:
             raise RunMismatchError(workdir, diffs)
     with WorkdirLock(workdir):
-        return _train(cfg, workdir, dataset, progress, stop_after, log, t0)
+        return _train(cfg, workdir, dataset, progress, stop_after, time_limit_s, log, t0)
 
 
-def _train(cfg, workdir, dataset, progress, stop_after, log, t0) -> TrainResult:
+def _train(cfg, workdir, dataset, progress, stop_after, time_limit_s, log, t0) -> TrainResult:
     ds = dataset if dataset is not None else load_data(cfg)
     check_input_shape = getattr(get_space(cfg.model.space).network(), "check_input_shape", None)
     try:  # optional part of the network contract: which image sizes the network accepts
@@ -265,7 +279,7 @@ def _train(cfg, workdir, dataset, progress, stop_after, log, t0) -> TrainResult:
     net = network_from_config(cfg, ds.num_classes)
     per_epoch, scheduled, total = plan_steps(cfg, ds)
     tc = cfg.train
-    tx = optimizer_from_config(cfg, scheduled)
+    tx = optimizer_from_config(cfg, scheduled, per_epoch)
     state, labels = steps.init_state(net, tc.seed, tuple(ds.image_shape), tx,
                                      param_mode=tc.params)
     ckpt = None
@@ -285,9 +299,24 @@ def _train(cfg, workdir, dataset, progress, stop_after, log, t0) -> TrainResult:
         state = parallel.replicate(state)
         log(f"data parallel: batch {tc.batch_size} split over {parallel.describe()}")
     history: list[dict[str, float]] = []
+    epochs: list[dict[str, float]] = []
     start = int(state.step)
     bar = None
     step = start
+    pending = None  # (step, metrics) of the last step not yet checked for finiteness
+    time_limited = False
+    t_train = None
+
+    def check(item):
+        # Reading `finite` waits for that step. Checking one step late lets the host prepare
+        # the next batch while the device runs the current step (no lock-step round trip).
+        at, metrics = item
+        if not bool(metrics["finite"]):
+            raise TrainingDivergedError(at, float(metrics["loss"]), last_saved)
+
+    def result():
+        return TrainResult(net, state, labels, ds, history, total, time.perf_counter() - t0, epochs, time_limited)
+
     if step < total:
         log(f"compiling the training step (XLA; {cfg.model.channels} channels, "
             f"{cfg.model.cells_per_stage} cells/stage) ...")
@@ -295,37 +324,63 @@ def _train(cfg, workdir, dataset, progress, stop_after, log, t0) -> TrainResult:
     try:
         while step < total:
             epoch, first = divmod(step, per_epoch)
+            sums, count, e0 = None, 0, time.perf_counter()
             for batch in fdata.train_batches(ds, tc.batch_size, seed=tc.seed, epoch=epoch,
                                              augment=cfg.data.augment, start_batch=first):
                 if parallel is not None:
                     batch = parallel.shard(batch)
                 state, metrics = train_step(state, batch, train_step.group_of(step))
                 step += 1
-                if not bool(metrics["finite"]):
-                    raise TrainingDivergedError(step, float(metrics["loss"]), last_saved)
+                if pending is not None:
+                    check(pending)
+                pending = (step, metrics)
+                pair = (metrics["loss"], metrics["accuracy"])
+                sums = pair if sums is None else (sums[0] + pair[0], sums[1] + pair[1])  # on device
+                count += 1
+                if t_train is None:  # the clock of time_limit_s starts once step 1 (compiled) is done
+                    jax.block_until_ready(metrics["loss"])
+                    t_train = time.perf_counter()
                 if bar is None:  # the first step includes the compilation
                     log(f"compiled and ran the first step in {time.perf_counter() - t_compile:.1f} s; "
                         f"{total - step} steps to go")
                     bar = tqdm(total=total, initial=step - 1, disable=not progress, desc="train", unit="step",
                                leave=False)
-                if step % tc.log_every == 0 or step == total:
+                timed_out = time_limit_s is not None and time.perf_counter() - t_train > time_limit_s
+                stopping = (stop_after is not None and step - start >= stop_after) or step >= total or timed_out
+                saving = ckpt is not None and (step % tc.checkpoint_every == 0 or step == total or timed_out)
+                if step % tc.log_every == 0 or step == total or saving or stopping:
+                    check(pending)
+                    pending = None
+                if step % tc.log_every == 0 or step == total or timed_out:
                     m = {"step": step, "loss": float(metrics["loss"]), "accuracy": float(metrics["accuracy"])}
                     history.append(m)
                     bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['accuracy']:.3f}")
                 bar.update(1)
-                if ckpt is not None and (step % tc.checkpoint_every == 0 or step == total):
+                if saving:
                     ckpt.save(step, state)
                     last_saved = step
                 if stop_after is not None and step - start >= stop_after:
-                    return TrainResult(net, state, labels, ds, history, total, time.perf_counter() - t0)
+                    return result()
+                if timed_out and step < total:
+                    log(f"time limit {time_limit_s:.0f} s reached at step {step} of {total}; stopping")
+                    time_limited = True
+                    break
                 if step >= total:
                     break
+            if pending is not None:
+                check(pending)
+                pending = None
+            if count:
+                epochs.append({"epoch": epoch + 1, "steps": count, "loss": float(sums[0]) / count,
+                               "accuracy": float(sums[1]) / count, "seconds": time.perf_counter() - e0})
+            if time_limited:
+                break
     finally:
         if bar is not None:
             bar.close()
         if ckpt is not None:
             ckpt.close()
-    return TrainResult(net, state, labels, ds, history, total, time.perf_counter() - t0)
+    return result()
 
 
 @dataclasses.dataclass

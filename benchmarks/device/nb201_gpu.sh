@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# NB201 / CIFAR-10 at the paper's scale on one GPU (issue 7): one stage per device call.
+#
+#   bash benchmarks/device/nb201_gpu.sh --prepare            # here: copy the data into ./.data (git-ignored)
+#   bash benchmarks/device/nb201_gpu.sh --stage supernets    # call 1: train 3 supernets, score, analyze
+#   bash benchmarks/device/nb201_gpu.sh --stage standalone   # call 2: FBN-NAS Figs. 2-3 (stand-alone nets)
+#
+# Data: the device machine cannot see ../shared. `--prepare` copies the CIFAR-10 archive and the
+# NB201 truth CSV from $FBNAS_SHARED_DATA (default ../shared/data) into ./.data; name it in the
+# device tool's `carry`:
+#   device tool: command "bash benchmarks/device/nb201_gpu.sh --stage supernets",
+#                carry [".data"], timeout_s 600          (then --stage standalone on the warm machine)
+# By hand on any GPU machine: the same commands from the repo root (results land in ./device_out).
+#
+# TIME BUDGET (an ESTIMATE, not a measurement: no GPU has run this yet). A session has 15 min of
+# device time, a machine start (~3-4 min) included, so ~11 usable minutes and no room for a rerun:
+#   call 1 supernets  : budget 500 s (FBNAS_STAGE_BUDGET_S); estimate ~475 s =
+#                       decode the 60k JPEGs once                                            ~45 s
+#                       + 3 supernets x (~30 s compile + <= 60 s of steps: train_budget_s)  ~270 s
+#                       + score: gamma/trainability x 15,625 (~1 s), then on a 1,000-arch pool
+#                         expressivity, uncertainty, cpi @fair, synflow (naswot, snip, ... if
+#                         the GPU beats the estimate)                                       ~130 s
+#                       + analyze (correlations, Tables 1-2, EA 10 seeds; CPU)              ~30 s
+#                       Columns that would start after the deadline (budget - 60 s) are skipped and
+#                       listed in the sidecar; the analysis runs on what was scored.
+#   call 2 standalone : budget 150 s; standalone_budget_s 100 s -> ~34 networks per BN placement.
+#   Together ~650 s of command time (~10.8 min) + transfers.
+# Derivation: benchmarks/device/estimate_gpu_time.py (FLOP counts of the NB201 cost model, the
+# supernet computing every candidate op, 3 forward-equivalents per training image, an assumed
+# 12 TFLOP/s effective on one H100 because C=16-64 convolutions are memory-bound, 30 s of XLA
+# compilation per program). Calibrate it with the per-stage times this script logs.
+#
+# Needs only what the device machine has (Python 3.12, jax with CUDA, flax, optax, orbax, numpy,
+# scipy, matplotlib/pillow, tqdm, PyYAML); runs from the repo with PYTHONPATH=. (no install) and
+# never imports tensorflow, tensorflow-datasets or neural-tangents (the benchmark checks and fails).
+#
+# Environment (all optional):
+#   FBNAS_PRESET          gpu (default) | cpu | smoke   (smoke: the CPU end-to-end test of this script)
+#   FBNAS_DATA_DIR        folder with the two files above (default ./.data)
+#   OUT                   where the packed results go (the device tool sets it; default ./device_out)
+#   FBNAS_STAGE_BUDGET_S  wall-clock limit of the stage's Python run (default: supernets 500 s,
+#                         standalone 150 s); what finished before it is packed all the same
+#   FBNAS_OVERRIDES       extra config overrides for every network, space-separated, e.g.
+#                         "train.learning_rate=1" if the adopted rate 4 diverges at C=16, N=5
+#   FBNAS_WORK_DIR        scratch: results, checkpoints (default ./.device_work, git-ignored;
+#                         reused by a rerun on a warm machine: finished supernets are not retrained)
+#   FBNAS_CACHE_DIR       decoded images and the XLA compilation cache (default $FBNAS_WORK_DIR/cache)
+#
+# Output: $OUT/nb201_<stage>_<preset>.tar.gz (split into 15 MiB parts .part0, .part1, ... if larger;
+# at most 8 files) holding results/<preset>/: scores CSV, JSON sidecars, markdown tables, figures and
+# the stage's log (device name, JAX version, per-stage times). Unpack with
+#   cat nb201_<stage>_<preset>.tar.gz* | tar -xz -C benchmarks/results   (-> benchmarks/results/<preset>/)
+# If call 1 is cut before its analysis, run it here on the returned CSV:
+#   python benchmarks/nb201_cifar10.py --preset gpu --stages analyze --out benchmarks/results/gpu
+#
+# Adding a stage (NB101, TEG, BaLeNAS...): define a function stage_<name> below that writes into
+# "$RESULTS"; it is then selectable with --stage <name>. Nothing else changes.
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 2
+
+stage_supernets() {  # default budget 500 s; no score column starts after budget - 60 s
+  # shellcheck disable=SC2086  # FBNAS_OVERRIDES is a space-separated list on purpose
+  "$PY" benchmarks/nb201_cifar10.py --preset "$PRESET" --stages train,score,analyze --out "$RESULTS" \
+    --workdirs "$WORK/runs/$PRESET" --deadline-s $(( BUDGET - 60 )) --no-progress --override $OVERRIDES
+}
+BUDGET_supernets=500
+
+stage_standalone() {  # default budget 150 s (the preset's standalone_budget_s: 100 s of training)
+  # shellcheck disable=SC2086
+  "$PY" benchmarks/nb201_cifar10.py --preset "$PRESET" --stages standalone --out "$RESULTS" --no-progress \
+    --override $OVERRIDES
+}
+BUDGET_standalone=150
+
+# ---------------------------------------------------------------------------- no edits needed below
+STAGE=supernets
+prepare() {  # copy the two data files into ./.data (git-ignored), the folder `carry` names
+  local src=${FBNAS_SHARED_DATA:-../shared/data}
+  mkdir -p .data || exit 2
+  cp -v "$src/cifar10/cifar10-jpeg.tar.gz" "$src/nasbench201/nb201_cifar10_accuracy.csv" .data/ || {
+    echo "error: could not copy from $src (set FBNAS_SHARED_DATA)" >&2; exit 2; }
+  exit 0
+}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prepare) prepare ;;
+    --stage) STAGE=${2:-}; shift 2 ;;
+    --stage=*) STAGE=${1#*=}; shift ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+STAGES=$(declare -F | sed -n 's/^declare -f stage_//p' | tr '\n' ' ')
+if ! declare -F "stage_$STAGE" > /dev/null; then
+  echo "error: unknown stage '$STAGE'; stages: $STAGES" >&2; exit 2
+fi
+
+export PRESET=${FBNAS_PRESET:-gpu}
+DATA=${FBNAS_DATA_DIR:-$PWD/.data}
+OUT=${OUT:-$PWD/device_out}
+default_budget=BUDGET_$STAGE
+export BUDGET=${FBNAS_STAGE_BUDGET_S:-${!default_budget:-540}}
+export OVERRIDES=${FBNAS_OVERRIDES:-}
+export WORK=${FBNAS_WORK_DIR:-$PWD/.device_work}
+export RESULTS=$WORK/results/$PRESET
+export PY=${PYTHON:-python3}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+export FBNAS_CIFAR10_ARCHIVE=$DATA/cifar10-jpeg.tar.gz
+export FBNAS_NB201_CSV=$DATA/nb201_cifar10_accuracy.csv
+export FBNAS_CACHE_DIR=${FBNAS_CACHE_DIR:-$WORK/cache}  # decoded images (.npz), XLA compilation cache (xla/)
+export MPLBACKEND=Agg TQDM_DISABLE=1  # progress bars would flood the log that comes back
+for f in "$FBNAS_CIFAR10_ARCHIVE" "$FBNAS_NB201_CSV"; do
+  if [ ! -f "$f" ]; then echo "error: $f is missing: fill $DATA first (see --help)" >&2; exit 2; fi
+done
+mkdir -p "$RESULTS" "$OUT" "$FBNAS_CACHE_DIR"
+LOG=$RESULTS/device_$STAGE.log
+{
+  echo "stage=$STAGE preset=$PRESET budget=${BUDGET}s start=$(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(hostname)"
+  nvidia-smi -L 2> /dev/null || echo "nvidia-smi: not available"
+  "$PY" -c "import sys, jax; print('python', sys.version.split()[0], 'jax', jax.__version__, jax.devices())"
+} > "$LOG" 2>&1
+
+t0=$(date +%s)
+export -f "stage_$STAGE"
+timeout --signal=TERM --kill-after=20 "$BUDGET" bash -c "stage_$STAGE" >> "$LOG" 2>&1
+rc=$?
+[ "$rc" = 124 ] && echo "stage stopped by the ${BUDGET}s budget; finished outputs are kept" >> "$LOG"
+echo "rc=$rc seconds=$(( $(date +%s) - t0 ))" >> "$LOG"
+
+name=nb201_${STAGE}_${PRESET}.tar.gz
+rm -f "$OUT/$name" "$OUT/$name".part*
+tar -czf "$OUT/$name" -C "$WORK/results" "$PRESET"
+if [ "$(stat -c %s "$OUT/$name")" -gt $(( 15 * 1024 * 1024 )) ]; then
+  split -b 15M -d -a 1 "$OUT/$name" "$OUT/$name.part" && rm "$OUT/$name"
+  parts=$(ls "$OUT/$name".part* | wc -l)
+  [ "$parts" -le 8 ] || echo "warning: $parts parts; only 8 files come back from the device" >&2
+fi
+tail -n 40 "$LOG"
+ls -l "$OUT"
+exit "$rc"
