@@ -1,9 +1,9 @@
-"""The ``fbnas`` command line. Each area registers its own subcommands.
+"""The ``fbnas`` command line: the parser, built from the modules of :mod:`fbnas_jax.commands`.
 
-Subcommand modules expose ``register(subparsers)``, which adds parsers whose
-``func(args) -> int`` does the work; heavy imports (JAX, Flax) happen inside ``func`` so
-``fbnas --help`` is instant. ``fbnas theory ...`` is forwarded to the separate ``theory``
-package (the only code that imports neural-tangents).
+Every subcommand lives in ``fbnas_jax/commands/`` (one module per area). A module exposes
+``register(subparsers)``, which adds parsers whose ``func(args) -> int`` does the work; heavy
+imports (JAX, Flax, neural-tangents for ``theory``) happen inside ``func`` so ``fbnas --help``
+is instant and ``import fbnas_jax`` stays light.
 """
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import argparse
 import importlib
 import sys
 
-# (module, attribute) pairs providing register(subparsers); order = order in --help.
+# Modules providing register(subparsers); order = order in --help.
 COMMAND_MODULES = (
-    "fbnas_jax.commands.core",      # demo, train-supernet, nb201 ...
-    "fbnas_jax.scoring_cli",        # score
-    "fbnas_jax.search.cli",         # search
-    "fbnas_jax.bench.cli",          # bench ...
+    "fbnas_jax.commands.core",      # demo, train-supernet, train-arch, nb201 cost|arch
+    "fbnas_jax.commands.score",     # score
+    "fbnas_jax.commands.search",    # search
+    "fbnas_jax.commands.bench",     # bench correlation
+    "fbnas_jax.commands.theory",    # theory ntk-check|dynamics (neural-tangents, imported lazily)
 )
 
 
@@ -27,25 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:  # an optional area not installed/built yet
-            if not (err.name and (name == err.name or name.startswith(err.name + "."))):
-                raise
-            continue
-        module.register(sub)
-    theory = sub.add_parser("theory", help="Theorem 1 checks with neural-tangents (see `fbnas theory --help`)",
-                            add_help=False)
-    theory.add_argument("rest", nargs=argparse.REMAINDER)
+        importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "theory":
-        from theory.cli import main as theory_main
-
-        return int(theory_main(argv[1:]) or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:

@@ -24,12 +24,18 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    space: str = "nb201"
+    """The network: which search space (``fbnas_jax.spaces``) and its two macro sizes.
+
+    ``channels`` / ``cells_per_stage`` mean what the space's network says: NB201's C and N
+    (cells per stage), NB101's stem width and modules per stack.
+    """
+
+    space: str = "nb201"  # a registered search space (fbnas_jax.spaces.names())
     channels: int = 16
     cells_per_stage: int = 5
     bn_mode: str = "fair"  # "bnnas" (BN in convs only) | "fair" (BN after every non-zero op)
     bn_momentum: float = 0.9
-    arch: str | None = None  # a cell string: stand-alone network; None: the supernet
+    arch: str | None = None  # the space's architecture string: stand-alone network; None: the supernet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,12 +81,18 @@ class Config:
 
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 _CHOICES = {
-    ("model", "space"): ("nb201",),
+    ("model", "space"): lambda: tuple(_space_names()),
     ("model", "bn_mode"): ("bnnas", "fair"),
     ("train", "params"): ("bn_only", "all"),
     ("train", "sampler"): ("spos", "fairnas", "fixed"),
     ("train", "schedule"): ("cosine", "constant"),
 }
+
+
+def _space_names() -> list[str]:
+    from fbnas_jax.spaces import names
+
+    return names()
 
 
 def _unknown(kind: str, name: str, valid: Sequence[str]) -> ConfigError:
@@ -116,6 +128,7 @@ def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"{section}.{key}: cannot read {value!r} as {annotation}") from None
     choices = _CHOICES.get((section, key))
+    choices = choices() if callable(choices) else choices
     if choices and value not in choices:
         raise ConfigError(f"{section}.{key} must be one of {choices}, got {value!r}")
     return value

@@ -1,7 +1,9 @@
-"""Ground truth of NAS-Bench-201 from a CSV file (pure Python/NumPy, no pandas).
+"""Ground truth of a benchmark (NAS-Bench-201, NAS-Bench-101, ...) from a CSV file (no pandas).
 
-Any CSV with a header row, an ``arch`` column holding NB201 cell strings and any number of
-numeric columns works, e.g. ``../shared/data/nasbench201/nb201_cifar10_accuracy.csv``
+Any CSV with a header row, an ``arch`` column holding the space's architecture strings (or
+the space's :attr:`~fbnas_jax.spaces.base.SearchSpace.table_columns`, e.g. NB101's
+``adjacency`` and ``ops``) and any number of numeric columns works, e.g.
+``../shared/data/nasbench201/nb201_cifar10_accuracy.csv``
 (``index, arch, cifar10_test_200ep, cifar10_valid_val_12ep, cifar10_test_12ep``)::
 
     gt = load_ground_truth("nb201_cifar10_accuracy.csv")
@@ -10,8 +12,11 @@ numeric columns works, e.g. ``../shared/data/nasbench201/nb201_cifar10_accuracy.
     i_truth, i_query = gt.align(cell_strings)       # join by architecture
     gt.best("cifar10_test_200ep")                   # Best(row=..., arch=..., value=94.3733)
 
-Rows are joined by architecture (the encoding parsed from the cell string), never by the
-benchmark's index, whose order differs from :func:`fbnas_jax.spaces.nb201.all_encodings`.
+    gt101 = load_ground_truth("nb101_subset.csv", space="nb101")   # adjacency + ops columns
+
+Rows are joined by architecture (:meth:`SearchSpace.key`: NB201's cell string, NB101's
+isomorphism-invariant hash), never by the benchmark's index, whose order differs from
+:func:`fbnas_jax.spaces.nb201.all_encodings`.
 """
 from __future__ import annotations
 
@@ -19,20 +24,12 @@ import csv
 import math
 import os
 from dataclasses import dataclass, field
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from fbnas_jax.spaces.nb201 import (
-    NUM_ARCHS,
-    NUM_EDGES,
-    SearchSpaceError,
-    encoding_to_index,
-    encoding_to_string,
-    parse_archs,
-    string_to_encoding,
-    validate_encodings,
-)
+from fbnas_jax.spaces import SearchSpace, SearchSpaceError
+from fbnas_jax.spaces import get as get_space
 
 __all__ = ["GroundTruth", "GroundTruthError", "Best", "load_ground_truth"]
 
@@ -59,29 +56,42 @@ class GroundTruth:
     """
 
     archs: list[str]
-    encodings: np.ndarray  # (n, 6) int32
+    encodings: np.ndarray  # (n, *encoding_shape) int32
     columns: dict[str, np.ndarray]  # name -> (n,) float64
     source: str = ""
-    _row_of: np.ndarray = field(default=None, repr=False, compare=False)  # (15625,) int64
+    space: Any = "nb201"  # a SearchSpace or its name (stored as the SearchSpace)
+    _row_of: Any = field(default=None, repr=False, compare=False)  # key -> row (see _rows)
 
     def __post_init__(self):
-        enc = validate_encodings(np.asarray(self.encodings).reshape(-1, NUM_EDGES))
+        space = get_space(self.space)
+        shape = tuple(space.encoding_shape)
+        enc = np.asarray(self.encodings)
+        enc = space.validate_batch(enc.reshape((-1,) + shape) if enc.size == 0 else enc)
         if len(self.archs) != len(enc):
             raise GroundTruthError(f"{len(self.archs)} archs but {len(enc)} encodings")
         for name, col in self.columns.items():
             if len(col) != len(enc):
                 raise GroundTruthError(f"column {name!r} has {len(col)} values for {len(enc)} rows")
-        row_of = np.full(NUM_ARCHS, -1, dtype=np.int64)
-        flat = encoding_to_index(enc)
-        uniq, first, counts = np.unique(flat, return_index=True, return_counts=True)
-        if (counts > 1).any():
-            dup = int(uniq[counts > 1][0])
-            rows = np.flatnonzero(flat == dup).tolist()
+        ids = _ids(space, enc)
+        row_of: Any
+        if space.enumerable:
+            row_of = np.full(space.size, -1, dtype=np.int64)
+            uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
+            dup = int(uniq[counts > 1][0]) if (counts > 1).any() else None
+            row_of[uniq] = first
+        else:
+            row_of, dup = {}, None
+            for i, k in enumerate(ids):
+                if k in row_of and dup is None:
+                    dup = k
+                row_of.setdefault(k, i)
+        if dup is not None:
+            rows = [i for i, k in enumerate(ids) if k == dup]
             raise GroundTruthError(
                 f"{self.source or 'ground truth'}: architecture {self.archs[rows[0]]!r} appears in "
                 f"{len(rows)} rows (data rows {rows[:5]}); each architecture must appear once"
             )
-        row_of[uniq] = first
+        object.__setattr__(self, "space", space)
         object.__setattr__(self, "encodings", enc)
         object.__setattr__(self, "_row_of", row_of)
 
@@ -103,9 +113,15 @@ class GroundTruth:
             ) from None
 
     def lookup(self, encodings) -> np.ndarray:
-        """Row index of each architecture (encodings ``(n, 6)`` or cell strings), -1 if absent."""
-        enc = _query_encodings(encodings)
-        return self._row_of[encoding_to_index(enc)] if len(enc) else np.zeros(0, np.int64)
+        """Row index of each architecture (encodings ``(n, *encoding_shape)`` or architecture
+        strings), -1 if absent."""
+        enc = _query_encodings(encodings, self.space)
+        if not len(enc):
+            return np.zeros(0, np.int64)
+        ids = _ids(self.space, enc)
+        if isinstance(self._row_of, np.ndarray):
+            return self._row_of[ids]
+        return np.asarray([self._row_of.get(k, -1) for k in ids], np.int64)
 
     def align(self, archs) -> tuple[np.ndarray, np.ndarray]:
         """Join query architectures (cell strings or encodings) with the table.
@@ -135,15 +151,21 @@ class GroundTruth:
         return Best(row, self.archs[row], float(col[row]))
 
 
-def _query_encodings(archs) -> np.ndarray:
+def _ids(space: SearchSpace, enc: np.ndarray):
+    """Join ids: positions in the enumerated space, else :meth:`SearchSpace.key` strings."""
+    return space.index(enc) if space.enumerable else [space.key(e) for e in enc]
+
+
+def _query_encodings(archs, space: SearchSpace) -> np.ndarray:
+    shape = tuple(space.encoding_shape)
     if isinstance(archs, str):
-        return string_to_encoding(archs)[None]
+        return space.parse(archs)[None]
     if isinstance(archs, np.ndarray):
-        if archs.ndim == 1 and archs.shape == (NUM_EDGES,) and archs.dtype.kind in "iu":
+        if archs.shape == shape and archs.dtype.kind in "iu":
             archs = archs[None]
         if archs.dtype.kind in "iu":
-            return validate_encodings(archs.reshape(-1, NUM_EDGES) if archs.size == 0 else archs)
-    return parse_archs(list(archs))
+            return space.validate_batch(archs.reshape((-1,) + shape) if archs.size == 0 else archs)
+    return space.parse_many(list(archs))
 
 
 def _parse_float(text: str) -> float | None:
@@ -157,14 +179,18 @@ def _parse_float(text: str) -> float | None:
 
 
 def load_ground_truth(
-    path: str | os.PathLike, columns: Sequence[str] | None = None
+    path: str | os.PathLike, columns: Sequence[str] | None = None, space: SearchSpace | str = "nb201"
 ) -> GroundTruth:
-    """Read a ground-truth CSV with an ``arch`` column of NB201 cell strings.
+    """Read a ground-truth CSV of ``space`` architectures.
 
-    ``columns``: the numeric columns to keep (an error names any that is absent or not
-    numeric); by default every column other than ``arch`` whose values all parse as
-    numbers (or are empty) is kept, and other text columns are ignored.
+    Architectures come from an ``arch`` column (the space's string form) or, when there is
+    none, from the space's :attr:`~fbnas_jax.spaces.base.SearchSpace.table_columns` (NB101:
+    ``adjacency`` + ``ops``). ``columns``: the numeric columns to keep (an error names any
+    that is absent or not numeric); by default every column other than the architecture
+    columns whose values all parse as numbers (or are empty) is kept, and other text
+    columns (e.g. NB101's ``nb101_hash``) are ignored.
     """
+    space = get_space(space)
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -177,23 +203,26 @@ def load_ground_truth(
         if header is None:
             raise GroundTruthError(f"{path}: empty file, expected a header row with an 'arch' column")
         header = [h.strip() for h in header]
-        if ARCH_COLUMN not in header:
+        arch_cols = [ARCH_COLUMN] if ARCH_COLUMN in header else list(space.table_columns)
+        if not all(c in header for c in arch_cols):
+            also = (f" or the columns {list(space.table_columns)}" if tuple(space.table_columns) != (ARCH_COLUMN,)
+                    else "")
             raise GroundTruthError(
                 f"{path}: no {ARCH_COLUMN!r} column in the header (found {header}); a ground-truth "
-                f"CSV needs an '{ARCH_COLUMN}' column of NB201 cell strings"
+                f"CSV needs an '{ARCH_COLUMN}' column of {space.name} {space.string_name}s{also}"
             )
         if len(set(header)) != len(header):
             raise GroundTruthError(f"{path}: duplicate column names in header {header}")
         if columns is not None:
             columns = list(columns)
-            missing = [c for c in columns if c not in header or c == ARCH_COLUMN]
+            missing = [c for c in columns if c not in header or c in arch_cols]
             if missing:
                 raise GroundTruthError(
                     f"{path}: requested column(s) {missing} not available; columns are "
                     f"{[h for h in header if h != ARCH_COLUMN]}"
                 )
-        arch_i = header.index(ARCH_COLUMN)
-        wanted = columns if columns is not None else [h for h in header if h != ARCH_COLUMN]
+        arch_i = [header.index(c) for c in arch_cols]
+        wanted = columns if columns is not None else [h for h in header if h not in arch_cols]
         col_i = {name: header.index(name) for name in wanted}
         values: dict[str, list[float]] = {name: [] for name in wanted}
         not_numeric: dict[str, int] = {}
@@ -208,11 +237,14 @@ def load_ground_truth(
                     f"{path}, line {line}: {len(row)} fields, the header has {len(header)}"
                 )
             try:
-                enc = string_to_encoding(row[arch_i])
+                if arch_cols == [ARCH_COLUMN]:
+                    enc = space.from_string(row[arch_i[0]])
+                else:
+                    enc = space.from_table_row([row[i] for i in arch_i])
             except SearchSpaceError as err:
                 raise GroundTruthError(f"{path}, line {line}: bad arch: {err}") from None
             encs.append(enc)
-            archs.append(encoding_to_string(enc))
+            archs.append(space.to_string(enc))
             for name, i in col_i.items():
                 if name in not_numeric:
                     continue
@@ -226,5 +258,5 @@ def load_ground_truth(
                     continue
                 values[name].append(v)
     cols = {n: np.asarray(v, dtype=np.float64) for n, v in values.items() if n not in not_numeric}
-    enc_arr = np.stack(encs) if encs else np.zeros((0, NUM_EDGES), np.int32)
-    return GroundTruth(archs=archs, encodings=enc_arr, columns=cols, source=path)
+    enc_arr = np.stack(encs) if encs else np.zeros((0,) + tuple(space.encoding_shape), np.int32)
+    return GroundTruth(archs=archs, encodings=enc_arr, columns=cols, source=path, space=space)

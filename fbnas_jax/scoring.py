@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from fbnas_jax import indicators as _indicators  # noqa: F401  (registers every indicator)
 from fbnas_jax.indicators import base
 from fbnas_jax.indicators.supernet import DEFAULT_OPTIONS, cpi_from_scores
-from fbnas_jax.spaces import nb201
+from fbnas_jax.spaces import of_network
 
 
 class ScoringWarning(UserWarning):
@@ -118,9 +118,8 @@ def make_context(run, dataset, *, eval_batch_size: int = DEFAULT_OPTIONS["eval_b
     train_images = train_images.reshape((mc_samples, mc_batch_size) + train_images.shape[1:])
     init_variables = None
     if fresh_init:
-        from fbnas_jax.models.nb201 import init_variables as _init
-
-        init_variables = _init(run.net, jax.random.key(seed, impl="rbg"), run.input_shape)
+        init_variables = of_network(run.net).network().init_variables(
+            run.net, jax.random.key(seed, impl="rbg"), run.input_shape)
     options = {"eval_batch_size": int(eval_batch_size), "mc_samples": int(mc_samples),
                "mc_batch_size": int(mc_batch_size), "seed": int(seed), "eval_split": eval_split,
                "dataset": dataset.name}
@@ -190,13 +189,13 @@ def _mesh_devices(devices) -> list:
     return list(devices)
 
 
-def _compile(fn, chunk: int, devs: list):
+def _compile(fn, chunk: int, devs: list, encoding_shape: tuple[int, ...]):
     """(compiled callable(encodings) -> scores, args placed on devices)."""
     if isinstance(fn, functools.partial) and not fn.keywords:
         f, state = fn.func, tuple(fn.args)
     else:
         f, state = fn, ()
-    enc_struct = jax.ShapeDtypeStruct((chunk, nb201.NUM_EDGES), jnp.int32)
+    enc_struct = jax.ShapeDtypeStruct((chunk,) + tuple(encoding_shape), jnp.int32)
     if len(devs) > 1:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -217,11 +216,11 @@ def _compile(fn, chunk: int, devs: list):
 
 
 def _run_chunks(run, enc: np.ndarray, chunk: int, *, desc: str = "", progress: bool = False) -> np.ndarray:
-    """``run`` over ``enc`` in chunks of exactly ``chunk`` rows (the last one padded)."""
+    """``run`` over ``enc`` in chunks of exactly ``chunk`` rows (the last one padded with
+    copies of the first architecture: a valid encoding of any space)."""
     n = enc.shape[0]
     n_chunks = -(-n // chunk)
-    padded = np.concatenate([enc, np.repeat(enc[:1] if n else np.zeros((1, 6), np.int32),
-                                            n_chunks * chunk - n, axis=0)])
+    padded = np.concatenate([enc, np.repeat(enc[:1], n_chunks * chunk - n, axis=0)]) if n else enc
     outs = [run(padded[i * chunk:(i + 1) * chunk])
             for i in tqdm(range(n_chunks), desc=desc, unit="chunk", disable=not progress or n_chunks < 2,
                           leave=False)]
@@ -246,10 +245,11 @@ class Scorer:
         ind = base.get(name)
         if ind.family == "composite":
             raise ValueError(f"{name!r} is rank-based: score its components {ind.components} instead")
+        space = of_network(self.ctx.net)
         if name not in self._runs:
             resolve_indicators(self.ctx, [name])  # clear error if the context lacks what it needs
-            self._runs[name] = _compile(ind.build(self.ctx), self.chunk, self.devs)
-        return _run_chunks(self._runs[name], nb201.validate_encodings(encodings), self.chunk)
+            self._runs[name] = _compile(ind.build(self.ctx), self.chunk, self.devs, space.encoding_shape)
+        return _run_chunks(self._runs[name], space.validate_batch(encodings), self.chunk)
 
 
 def _round_up(x: int, m: int) -> int:
@@ -259,13 +259,15 @@ def _round_up(x: int, m: int) -> int:
 def score_architectures(ctx: base.ScoringContext, indicators: Sequence[str] | str, encodings,
                         *, chunk_size: int = 256, devices=None, progress: bool = True,
                         log=None) -> ScoreResult:
-    """Score ``encodings`` (n, 6) with every indicator; see the module docstring.
+    """Score ``encodings`` ``(n, *encoding_shape)`` of the supernet's space with every
+    indicator; see the module docstring.
 
     ``chunk_size``: architectures per compiled call for forward-based indicators
     ("table" indicators take all n in one call). ``devices``: None (first local device),
     ``"all"`` or a list of devices.
     """
-    enc = nb201.validate_encodings(encodings)
+    space = of_network(ctx.net)
+    enc = space.validate_batch(encodings)
     n = enc.shape[0]
     names = resolve_indicators(ctx, indicators)
     devs = _mesh_devices(devices)
@@ -286,7 +288,7 @@ def score_architectures(ctx: base.ScoringContext, indicators: Sequence[str] | st
         t0 = time.perf_counter()
         fn = ind.build(ctx)
         t1 = time.perf_counter()
-        run = _compile(fn, chunk, devs)
+        run = _compile(fn, chunk, devs, space.encoding_shape)
         t2 = time.perf_counter()
         vals = _run_chunks(run, enc, chunk, desc=nm, progress=progress)
         t3 = time.perf_counter()
@@ -302,7 +304,7 @@ def score_architectures(ctx: base.ScoringContext, indicators: Sequence[str] | st
         bad = np.flatnonzero(np.isnan(v))
         if bad.size:
             nan_archs[nm] = bad.tolist()
-            first = ", ".join(nb201.encoding_to_string(enc[i]) for i in bad[:3])
+            first = ", ".join(space.to_string(enc[i]) for i in bad[:3])
             warnings.warn(f"{nm}: {bad.size} of {n} architectures scored NaN (not ranked), first: {first}",
                           ScoringWarning, stacklevel=2)
     ordered = {nm: scores[nm] for nm in names}

@@ -166,27 +166,9 @@ def _write_scores(path, archs, columns):
 
 
 def cli_main(argv):
-    """``fbnas_jax.cli.main``; while a sibling command module listed in ``COMMAND_MODULES``
-    is not written yet (its *package* is missing, which ``build_parser`` does not skip), fall
-    back to a parser holding just the search and bench commands."""
+    """``fbnas_jax.cli.main`` (kept as a name: other test modules import it)."""
     from fbnas_jax import cli
 
-    try:
-        cli.build_parser()
-    except ModuleNotFoundError as err:
-        if not (err.name or "").startswith("fbnas_jax.commands"):
-            raise
-        import argparse
-
-        from fbnas_jax.bench import cli as bench_cli
-        from fbnas_jax.search import cli as search_cli
-
-        parser = argparse.ArgumentParser(prog="fbnas")
-        sub = parser.add_subparsers(dest="command")
-        search_cli.register(sub)
-        bench_cli.register(sub)
-        args = parser.parse_args(argv)
-        return int(args.func(args) or 0)
     return cli.main(argv)
 
 

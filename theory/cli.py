@@ -1,62 +1,22 @@
-"""``fbnas theory``: command-line front end for the theory checks (wired by ``fbnas_jax.cli``)."""
+"""``python -m theory.cli``: the theory checks without the ``fbnas`` wrapper.
+
+The subcommands are defined once, in :mod:`fbnas_jax.commands.theory` (where ``fbnas theory``
+finds them); this module only gives them a parser of their own.
+"""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fbnas theory",
-                                description="Check FBN-NAS Theorem 1 (BN-only NTK) numerically with neural-tangents.")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("ntk-check", help="empirical BN-only NTK vs Eq. 4 and vs the derived limit, over widths")
-    c.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512, 1024, 2048],
-                   help="hidden widths (default: 64 .. 2048; add 4096 for the full check)")
-    c.add_argument("--depth", type=int, default=3, help="number of Dense-BN-phi layers L (default 3)")
-    c.add_argument("--activation", choices=["relu", "erf", "tanh"], default="relu")
-    c.add_argument("--seeds", type=int, default=5, help="weight initialisations per width (default 5)")
-    c.add_argument("--batch", type=int, default=8, help="batch size m = number of kernel points (default 8)")
-    c.add_argument("--bn-stats", choices=["batch", "population"], default="batch",
-                   help="BatchNorm statistics: over the batch (training mode) or fixed population constants")
-    c.add_argument("--sigma-w", type=float, default=1.0)
-    c.add_argument("--sigma-b", type=float, default=0.1)
-    c.add_argument("--mc-samples", type=int, default=50_000, help="Monte-Carlo samples per layer for the batch-stats limit")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    d = sub.add_parser("dynamics", help="GD training of FCN-BN nets (BN-only vs all params) vs the linearised NTK prediction")
-    d.add_argument("--widths", type=int, nargs="+", default=[64, 256, 1024])
-    d.add_argument("--depth", type=int, default=2)
-    d.add_argument("--activation", choices=["relu", "erf", "tanh"], default="relu")
-    d.add_argument("--steps", type=int, default=100)
-    d.add_argument("--seeds", type=int, default=2)
-    d.add_argument("--lr-factor", type=float, default=0.25, help="learning rate = lr_factor * N / lambda_max(Theta_0)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--json", action="store_true")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns a process exit code."""
-    args = _parser().parse_args(argv)
-    if args.cmd == "ntk-check":
-        from theory.check import format_table, ntk_check
+    from fbnas_jax.commands.theory import DESCRIPTION, add_theory_commands
 
-        res = ntk_check(widths=tuple(args.widths), depth=args.depth, activation=args.activation,
-                        seeds=args.seeds, batch=args.batch, stats=args.bn_stats, sigma_w=args.sigma_w,
-                        sigma_b=args.sigma_b, mc_samples=args.mc_samples, seed=args.seed)
-        print(json.dumps(res, indent=2) if args.json else format_table(res))
-        return 0
-    if args.cmd == "dynamics":
-        from theory.dynamics import dynamics_sweep, format_dynamics
-
-        res = dynamics_sweep(widths=tuple(args.widths), depth=args.depth, activation=args.activation,
-                             steps=args.steps, seeds=args.seeds, lr_factor=args.lr_factor, seed=args.seed)
-        if args.json:
-            res = {k: v for k, v in res.items() if k != "runs"}
-        print(json.dumps(res, indent=2) if args.json else format_dynamics(res))
-        return 0
-    return 2  # pragma: no cover
+    parser = argparse.ArgumentParser(prog="fbnas theory", description=DESCRIPTION)
+    add_theory_commands(parser)
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,10 @@ architecture), or CSV files joined by architecture::
   and which architectures; rows where the ground truth is NaN likewise (``MissingTruthWarning``).
   ``n`` in each result row is the number of architectures actually used.
 
-A scores CSV has a header row, an ``arch`` column of NB201 cell strings and one numeric
-column per indicator (empty / ``nan`` cells read as NaN); ground truth is any CSV with an
-``arch`` column, read by :func:`fbnas_jax.groundtruth.load_ground_truth`.
+A scores CSV has a header row, an ``arch`` column of the space's architecture strings (NB201
+cell strings by default; ``space=`` names another) and one numeric column per indicator
+(empty / ``nan`` cells read as NaN); ground truth is any CSV that
+:func:`fbnas_jax.groundtruth.load_ground_truth` reads for that space.
 """
 from __future__ import annotations
 
@@ -55,8 +56,8 @@ class MissingTruthWarning(UserWarning):
 
 @dataclasses.dataclass(frozen=True)
 class ScoresTable:
-    archs: list[str]  # canonical cell strings
-    encodings: np.ndarray  # (n, 6) int32
+    archs: list[str]  # canonical architecture strings
+    encodings: np.ndarray  # (n, *encoding_shape) int32
     columns: dict[str, np.ndarray]  # indicator -> (n,) float64
     source: str = ""
 
@@ -82,7 +83,7 @@ class CorrelationRow:
                 for k, v in dataclasses.asdict(self).items()}
 
 
-def read_scores_csv(path: str | os.PathLike) -> ScoresTable:
+def read_scores_csv(path: str | os.PathLike, space="nb201") -> ScoresTable:
     """Read a scores CSV (``arch`` + numeric indicator columns).
 
     A scores CSV has the shape of a ground-truth CSV, so :func:`load_ground_truth` reads it
@@ -92,7 +93,7 @@ def read_scores_csv(path: str | os.PathLike) -> ScoresTable:
     if not os.path.isfile(os.fspath(path)):
         raise FileNotFoundError(f"scores CSV not found: {os.fspath(path)!r}")
     try:
-        table = load_ground_truth(path)
+        table = load_ground_truth(path, space=space)
     except GroundTruthError as err:
         raise BenchError(str(err)) from None
     cols = {n: v for n, v in table.columns.items() if n.lower() != "index"}
@@ -211,14 +212,15 @@ def correlate_files(
     columns: Sequence[str] | None = None,
     indicators: Sequence[str] | None = None,
     top_fraction: float = 0.1,
+    space="nb201",
 ):
-    """Read both CSVs, join by architecture and :func:`correlate`.
+    """Read both CSVs (architectures of ``space``), join by architecture and :func:`correlate`.
 
     Returns ``(rows, archs, scores_dict, truth_dict)`` (the joined data, for plots).
     ``columns=None``: every numeric ground-truth column except ``index``.
     """
-    table = read_scores_csv(scores_path)
-    gt = load_ground_truth(truth_path)
+    table = read_scores_csv(scores_path, space=space)
+    gt = load_ground_truth(truth_path, space=space)
     if not table.columns:
         raise BenchError(f"{table.source}: no numeric indicator columns besides 'arch'")
     inds = _select(indicators, list(table.columns), "indicator(s)", table.source)

@@ -1,1 +1,1 @@
-"""Command-line subcommands of the core library (see :mod:`fbnas_jax.cli`)."""
+"""Every `fbnas` subcommand, one module per area (see :mod:`fbnas_jax.cli`)."""

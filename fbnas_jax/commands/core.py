@@ -39,17 +39,16 @@ def _subnet_table(result, archs, batch_size=250):
     import numpy as np
 
     from fbnas_jax import data as fdata
-    from fbnas_jax.indicators.supernet import bn_table, table_scores
-    from fbnas_jax.spaces import cost, nb201
+    from fbnas_jax.spaces import of_network
     from fbnas_jax.training import steps
 
-    encodings = nb201.parse_archs(archs)
     state, net, ds = result.state, result.net, result.dataset
-    tables = {kind: bn_table(state.params, state.batch_stats, num_cells=net.num_cells, bn_mode=net.bn_mode,
-                             kind=kind) for kind in ("gamma", "trainability")}
-    scores = {kind: np.asarray(table_scores(t, encodings)) for kind, t in tables.items()}
-    params_m, flops_m = cost.nb201_costs(encodings, num_classes=ds.num_classes, channels=net.channels,
-                                         cells_per_stage=net.cells_per_stage, input_size=ds.image_shape[0])
+    space = of_network(net)
+    network = space.network()
+    encodings = space.parse_many(archs)
+    scores = {kind: np.asarray(network.bn_scores(state.params, state.batch_stats, encodings, net=net, kind=kind))
+              for kind in ("gamma", "trainability")}
+    params_m, flops_m = space.costs(encodings, **network.cost_settings(net, ds.image_shape[0]))
     eval_step = steps.make_eval_step(net)
     rows = []
     for i, (arch, enc) in enumerate(zip(archs, encodings)):
@@ -113,11 +112,13 @@ def cmd_train_supernet(args) -> int:
 
 
 def cmd_train_arch(args) -> int:
-    from fbnas_jax.spaces import SearchSpaceError, nb201
+    from fbnas_jax.config import ConfigError
+    from fbnas_jax.spaces import SearchSpaceError, get
 
     try:
-        arch = nb201.encoding_to_string(nb201.string_to_encoding(args.arch))
-    except SearchSpaceError as err:
+        space = get(_config(args).model.space)
+        arch = space.to_string(space.parse(args.arch))
+    except (SearchSpaceError, ConfigError) as err:
         return _fail(str(err))
     return _train_common(args, (f"model.arch={arch}", "train.sampler=fixed"))
 
@@ -180,14 +181,15 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train-supernet", help="train a supernet (BN-only or all params) from a config",
-                       description="Train a NB201 weight-sharing supernet; resumes when --workdir holds a checkpoint.")
+                       description="Train the weight-sharing supernet of the config's search space (model.space); "
+                                   "resumes when --workdir holds a checkpoint.")
     _add_train_args(p, True)
     p.set_defaults(func=cmd_train_supernet)
 
-    p = sub.add_parser("train-arch", help="train and evaluate one stand-alone NB201 architecture",
+    p = sub.add_parser("train-arch", help="train and evaluate one stand-alone architecture",
                        description="Train one architecture (BN-only or all params, per train.params) and "
                                    "print its test accuracy.")
-    p.add_argument("arch", help="NB201 cell string")
+    p.add_argument("arch", help="architecture string of the config's space (NB201 cell string by default)")
     _add_train_args(p, False)
     p.set_defaults(func=cmd_train_arch)
 

@@ -1,7 +1,7 @@
 """Per-architecture computations of the training-free proxies (see :mod:`.training_free`).
 
 Everything here acts on ONE architecture of the (fresh) supernet: ``variables`` is a
-supernet ``{'params', 'batch_stats'}`` and ``enc`` an int32 (6,) encoding; the builders
+supernet ``{'params', 'batch_stats'}`` and ``enc`` one int32 encoding of its space; the builders
 in :mod:`.training_free` ``jax.vmap`` these over a chunk of encodings. Host-side float64
 linear algebra (log-determinants, eigenvalues) goes through :func:`jax.pure_callback`
 with ``vmap_method="expand_dims"``, so it works under ``jit`` and ``vmap``.

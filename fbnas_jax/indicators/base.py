@@ -2,7 +2,8 @@
 
 An indicator is a *builder*: given a :class:`ScoringContext` (network, variables, data,
 key) it returns a pure, jit-able function ``scores = fn(encodings)`` mapping a chunk of
-encodings, int32 shape ``(n, 6)``, to float32 scores shape ``(n,)``. The scoring engine
+encodings, int32 shape ``(n, *encoding_shape)`` of the network's search space (NB201:
+``(n, 6)``), to float32 scores shape ``(n,)``. The scoring engine
 (:mod:`fbnas_jax.scoring`) jit-compiles it once, chunks the architecture list to fit memory
 and shards chunks over devices; indicators never loop over architectures in Python.
 
@@ -19,14 +20,15 @@ import functools
 from typing import Any, Callable
 
 
-ScoreFn = Callable[[Any], Any]  # encodings (n, 6) int32 -> scores (n,) float32
+ScoreFn = Callable[[Any], Any]  # encodings (n, *encoding_shape) int32 -> scores (n,) float32
 
 
 @dataclasses.dataclass(frozen=True)
 class ScoringContext:
     """Everything an indicator may read. Fields an indicator does not need may be None.
 
-    net: the NB201 supernet module (``arch=None``).
+    net: the weight-sharing supernet module (``arch=None``) of any search space; its class
+        variable ``space`` names the space (:func:`fbnas_jax.spaces.of_network`).
     variables: trained supernet ``{'params', 'batch_stats'}`` (supernet indicators), or None.
     init_variables: a freshly initialised supernet (training-free baselines): a subnet of a
         fresh supernet is distributed exactly like a freshly initialised stand-alone net.

@@ -4,17 +4,18 @@ Every indicator here is registered in :mod:`fbnas_jax.indicators.base` (family
 ``"supernet"``, or ``"composite"`` for ``cpi``) and is oriented so that **higher predicts
 better**. Builders return a :class:`functools.partial` of a pure function whose leading
 positional arguments are the (array) state and whose last argument is the chunk of
-encodings ``(n, 6)``; the scoring engine jit-compiles the *function* and passes the state as
+encodings ``(n, *encoding_shape)``; the scoring engine jit-compiles the *function* and passes the state as
 real arguments (no large constants baked into the compiled program).
 
 Indicators and the choices made
 -------------------------------
 ``gamma`` (BN-NAS)
     Per chosen op, mean over channels of ``|scale|`` of the op's *last* BatchNorm; ops with
-    no BN count 0 (``none`` always; ``skip_connect``/``avg_pool_3x3`` in ``bn_mode=bnnas``);
-    the score sums over all cells and edges. Computed from a table
-    ``T[cell, edge, op]`` built once from the parameters; the per-architecture work is a
-    gather-sum, so the whole space takes milliseconds. Higher = larger BN scaling of the
+    no BN count 0 (NB201: ``none`` always; ``skip_connect``/``avg_pool_3x3`` in
+    ``bn_mode=bnnas``); the score sums over all cells and ops. The network computes it
+    (``bn_scores`` of the network contract, :mod:`fbnas_jax.spaces.base`), e.g. NB201 from a
+    table ``T[cell, edge, op]`` built once from the parameters and a gather-sum per
+    architecture, so the whole space takes milliseconds. Higher = larger BN scaling of the
     chosen ops = more important ops (BN-NAS's premise).
 ``trainability`` (FBN-NAS)
     Same table with, per channel, ``|scale| / sqrt(running_var + eps)`` (``eps`` = the
@@ -55,7 +56,7 @@ Indicators and the choices made
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -64,75 +65,22 @@ import numpy as np
 from fbnas_jax.indicators._proxies import naswot_logdet, relu_kernel
 from fbnas_jax.indicators.base import Indicator, ScoringContext, bind_state, register
 from fbnas_jax.models.layers import ForwardMode
-from fbnas_jax.models.nb201 import op_last_bn
 from fbnas_jax.ranking import rank_average
-from fbnas_jax.spaces import nb201
+from fbnas_jax.spaces import of_network
 
 BN_EPS = 1e-5  # fbnas_jax.models.layers.BatchNorm.epsilon
 CPI_COMPONENTS = ("expressivity", "trainability", "uncertainty")
 DEFAULT_OPTIONS = {"mc_samples": 10, "mc_batch_size": 64, "eval_batch_size": 64}
 
 
-# --------------------------------------------------------------------------- BN tables
+# --------------------------------------------------------------------------- BN scores
 
-def _last_bn(edge_tree: Mapping[str, Any], op: str, bn_mode: str):
-    """The sub-tree (``scale``/``bias`` or ``mean``/``var``) of op ``op``'s last BN, or None."""
-    path = op_last_bn(op, bn_mode)
-    if path is None:
-        return None
-    node = edge_tree
-    for key in path:
-        node = node[key]
-    return node
-
-
-def bn_table(params, batch_stats, *, num_cells: int, bn_mode: str, kind: str = "gamma"):
-    """``T[cell, edge, op]``: per-op BN statistic, shape ``(num_cells, 6, 5)`` float32.
-
-    kind="gamma": mean |scale|; kind="trainability": mean |scale| / sqrt(var + eps).
-    Ops without a BN are 0. Pure (jit-able) in ``params``/``batch_stats``.
-    """
-    if kind not in ("gamma", "trainability"):
-        raise ValueError(f"kind must be 'gamma' or 'trainability', got {kind!r}")
-    rows = []
-    for c in range(num_cells):
-        edges = []
-        for e in range(nb201.NUM_EDGES):
-            p_edge = params[f"cell_{c}"][f"edge_{e}"]
-            vals = []
-            for op in nb201.OPS:
-                bn_p = _last_bn(p_edge, op, bn_mode) if op != "none" else None
-                if bn_p is None:
-                    vals.append(jnp.zeros((), jnp.float32))
-                    continue
-                g = jnp.abs(jnp.asarray(bn_p["scale"], jnp.float32))
-                if kind == "trainability":
-                    bn_s = _last_bn(batch_stats[f"cell_{c}"][f"edge_{e}"], op, bn_mode)
-                    g = g * jax.lax.rsqrt(jnp.asarray(bn_s["var"], jnp.float32) + BN_EPS)
-                vals.append(jnp.mean(g))
-            edges.append(jnp.stack(vals))
-        rows.append(jnp.stack(edges))
-    return jnp.stack(rows)
-
-
-def table_scores(table, encodings):
-    """Gather-sum: ``score[a] = sum_{cell, edge} T[cell, edge, enc[a, edge]]``.
-
-    Every cell has the same op on a given edge, so the cell sum is folded first.
-    """
-    per_edge = jnp.sum(table, axis=0)  # (6, 5)
-    enc = jnp.asarray(encodings, jnp.int32)
-    return jnp.sum(per_edge[jnp.arange(nb201.NUM_EDGES)[None, :], enc], axis=1)
-
-
-def _table_fn(params, batch_stats, encodings, *, num_cells, bn_mode, kind):
-    return table_scores(bn_table(params, batch_stats, num_cells=num_cells, bn_mode=bn_mode, kind=kind), encodings)
+def _bn_scores_fn(params, batch_stats, encodings, *, net, kind):
+    return of_network(net).network().bn_scores(params, batch_stats, encodings, net=net, kind=kind)
 
 
 def _build_table(ctx: ScoringContext, kind: str):
-    net = ctx.net
-    return bind_state(_table_fn, ctx.variables["params"], ctx.variables["batch_stats"],
-                      num_cells=3 * net.cells_per_stage, bn_mode=net.bn_mode, kind=kind)
+    return bind_state(_bn_scores_fn, ctx.variables["params"], ctx.variables["batch_stats"], net=ctx.net, kind=kind)
 
 
 # --------------------------------------------------------------------------- forwards
@@ -231,11 +179,11 @@ _SUPERNET = ("net", "variables")
 register(Indicator(
     "gamma", lambda ctx: _build_table(ctx, "gamma"), "supernet", needs=_SUPERNET, per_arch_cost="table",
     sign_note="higher = larger mean |BN scale| of the chosen ops (BN-NAS)",
-    description="sum over cells/edges of mean |gamma| of each chosen op's last BN (0 for ops without BN)"))
+    description="sum over cells/ops of mean |gamma| of each chosen op's last BN (0 for ops without BN)"))
 register(Indicator(
     "trainability", lambda ctx: _build_table(ctx, "trainability"), "supernet", needs=_SUPERNET,
     per_arch_cost="table", sign_note="higher = larger BN gain |gamma|/sqrt(var+eps) (FBN-NAS)",
-    description="sum over cells/edges of mean |gamma|/sqrt(running_var+eps) of each chosen op's last BN"))
+    description="sum over cells/ops of mean |gamma|/sqrt(running_var+eps) of each chosen op's last BN"))
 register(Indicator(
     "expressivity", _build_expressivity, "supernet", needs=_SUPERNET + ("images",),
     sign_note="higher = larger NASWOT log|det K| (more distinct ReLU codes)",
@@ -258,3 +206,13 @@ register(Indicator(
     "cpi", None, "composite", components=CPI_COMPONENTS, per_arch_cost="free",
     sign_note="mean rank (1..n, higher = better) of expressivity, trainability, uncertainty",
     description="FBN-NAS composite: mean of ranks over the scored set"))
+
+
+def __getattr__(name: str):
+    """``bn_table`` / ``table_scores``: NB201's BN tables, now in :mod:`fbnas_jax.models.nb201`
+    (the network computes its own ``bn_scores``); still importable from here."""
+    if name in ("bn_table", "table_scores"):
+        from fbnas_jax.models import nb201
+
+        return getattr(nb201, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -45,8 +45,8 @@ Registered indicators (all oriented **higher = better**):
   (``K[i, j] == K[i, i]`` iff identical codes), mean over 3 repeats.
   Deviation: TE-NAS counts on a thin net (C=1) with 1000 3x3 inputs x 3
   batches; we count on ``ctx.net`` with full images, batch up to 1000.
-* ``params`` (cost): parameters (millions, benchmark counting) -- naive "bigger is better"
-* ``flops`` (cost): FLOPs (millions, benchmark counting) -- naive "bigger is better"
+* ``params`` (cost): parameters (millions, the space's cost model) -- naive "bigger is better"
+* ``flops`` (cost): FLOPs (millions, the space's cost model) -- naive "bigger is better"
 
 Options. :data:`DEFAULT_OPTIONS` gives each indicator's defaults (batch sizes / repeats of
 the original papers); ``ctx.options[name]`` (a dict) overrides them, e.g.
@@ -70,6 +70,7 @@ multi-device sharding the callback gathers to the host). ``grasp`` is second ord
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -79,8 +80,7 @@ import numpy as np
 from fbnas_jax.indicators import _proxies as P
 from fbnas_jax.indicators._proxies import condition_number, count_patterns, naswot_logdet  # noqa: F401
 from fbnas_jax.indicators.base import Indicator, ScoringContext, bind_state, register
-from fbnas_jax.models.nb201 import init_variables
-from fbnas_jax.spaces.cost import cost_table
+from fbnas_jax.spaces import of_network
 
 __all__ = ["DEFAULT_OPTIONS", "resolve_options", "naswot_logdet", "condition_number", "count_patterns"]
 
@@ -129,7 +129,7 @@ def _repeats(ctx: ScoringContext, opts, labels: bool = False):
             vs.append(_variables(ctx))
         else:
             key = jax.random.fold_in(ctx.key if ctx.key is not None else jax.random.key(0), r)
-            v = init_variables(ctx.net, key, images.shape[1:])
+            v = of_network(ctx.net).network().init_variables(ctx.net, key, images.shape[1:])
             vs.append({"params": v["params"], "batch_stats": v["batch_stats"]})
         lo = r * b if (r + 1) * b <= len(images) else 0
         ims.append(images[lo:lo + b])
@@ -234,19 +234,30 @@ def build_linear_regions(ctx: ScoringContext):
     return bind_state(_linear_regions_fn, *_repeats(ctx, resolve_options("linear_regions", ctx)), net=ctx.net)
 
 
+def _host_costs(encodings, *, space, settings, which):
+    costs = space.costs(np.asarray(encodings), **settings)[which]
+    return np.asarray(costs, np.float32)
+
+
 def _cost_builder(which: int):
+    """Params (0) or FLOPs (1) in millions from the space's exact cost model, on the host.
+
+    The cost model is NumPy (an NB101 cell's channel split is not a table lookup), so the
+    compiled function calls it through :func:`jax.pure_callback`; the chunk of encodings is
+    the only thing that crosses to the host.
+    """
     def build(ctx: ScoringContext):
         if ctx.net is None:
             raise ValueError("cost indicators need ScoringContext.net")
-        net = ctx.net
+        space = of_network(ctx.net)
         size = 32 if ctx.images is None else int(np.asarray(ctx.images).shape[1])
-        table = cost_table(num_classes=net.num_classes, channels=net.channels,
-                           cells_per_stage=net.cells_per_stage, input_size=size)
-        op = jnp.asarray((table.op_params_m, table.op_flops_m)[which], jnp.float32)
-        base = float((table.base_params_m, table.base_flops_m)[which])
+        settings = space.network().cost_settings(ctx.net, size)
+        host = functools.partial(_host_costs, space=space, settings=settings, which=which)
 
         def fn(encodings):
-            return base + jnp.sum(op[jnp.asarray(encodings, jnp.int32)], axis=-1)
+            enc = jnp.asarray(encodings, jnp.int32)
+            return jax.pure_callback(host, jax.ShapeDtypeStruct(enc.shape[:1], jnp.float32), enc,
+                                     vmap_method="sequential")
         return fn
     return build
 
@@ -288,7 +299,7 @@ register(Indicator("linear_regions", build_linear_regions, "training_free", _NEE
                    "TE-NAS number of linear regions (Chen et al. 2021)", per_arch_cost="forward"))
 register(Indicator("params", build_params, "cost", ("net",),
                    "parameters in millions; naive baseline: higher = better",
-                   "NB201 parameter count (benchmark counting)", per_arch_cost="table"))
+                   "parameter count (the space's benchmark counting)", per_arch_cost="table"))
 register(Indicator("flops", build_flops, "cost", ("net",),
                    "FLOPs in millions; naive baseline: higher = better",
-                   "NB201 FLOPs (benchmark counting)", per_arch_cost="table"))
+                   "FLOPs (the space's benchmark counting)", per_arch_cost="table"))

@@ -1,10 +1,11 @@
-"""Building blocks of NB201 networks: a maskable BatchNorm and the cell operations.
+"""Building blocks of the networks: a maskable BatchNorm, ReLU, and the cell operations.
 
 Why our own BatchNorm rather than ``flax.linen.BatchNorm``:
 
 * in the weight-sharing supernet every candidate op is computed (so the forward can be
   vmapped over architecture encodings) but only the *chosen* op may update its running
-  statistics: ``active`` masks the update;
+  statistics: ``active`` masks the update -- a scalar (the whole op), or a per-channel mask
+  (NB101's supernet, whose vertices use a leading slice of their channels);
 * Monte-Carlo BatchNorm (the FBN-NAS uncertainty indicator) normalises an evaluation batch
   with the statistics of a *different* training mini-batch. ``stat_weights`` (one weight per
   sample) lets one forward of ``concat([train_batch, eval_batch])`` take its statistics from
@@ -94,24 +95,34 @@ def _batch_moments(x, weights):
     return mean, var, total
 
 
-def relu_code_kernel(x):
+def relu_code_kernel(x, channel_mask=None):
     """NASWOT's Hamming-similarity kernel of binary ReLU codes, shape (batch, batch).
 
-    K[i, j] = number of units where samples i and j are on the same side of zero.
+    K[i, j] = number of units where samples i and j are on the same side of zero; with a
+    ``channel_mask`` (last axis), only units of masked-in channels count.
     """
-    c = (x.reshape(x.shape[0], -1) > 0).astype(jnp.float32)
-    return c @ c.T + (1.0 - c) @ (1.0 - c).T
+    if channel_mask is None:
+        c = (x.reshape(x.shape[0], -1) > 0).astype(jnp.float32)
+        return c @ c.T + (1.0 - c) @ (1.0 - c).T
+    m = jnp.asarray(channel_mask, jnp.float32)
+    c = (x > 0).astype(jnp.float32)
+    on, off = (c * m).reshape(x.shape[0], -1), ((1.0 - c) * m).reshape(x.shape[0], -1)
+    return on @ on.T + off @ off.T
 
 
 class ReLU(nn.Module):
-    """ReLU that optionally records NASWOT codes (masked by ``active``)."""
+    """ReLU that optionally records NASWOT codes (masked by ``active``: a scalar, or a
+    per-channel mask over the last axis)."""
 
     @nn.compact
     def __call__(self, x, mode: ForwardMode, active=None):
         if mode.relu_kernel:
-            k = relu_code_kernel(x)
-            if active is not None:
-                k = k * active.astype(k.dtype)
+            if active is not None and jnp.ndim(active) > 0:
+                k = relu_code_kernel(x, active)
+            else:
+                k = relu_code_kernel(x)
+                if active is not None:
+                    k = k * active.astype(k.dtype)
             self.sow("relu_kernel", "K", k, init_fn=lambda: 0.0, reduce_fn=lambda a, b: a + b)
         return nn.relu(x)
 
@@ -131,6 +142,22 @@ class ReLUConvBN(nn.Module):
             padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=kaiming_normal(), name="conv",
         )(x)
         return BatchNorm(self.bn_momentum, name="bn")(x, mode, active)
+
+
+class ConvBNReLU(nn.Module):
+    """NAS-Bench-101's ``conv_bn_relu``: Conv (no bias, 'same') -> BN -> ReLU (post-activation)."""
+
+    features: int
+    kernel: int
+    bn_momentum: float = 0.9
+
+    @nn.compact
+    def __call__(self, x, mode: ForwardMode, active=None):
+        pad = self.kernel // 2
+        x = nn.Conv(self.features, (self.kernel, self.kernel), padding=((pad, pad), (pad, pad)), use_bias=False,
+                    kernel_init=kaiming_normal(), name="conv")(x)
+        x = BatchNorm(self.bn_momentum, name="bn")(x, mode, active)
+        return ReLU(name="relu")(x, mode, active)
 
 
 def avg_pool_3x3(x):

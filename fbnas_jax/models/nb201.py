@@ -22,12 +22,16 @@ BatchNorm placement (``bn_mode``):
 ``none`` stays exactly zero in both modes. A BN after ``none`` would output its shift
 ``beta`` once trained, turning "no edge" into a learned constant bias; we keep the
 benchmark's meaning of the op instead.
+
+The module-level ``build_network``, ``init_variables``, ``bn_scores`` and ``cost_settings``
+are the network contract of :mod:`fbnas_jax.spaces.base`.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from fbnas_jax.models.layers import (
@@ -108,6 +112,8 @@ class Cell(nn.Module):
 
 
 class NB201Net(nn.Module):
+    space: ClassVar[str] = "nb201"
+
     channels: int = 16
     cells_per_stage: int = 5
     num_classes: int = 10
@@ -141,10 +147,19 @@ class NB201Net(nn.Module):
         return 3 * self.cells_per_stage
 
 
-def build_network(*, channels: int = 16, cells_per_stage: int = 5, num_classes: int = 10,
-                  bn_mode: str = "fair", arch: Sequence[int] | str | None = None,
+def build_network(model_config: Any = None, num_classes: int | None = None, *, channels: int = 16,
+                  cells_per_stage: int = 5, bn_mode: str = "fair", arch: Sequence[int] | str | None = None,
                   bn_momentum: float = 0.9) -> NB201Net:
-    """Validated constructor: ``arch`` may be None (supernet), an encoding or a cell string."""
+    """Validated constructor: ``arch`` may be None (supernet), an encoding or a cell string.
+
+    ``build_network(model_config, num_classes)`` (the network contract) takes the sizes from a
+    :class:`fbnas_jax.config.ModelConfig`; otherwise from the keyword arguments.
+    """
+    if model_config is not None:
+        m = model_config
+        channels, cells_per_stage, bn_mode, arch, bn_momentum = (
+            m.channels, m.cells_per_stage, m.bn_mode, m.arch, m.bn_momentum)
+    num_classes = 10 if num_classes is None else num_classes
     check_bn_mode(bn_mode)
     if arch is not None:
         enc = nb201.string_to_encoding(arch) if isinstance(arch, str) else nb201.validate_encoding(arch)
@@ -162,10 +177,76 @@ def init_variables(net: NB201Net, key, input_shape) -> dict:
     is a seed for the ``rbg`` PRNG (XLA:CPU compiles threefry for hundreds of parameter
     tensors ~3x slower; initial weights need reproducibility, not a portable stream).
     """
-    import jax
-
     if isinstance(key, int):
         key = jax.random.key(key, impl="rbg")
     x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
     enc = None if net.arch is not None else jnp.zeros((nb201.NUM_EDGES,), jnp.int32)
     return jax.jit(lambda k: net.init(k, x, enc))(key)
+
+
+def cost_settings(net: NB201Net, input_size: int) -> dict:
+    """Keyword arguments of :func:`fbnas_jax.spaces.cost.nb201_cost` describing ``net``."""
+    return {"num_classes": net.num_classes, "channels": net.channels, "cells_per_stage": net.cells_per_stage,
+            "input_size": int(input_size)}
+
+
+# --------------------------------------------------------------------------- BN tables
+
+BN_EPS = 1e-5  # BatchNorm.epsilon
+
+
+def _last_bn(edge_tree: Mapping[str, Any], op: str, bn_mode: str):
+    """The sub-tree (``scale``/``bias`` or ``mean``/``var``) of op ``op``'s last BN, or None."""
+    path = op_last_bn(op, bn_mode)
+    if path is None:
+        return None
+    node = edge_tree
+    for key in path:
+        node = node[key]
+    return node
+
+
+def bn_table(params, batch_stats, *, num_cells: int, bn_mode: str, kind: str = "gamma"):
+    """``T[cell, edge, op]``: per-op BN statistic, shape ``(num_cells, 6, 5)`` float32.
+
+    kind="gamma": mean |scale|; kind="trainability": mean |scale| / sqrt(var + eps).
+    Ops without a BN are 0. Pure (jit-able) in ``params``/``batch_stats``.
+    """
+    if kind not in ("gamma", "trainability"):
+        raise ValueError(f"kind must be 'gamma' or 'trainability', got {kind!r}")
+    rows = []
+    for c in range(num_cells):
+        edges = []
+        for e in range(nb201.NUM_EDGES):
+            p_edge = params[f"cell_{c}"][f"edge_{e}"]
+            vals = []
+            for op in nb201.OPS:
+                bn_p = _last_bn(p_edge, op, bn_mode) if op != "none" else None
+                if bn_p is None:
+                    vals.append(jnp.zeros((), jnp.float32))
+                    continue
+                g = jnp.abs(jnp.asarray(bn_p["scale"], jnp.float32))
+                if kind == "trainability":
+                    bn_s = _last_bn(batch_stats[f"cell_{c}"][f"edge_{e}"], op, bn_mode)
+                    g = g * jax.lax.rsqrt(jnp.asarray(bn_s["var"], jnp.float32) + BN_EPS)
+                vals.append(jnp.mean(g))
+            edges.append(jnp.stack(vals))
+        rows.append(jnp.stack(edges))
+    return jnp.stack(rows)
+
+
+def table_scores(table, encodings):
+    """Gather-sum: ``score[a] = sum_{cell, edge} T[cell, edge, enc[a, edge]]``.
+
+    Every cell has the same op on a given edge, so the cell sum is folded first.
+    """
+    per_edge = jnp.sum(table, axis=0)  # (6, 5)
+    enc = jnp.asarray(encodings, jnp.int32)
+    return jnp.sum(per_edge[jnp.arange(nb201.NUM_EDGES)[None, :], enc], axis=1)
+
+
+def bn_scores(params, batch_stats, encodings, *, net: NB201Net, kind: str):
+    """Gamma / trainability of each encoding (the network contract): a table built once from
+    the parameters, then a gather-sum per architecture (the whole space in milliseconds)."""
+    table = bn_table(params, batch_stats, num_cells=net.num_cells, bn_mode=net.bn_mode, kind=kind)
+    return table_scores(table, encodings)

@@ -1,4 +1,4 @@
-"""Architecture search over NAS-Bench-201 driven by any objective (pure NumPy)."""
+"""Architecture search in any search space driven by any objective (pure NumPy)."""
 from fbnas_jax.search.algorithms import (
     ReferenceRankObjective,
     SearchError,

@@ -1,49 +1,48 @@
-"""Architecture search on NAS-Bench-201 driven by any objective (pure NumPy).
+"""Architecture search in any search space, driven by any objective (pure NumPy).
 
 The objective is any callable ``score_fn(encodings) -> scores``: int32 encodings of shape
-``(n, 6)`` in, ``n`` floats out, **higher is better**. A NaN score marks an architecture
-as invalid: it is counted as evaluated but never selected (as parent or as result). The
-search never calls ``score_fn`` twice for the same architecture (scores are memoised by
-encoding) and calls it with whole batches (one call per generation), so a jit-compiled,
-chunked scoring engine can sit behind it.
+``(n, *encoding_shape)`` of the space in, ``n`` floats out, **higher is better**. A NaN score
+marks an architecture as invalid: it is counted as evaluated but never selected (as parent or
+as result). The search never calls ``score_fn`` twice for the same architecture (scores are
+memoised by architecture: :meth:`SearchSpace.key`, so isomorphic NB101 cells count once) and
+calls it with whole batches (one call per generation), so a jit-compiled, chunked scoring
+engine can sit behind it.
 
 * :func:`random_search`: ``n_samples`` distinct architectures drawn uniformly from those
   meeting the constraints; the best one wins.
 * :func:`evolutionary_search`: the evolutionary search of SPOS (Guo et al., 2020) used by
   BN-NAS: a random initial population; each generation keeps the ``top_k`` best
-  architectures seen so far, makes ``mutations`` children by per-gene mutation and
-  ``crossovers`` children by uniform crossover of top-k parents, and fills up to
-  ``population`` with random architectures. Children that violate the constraints or that
-  were already evaluated (or already made this generation) are rejected and retried, at most
+  architectures seen so far, makes ``mutations`` children by the space's mutation and
+  ``crossovers`` children by its crossover of top-k parents, and fills up to ``population``
+  with random architectures. Children that violate the constraints or that were already
+  evaluated (or already made this generation) are rejected and retried, at most
   ``10 * count`` tries per kind (as SPOS). ``generations`` counts *evaluated* generations,
   the initial one included, so the defaults score ``20 * 50 = 1000`` architectures.
 * :class:`ReferenceRankObjective`: turns a rank-based indicator such as FBN-NAS's CPI (mean
   of ranks of several component scores over the scored set) into a per-architecture
   objective by ranking candidates against a fixed reference set.
 
-Constraints ``max_params`` / ``max_flops`` (millions, as :func:`fbnas_jax.spaces.cost.nb201_costs`)
-are inclusive. The feasible set is computed once over the whole space (15,625 cells, about
-a millisecond), so only feasible architectures are ever scored.
+Where architectures come from (the *universe*): an enumerable space (NB201, 15,625 cells)
+or a given ``candidates`` set (e.g. the 1,001 NB101 cells with ground truth) is enumerated:
+the constraints are evaluated once over it and random architectures are drawn from its
+feasible, unseen members; an EA child outside ``candidates`` counts as infeasible. Otherwise
+(NB101's 423,624 cells) random architectures are drawn with :meth:`SearchSpace.sample` and
+rejected until feasible and new (at most ``100 * count`` draws).
+
+Constraints ``max_params`` / ``max_flops`` (millions, :meth:`SearchSpace.costs` with
+``cost_kwargs``) are inclusive.
 """
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Hashable, Mapping
 
 import numpy as np
 
 from fbnas_jax.ranking import reference_cpi
-from fbnas_jax.spaces.cost import nb201_costs
-from fbnas_jax.spaces.nb201 import (
-    NUM_ARCHS,
-    NUM_EDGES,
-    NUM_OPS,
-    all_encodings,
-    encoding_to_index,
-    encoding_to_string,
-    validate_encodings,
-)
+from fbnas_jax.spaces import SearchSpace
+from fbnas_jax.spaces import get as get_space
 
 __all__ = [
     "SearchError",
@@ -90,7 +89,7 @@ class SearchResult:
         return {
             "algo": self.algo,
             "arch": self.arch,
-            "encoding": [int(x) for x in self.encoding],
+            "encoding": np.asarray(self.encoding).astype(int).tolist(),
             "score": float(self.score),
             "params_m": float(self.params_m),
             "flops_m": float(self.flops_m),
@@ -103,68 +102,197 @@ class SearchResult:
         }
 
 
-def feasible_mask(max_params: float | None = None, max_flops: float | None = None,
-                  **cost_kwargs) -> np.ndarray:
-    """Boolean ``(15625,)`` over :func:`all_encodings` order: meets both limits (inclusive)."""
+def _check_limits(max_params, max_flops) -> None:
     for name, val in (("max_params", max_params), ("max_flops", max_flops)):
         if val is not None and not (np.isfinite(val) and val > 0):
             raise SearchError(f"{name} must be a positive number of millions, got {val!r}")
-    mask = np.ones(NUM_ARCHS, bool)
+
+
+def _meets(space: SearchSpace, encodings: np.ndarray, max_params, max_flops, cost_kwargs) -> np.ndarray:
+    mask = np.ones(len(encodings), bool)
     if max_params is None and max_flops is None:
         return mask
-    params, flops = nb201_costs(all_encodings(), **cost_kwargs)
+    params, flops = space.costs(encodings, **cost_kwargs)
     if max_params is not None:
         mask &= params <= max_params
     if max_flops is not None:
         mask &= flops <= max_flops
+    return mask
+
+
+def feasible_mask(max_params: float | None = None, max_flops: float | None = None, *,
+                  space: SearchSpace | str = "nb201", candidates=None, **cost_kwargs) -> np.ndarray:
+    """Boolean mask over ``space.all_encodings()`` (or ``candidates``): meets both limits (inclusive)."""
+    _check_limits(max_params, max_flops)
+    space = get_space(space)
+    if candidates is None:
+        if not space.enumerable:
+            raise SearchError(f"the {space.name} space is not enumerated: pass candidates")
+        enc = space.all_encodings()
+    else:
+        enc = space.validate_batch(candidates)
+    mask = _meets(space, enc, max_params, max_flops, cost_kwargs)
     if not mask.any():
+        params, flops = space.costs(enc, **cost_kwargs)
         raise SearchError(
-            f"no NB201 architecture meets max_params={max_params}, max_flops={max_flops} "
+            f"no {space.name.upper()} architecture meets max_params={max_params}, max_flops={max_flops} "
             f"(smallest: {params.min():.4f} M params, {flops.min():.4f} M FLOPs)")
     return mask
+
+
+# ----------------------------------------------------------------------------- universes
+
+class _Enumerated:
+    """Architectures = rows of ``encodings``; ids are row numbers."""
+
+    def __init__(self, space: SearchSpace, encodings: np.ndarray, feasible: np.ndarray, full_space: bool):
+        self.space, self.encodings, self.feasible = space, encodings, feasible
+        self.seen_mask = np.zeros(len(encodings), bool)
+        self._row = None if full_space else {space.key(e): i for i, e in enumerate(encodings)}
+
+    def rows(self, encodings: np.ndarray) -> np.ndarray:
+        if self._row is None:
+            return self.space.index(encodings)
+        return np.asarray([self._row.get(self.space.key(e), -1) for e in encodings], np.int64)
+
+    def ids_of(self, encodings: np.ndarray) -> list[Hashable]:
+        rows = self.rows(encodings)
+        if (rows < 0).any():
+            bad = self.space.to_string(encodings[int(np.flatnonzero(rows < 0)[0])])
+            raise SearchError(f"architecture {bad} is not among the search's candidates")
+        return [int(r) for r in rows]
+
+    def encoding(self, ident: int) -> np.ndarray:
+        return self.encodings[ident]
+
+    def mark_seen(self, ident: int) -> None:
+        self.seen_mask[ident] = True
+
+    def draw(self, rng: np.random.Generator, count: int, taken: set) -> list[int]:
+        """``count`` distinct random feasible unseen ids (fewer when the universe runs out)."""
+        if count <= 0:
+            return []
+        free = self.feasible & ~self.seen_mask
+        if taken:
+            free[list(taken)] = False
+        pool = np.flatnonzero(free)
+        if len(pool) == 0:
+            return []
+        return [int(f) for f in rng.choice(pool, size=min(count, len(pool)), replace=False)]
+
+    def accept(self, child: np.ndarray, is_new: Callable[[Hashable], bool]):
+        f = int(self.rows(child[None])[0])
+        if f < 0 or not self.feasible[f] or not is_new(f):
+            return None
+        return f
+
+    def size_feasible(self) -> int:
+        return int(self.feasible.sum())
+
+
+class _Open:
+    """Architectures drawn from the space by rejection; ids are :meth:`SearchSpace.key`."""
+
+    TRIES = 100  # draws per wanted architecture before giving up
+
+    def __init__(self, space: SearchSpace, limits: tuple, cost_kwargs: Mapping[str, Any]):
+        self.space, self.limits, self.cost_kwargs = space, limits, dict(cost_kwargs)
+        self.known: dict[str, np.ndarray] = {}
+        self.seen: set[str] = set()
+
+    def _feasible(self, enc: np.ndarray) -> bool:
+        return bool(_meets(self.space, enc[None], *self.limits, self.cost_kwargs)[0])
+
+    def ids_of(self, encodings: np.ndarray) -> list[Hashable]:
+        out = []
+        for e in encodings:
+            k = self.space.key(e)
+            self.known.setdefault(k, np.asarray(e, np.int32))
+            out.append(k)
+        return out
+
+    def encoding(self, ident: str) -> np.ndarray:
+        return self.known[ident]
+
+    def mark_seen(self, ident: str) -> None:
+        self.seen.add(ident)
+
+    def draw(self, rng: np.random.Generator, count: int, taken: set) -> list[str]:
+        out: list[str] = []
+        for _ in range(self.TRIES * max(count, 0)):
+            if len(out) >= count:
+                break
+            e = self.space.sample(rng, 1)[0]
+            k = self.space.key(e)
+            if k in self.seen or k in taken or k in out or not self._feasible(e):
+                continue
+            self.known.setdefault(k, e)
+            out.append(k)
+        return out
+
+    def accept(self, child: np.ndarray, is_new: Callable[[Hashable], bool]):
+        k = self.space.key(child)
+        if not is_new(k) or not self._feasible(child):
+            return None
+        self.known.setdefault(k, np.asarray(child, np.int32))
+        return k
+
+    def size_feasible(self) -> int | None:
+        return None
+
+
+def _universe(space: SearchSpace, candidates, max_params, max_flops, cost_kwargs):
+    _check_limits(max_params, max_flops)
+    if candidates is not None or space.enumerable:
+        enc = space.all_encodings() if candidates is None else space.validate_batch(candidates)
+        if len(enc) == 0:
+            raise SearchError("the candidate set is empty")
+        mask = feasible_mask(max_params, max_flops, space=space, candidates=enc, **cost_kwargs)
+        if candidates is not None:  # isomorphic duplicates are one architecture: keep the first
+            keys = [space.key(e) for e in enc]
+            first = {k: i for i, k in reversed(list(enumerate(keys)))}
+            dup = np.ones(len(enc), bool)
+            dup[list(first.values())] = False
+            mask = mask & ~dup
+        return _Enumerated(space, enc, mask, full_space=candidates is None)
+    return _Open(space, (max_params, max_flops), cost_kwargs)
 
 
 class _Evaluator:
     """Memoised, batched calls of the objective; keeps the evaluation log."""
 
-    def __init__(self, score_fn: ScoreFn):
+    def __init__(self, score_fn: ScoreFn, universe):
         if not callable(score_fn):
             raise SearchError(f"score_fn must be callable, got {type(score_fn).__name__}")
-        self.score_fn = score_fn
-        self.cache: dict[int, float] = {}
-        self.order: list[int] = []
-        self.seen_mask = np.zeros(NUM_ARCHS, bool)
+        self.score_fn, self.universe = score_fn, universe
+        self.cache: dict[Hashable, float] = {}
+        self.order: list[Hashable] = []
 
-    def seen(self, flat: int) -> bool:
-        return flat in self.cache
+    def seen(self, ident: Hashable) -> bool:
+        return ident in self.cache
 
-    def evaluate(self, encodings: np.ndarray) -> np.ndarray:
-        enc = validate_encodings(np.asarray(encodings).reshape(-1, NUM_EDGES))
-        flat = encoding_to_index(enc)
-        new = [i for i, f in enumerate(flat.tolist()) if f not in self.cache]
-        # de-duplicate inside the batch too
-        uniq: dict[int, int] = {}
-        for i in new:
-            uniq.setdefault(int(flat[i]), i)
+    def evaluate_ids(self, ids: list[Hashable]) -> np.ndarray:
+        uniq = [i for i in dict.fromkeys(ids) if i not in self.cache]  # de-duplicate the batch too
         if uniq:
-            idx = list(uniq.values())
-            raw = self.score_fn(enc[idx])
+            enc = np.stack([self.universe.encoding(i) for i in uniq])
+            raw = self.score_fn(enc)
             scores = np.asarray(raw, dtype=np.float64).reshape(-1) if raw is not None else None
-            if scores is None or scores.shape != (len(idx),):
+            if scores is None or scores.shape != (len(uniq),):
                 got = None if scores is None else scores.shape
                 raise SearchError(
-                    f"score_fn returned shape {got} for {len(idx)} architectures; it must return "
+                    f"score_fn returned shape {got} for {len(uniq)} architectures; it must return "
                     f"one score per architecture")
-            for f, s in zip(uniq.keys(), scores.tolist()):
-                self.cache[f] = float(s)
-                self.order.append(f)
-                self.seen_mask[f] = True
-        return np.asarray([self.cache[f] for f in flat.tolist()], dtype=np.float64)
+            for i, s in zip(uniq, scores.tolist()):
+                self.cache[i] = float(s)
+                self.order.append(i)
+                self.universe.mark_seen(i)
+        return np.asarray([self.cache[i] for i in ids], dtype=np.float64)
 
     def log(self) -> tuple[np.ndarray, np.ndarray]:
-        flat = np.asarray(self.order, dtype=np.int64)
-        enc = all_encodings()[flat] if len(flat) else np.zeros((0, NUM_EDGES), np.int32)
-        return enc, np.asarray([self.cache[f] for f in self.order], dtype=np.float64)
+        shape = tuple(self.universe.space.encoding_shape)
+        enc = (np.stack([self.universe.encoding(i) for i in self.order]) if self.order
+               else np.zeros((0,) + shape, np.int32))
+        return enc, np.asarray([self.cache[i] for i in self.order], dtype=np.float64)
 
 
 def _as_rng(rng) -> np.random.Generator:
@@ -177,7 +305,7 @@ def _best_so_far(ev: _Evaluator) -> float:
     return float(vals.max()) if len(vals) else float("nan")
 
 
-def _finish(algo, ev: _Evaluator, history, sizes, t0, settings, cost_kwargs) -> SearchResult:
+def _finish(algo, space, ev: _Evaluator, history, sizes, t0, settings, cost_kwargs) -> SearchResult:
     enc, scores = ev.log()
     ok = ~np.isnan(scores)
     if not ok.any():
@@ -186,9 +314,9 @@ def _finish(algo, ev: _Evaluator, history, sizes, t0, settings, cost_kwargs) -> 
             f"nothing can be chosen")
     cand = np.flatnonzero(ok)
     best = int(cand[np.argmax(scores[cand])])  # first evaluated among ties
-    params, flops = nb201_costs(enc[best:best + 1], **cost_kwargs)
+    params, flops = space.costs(enc[best:best + 1], **cost_kwargs)
     return SearchResult(
-        algo=algo, encoding=enc[best].copy(), arch=encoding_to_string(enc[best]),
+        algo=algo, encoding=enc[best].copy(), arch=space.to_string(enc[best]),
         score=float(scores[best]), params_m=float(params[0]), flops_m=float(flops[0]),
         n_evaluated=len(scores), history=list(history), wall_s=time.perf_counter() - t0,
         evaluated=enc, evaluated_scores=scores, generation_sizes=list(sizes), settings=settings)
@@ -202,26 +330,32 @@ def random_search(
     max_params: float | None = None,
     max_flops: float | None = None,
     cost_kwargs: Mapping[str, Any] | None = None,
+    space: SearchSpace | str = "nb201",
+    candidates=None,
 ) -> SearchResult:
     """Score ``n_samples`` distinct feasible architectures drawn uniformly; return the best.
 
     If fewer than ``n_samples`` architectures meet the constraints, all of them are scored.
-    ``rng``: a ``np.random.Generator`` or a seed. ``cost_kwargs`` go to ``nb201_costs``
-    (``num_classes``, ``channels``, ...).
+    ``rng``: a ``np.random.Generator`` or a seed. ``cost_kwargs`` go to ``space.costs``
+    (NB201: ``num_classes``, ``channels``, ...). ``candidates``: restrict the search to these
+    encodings (see the module docstring).
     """
     t0 = time.perf_counter()
     n_samples = int(n_samples)
     if n_samples < 1:
         raise SearchError(f"n_samples must be >= 1, got {n_samples}")
     rng = _as_rng(rng)
+    space = get_space(space)
     cost_kwargs = dict(cost_kwargs or {})
-    feasible = np.flatnonzero(feasible_mask(max_params, max_flops, **cost_kwargs))
-    n = min(n_samples, len(feasible))
-    chosen = rng.choice(feasible, size=n, replace=False)
-    ev = _Evaluator(score_fn)
-    ev.evaluate(all_encodings()[chosen])
+    universe = _universe(space, candidates, max_params, max_flops, cost_kwargs)
+    ev = _Evaluator(score_fn, universe)
+    chosen = universe.draw(rng, n_samples, set())
+    if not chosen:
+        raise SearchError(f"random search found no feasible {space.name} architecture "
+                          f"(max_params={max_params}, max_flops={max_flops})")
+    ev.evaluate_ids(chosen)
     settings = dict(n_samples=n_samples, max_params=max_params, max_flops=max_flops)
-    return _finish("random", ev, [_best_so_far(ev)], [n], t0, settings, cost_kwargs)
+    return _finish("random", space, ev, [_best_so_far(ev)], [len(chosen)], t0, settings, cost_kwargs)
 
 
 def evolutionary_search(
@@ -237,18 +371,20 @@ def evolutionary_search(
     max_params: float | None = None,
     max_flops: float | None = None,
     cost_kwargs: Mapping[str, Any] | None = None,
+    space: SearchSpace | str = "nb201",
+    candidates=None,
 ) -> SearchResult:
     """SPOS / BN-NAS evolutionary search (see the module docstring).
 
     Generation 0 scores ``population`` distinct random feasible architectures. Each later
     generation takes the ``top_k`` best non-NaN architectures evaluated so far as parents,
-    makes up to ``mutations`` children (each gene replaced by a uniformly random op with
-    probability ``mutation_prob``; the new op may equal the old one, as in SPOS) and up to
-    ``crossovers`` children (each gene from one of two distinct random parents with
-    probability 1/2), rejecting infeasible and already-seen children (at most ``10 * count``
-    tries each), then fills with random unseen feasible architectures up to ``population``.
-    Only new architectures are scored, in one ``score_fn`` call per generation. Stops early
-    when every feasible architecture has been scored.
+    makes up to ``mutations`` children (:meth:`SearchSpace.mutate` with ``mutation_prob``: NB201
+    replaces each gene by a uniformly random op with that probability, the new op may equal
+    the old one, as in SPOS) and up to ``crossovers`` children (:meth:`SearchSpace.crossover` of
+    two distinct random parents), rejecting infeasible and already-seen children (at most
+    ``10 * count`` tries each), then fills with random unseen feasible architectures up to
+    ``population``. Only new architectures are scored, in one ``score_fn`` call per
+    generation. Stops early when every feasible architecture has been scored.
     """
     t0 = time.perf_counter()
     for name, val, lo in (("population", population, 1), ("top_k", top_k, 1),
@@ -259,36 +395,18 @@ def evolutionary_search(
     if not 0.0 <= float(mutation_prob) <= 1.0:
         raise SearchError(f"mutation_prob must lie in [0, 1], got {mutation_prob!r}")
     rng = _as_rng(rng)
+    space = get_space(space)
     cost_kwargs = dict(cost_kwargs or {})
-    feasible = feasible_mask(max_params, max_flops, **cost_kwargs)
-    weights = NUM_OPS ** np.arange(NUM_EDGES - 1, -1, -1)
-    all_enc = all_encodings()
-    ev = _Evaluator(score_fn)
+    universe = _universe(space, candidates, max_params, max_flops, cost_kwargs)
+    ev = _Evaluator(score_fn, universe)
     history: list[float] = []
     sizes: list[int] = []
 
-    def random_new(count: int, taken: set[int]) -> list[int]:
-        if count <= 0:
-            return []
-        free = feasible & ~ev.seen_mask
-        if taken:
-            free[list(taken)] = False
-        pool = np.flatnonzero(free)
-        if len(pool) == 0:
-            return []
-        return [int(f) for f in rng.choice(pool, size=min(count, len(pool)), replace=False)]
-
-    def accept(child: np.ndarray, taken: set[int]) -> int | None:
-        f = int(child @ weights)
-        if not feasible[f] or ev.seen(f) or f in taken:
-            return None
-        return f
-
-    batch = random_new(population, set())
+    batch = universe.draw(rng, population, set())
     for gen in range(generations):
         if not batch:
             break  # feasible space exhausted
-        ev.evaluate(all_enc[batch])
+        ev.evaluate_ids(batch)
         sizes.append(len(batch))
         history.append(_best_so_far(ev))
         if gen == generations - 1:
@@ -298,16 +416,15 @@ def evolutionary_search(
         ok = np.flatnonzero(~np.isnan(score_log))
         order = ok[np.argsort(-score_log[ok], kind="stable")]
         parents = enc_log[order[:top_k]]
-        taken: set[int] = set()
-        children: list[int] = []
+        taken: set = set()
+        children: list = []
+        is_new = lambda f: not ev.seen(f) and f not in taken  # noqa: E731
         if len(parents):
             made, tries = 0, 0
             while made < mutations and tries < 10 * mutations:
                 tries += 1
                 p = parents[rng.integers(len(parents))]
-                flip = rng.random(NUM_EDGES) < mutation_prob
-                child = np.where(flip, rng.integers(0, NUM_OPS, NUM_EDGES), p)
-                f = accept(child, taken)
+                f = universe.accept(space.mutate(rng, p, mutation_prob), is_new)
                 if f is not None:
                     taken.add(f)
                     children.append(f)
@@ -316,19 +433,17 @@ def evolutionary_search(
             while made < crossovers and tries < 10 * crossovers and len(parents) >= 2:
                 tries += 1
                 i, j = rng.choice(len(parents), size=2, replace=False)
-                pick = rng.random(NUM_EDGES) < 0.5
-                child = np.where(pick, parents[i], parents[j])
-                f = accept(child, taken)
+                f = universe.accept(space.crossover(rng, parents[i], parents[j]), is_new)
                 if f is not None:
                     taken.add(f)
                     children.append(f)
                     made += 1
-        children += random_new(population - len(children), taken)
+        children += universe.draw(rng, population - len(children), taken)
         batch = children
     settings = dict(population=population, top_k=top_k, mutations=mutations,
                     mutation_prob=mutation_prob, crossovers=crossovers, generations=generations,
                     max_params=max_params, max_flops=max_flops)
-    return _finish("ea", ev, history, sizes, t0, settings, cost_kwargs)
+    return _finish("ea", space, ev, history, sizes, t0, settings, cost_kwargs)
 
 
 class ReferenceRankObjective:
@@ -348,14 +463,16 @@ class ReferenceRankObjective:
     increasing affine function of CPI on that set (the whole space as reference reproduces
     CPI's ordering exactly). A NaN component score gives NaN (invalid).
 
-    ``component_fns``: name -> ``fn(encodings (n, 6)) -> (n,)``, higher better.
+    ``component_fns``: name -> ``fn(encodings (n, *encoding_shape)) -> (n,)``, higher better.
     """
 
-    def __init__(self, component_fns: Mapping[str, ScoreFn], reference_encodings):
+    def __init__(self, component_fns: Mapping[str, ScoreFn], reference_encodings,
+                 space: SearchSpace | str = "nb201"):
         if not component_fns:
             raise SearchError("ReferenceRankObjective needs at least one component")
+        self.space = get_space(space)
         self.component_fns = dict(component_fns)
-        self.reference_encodings = validate_encodings(reference_encodings)
+        self.reference_encodings = self.space.validate_batch(reference_encodings)
         if len(self.reference_encodings) == 0:
             raise SearchError("the reference set is empty")
         self._ref: dict[str, np.ndarray] | None = None
@@ -380,7 +497,7 @@ class ReferenceRankObjective:
         return self._ref
 
     def __call__(self, encodings) -> np.ndarray:
-        enc = validate_encodings(encodings)
+        enc = self.space.validate_batch(encodings)
         ref = self.reference_scores()
         candidates = {name: self._component(name, enc) for name in ref}
         return reference_cpi(candidates, ref)

@@ -27,20 +27,39 @@ joins, :meth:`SearchSpace.canonical` a representative encoding.
 Randomness
 ----------
 Every random method takes a ``numpy.random.Generator``; nothing here holds global state.
-Training draws step ``s``'s architectures from ``np.random.default_rng([seed, s, ...])``,
-so a resumed run samples exactly what an uninterrupted one would.
+Training draws step ``s``'s architectures from ``np.random.default_rng([seed, s, ...])``
+(product spaces, see :attr:`SearchSpace.choices`: from ``fold_in(key(seed), s)``), so a
+resumed run samples exactly what an uninterrupted one would.
 
 The network contract (``fbnas_jax/models/<name>.py``)
 -----------------------------------------------------
+The Flax module class has a class variable ``space: ClassVar[str]`` naming its search space,
+so any layer holding a network finds its space with :func:`of_network` (and the network
+module with ``of_network(net).network()``). Module-level functions:
+
 ``build_network(model_config, num_classes) -> flax.linen.Module``
-    ``model_config`` is :class:`fbnas_jax.config.ModelConfig`; ``model_config.arch`` None builds
-    the weight-sharing supernet, a string / encoding builds the stand-alone network.
+    ``model_config`` is :class:`fbnas_jax.config.ModelConfig` (``channels`` and
+    ``cells_per_stage`` are the space's two macro sizes, e.g. NB201's C and N, NB101's stem
+    width and modules per stack); ``model_config.arch`` None builds the weight-sharing
+    supernet, a string / encoding builds the stand-alone network.
     The module is called as ``net.apply(variables, images, encoding, mode=ForwardMode(...))``
-    (``encoding`` ignored by a stand-alone net) and has ``bn_mode`` ("bnnas" | "fair").
+    (``encoding`` ignored by a stand-alone net) and has ``bn_mode`` ("bnnas" | "fair") and
+    ``arch`` (None for the supernet). Further static fields (e.g. an execution ``strategy``)
+    are the network's own business.
 ``init_variables(net, key, input_shape) -> {"params": ..., "batch_stats": ...}``
+    ``key``: a PRNG key, or an int seed.
 ``bn_scores(params, batch_stats, encodings, *, net, kind) -> (n,) float32``
     jit-able; ``kind`` "gamma" (mean |scale| of each chosen op's last BN, summed) or
     "trainability" (mean |scale| / sqrt(var + eps)). The BN-NAS / FBN-NAS table indicators.
+``cost_settings(net, input_size) -> dict``
+    The keyword arguments of :meth:`SearchSpace.cost` that describe ``net`` (its widths,
+    depths, classes) for images of ``input_size`` pixels: the cost indicators use them.
+
+Ground-truth tables
+-------------------
+A benchmark table names architectures either by an ``arch`` column (the string form) or by
+the columns :attr:`SearchSpace.table_columns` (NB101: ``adjacency`` and ``ops``), read by
+:meth:`SearchSpace.from_table_row`; rows are joined by :meth:`SearchSpace.key`.
 """
 from __future__ import annotations
 
@@ -75,6 +94,14 @@ class SearchSpace(abc.ABC):
     size: int | None = None
     #: name of the string form, for messages ("cell string", "genotype", ...)
     string_name: str = "architecture string"
+    #: a *product* space -- every position chooses independently and every combination is
+    #: valid (NB201: six edges of five ops) -- gives the number of options per position, one
+    #: per entry of an encoding; otherwise None. Training draws product spaces from JAX's keyed
+    #: stream (the stream fbnas-jax has always used, so runs stay reproducible), other spaces
+    #: from :meth:`sample` / :meth:`fair_group` (see :mod:`fbnas_jax.training.samplers`).
+    choices: tuple[int, ...] | None = None
+    #: columns of a benchmark table naming an architecture when it has no ``arch`` column
+    table_columns: tuple[str, ...] = ("arch",)
 
     # ------------------------------------------------------------------ representation
 
@@ -107,7 +134,12 @@ class SearchSpace(abc.ABC):
         if isinstance(item, str):
             text = item.strip()
             if text and all(p.strip().lstrip("-").isdigit() for p in text.split(",")):
-                return self.validate(np.asarray([int(p) for p in text.split(",")]).reshape(self.encoding_shape))
+                values = [int(p) for p in text.split(",")]
+                size = int(np.prod(self.encoding_shape))
+                if len(values) != size:
+                    raise SearchSpaceError(f"{item!r} is neither a {self.name} {self.string_name} nor {size} "
+                                           f"comma-separated integers (an encoding)")
+                return self.validate(np.asarray(values).reshape(self.encoding_shape))
             if "," in text and all(p.strip().lstrip("-").isdigit() or not p.strip() for p in text.split(",")):
                 raise SearchSpaceError(f"malformed {self.name} encoding {item!r}: empty entry between commas")
             return self.from_string(text)
@@ -129,6 +161,10 @@ class SearchSpace(abc.ABC):
         """A representative encoding of the architecture (default: the encoding itself)."""
         return self.validate(encoding)
 
+    def from_table_row(self, values: Sequence[str]) -> np.ndarray:
+        """The encoding named by one row's :attr:`table_columns` values (in that order)."""
+        return self.from_string(values[0])
+
     def describe(self, encoding: Any) -> dict[str, Any]:
         """JSON-ready facts printed by ``fbnas <space> arch --json`` (string, encoding, key, ...)."""
         enc = self.validate(encoding)
@@ -136,9 +172,19 @@ class SearchSpace(abc.ABC):
 
     # ------------------------------------------------------------------ enumeration
 
+    @property
+    def enumerable(self) -> bool:
+        """Whether :meth:`all_encodings` and :meth:`index` are available."""
+        return type(self).all_encodings is not SearchSpace.all_encodings
+
     def all_encodings(self) -> np.ndarray:
         """Every architecture once, ``(size, *encoding_shape)``; only for enumerable spaces."""
         raise NotImplementedError(f"the {self.name} space is not enumerated; sample it instead")
+
+    def index(self, encodings: Any) -> np.ndarray:
+        """Position of each encoding ``(n, *encoding_shape)`` in :meth:`all_encodings` (int64);
+        only for enumerable spaces (a vectorised :meth:`key` for joins and search)."""
+        raise NotImplementedError(f"the {self.name} space is not enumerated")
 
     # ------------------------------------------------------------------ sampling and EA moves
 
@@ -216,3 +262,11 @@ def get(name: str | SearchSpace) -> SearchSpace:
 
 def names() -> list[str]:
     return sorted(set(KNOWN) | set(REGISTRY))
+
+
+def of_network(net: Any) -> SearchSpace:
+    """The search space of a Flax network (its class variable ``space``)."""
+    name = getattr(net, "space", None)
+    if not isinstance(name, str):
+        raise TypeError(f"{type(net).__name__} does not name its search space (class variable `space`)")
+    return get(name)

@@ -39,6 +39,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from fbnas_jax.spaces.base import Cost
 from fbnas_jax.spaces.nb201 import (
     NUM_EDGES,
     NUM_OPS,
@@ -51,13 +52,6 @@ from fbnas_jax.spaces.nb201 import (
 )
 
 __all__ = ["Cost", "CostTable", "cost_table", "nb201_cost", "nb201_costs"]
-
-
-class Cost(NamedTuple):
-    """Cost of one architecture, in millions."""
-
-    params_m: float
-    flops_m: float
 
 
 class CostTable(NamedTuple):

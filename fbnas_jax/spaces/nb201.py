@@ -13,6 +13,10 @@ Two representations, convertible both ways:
   ``op~j`` is the operation on the edge from node ``j`` into the node of that group.
 
 Edge order follows the cell string: (1<-0), (2<-0), (2<-1), (3<-0), (3<-1), (3<-2).
+
+:data:`SPACE` (registered as ``"nb201"``) is the :class:`~fbnas_jax.spaces.base.SearchSpace`
+view of this module; the module-level functions below are what it is made of. Costs live in
+:mod:`fbnas_jax.spaces.cost` (NB201's counting convention).
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ import re
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from fbnas_jax.spaces.base import Cost, SearchSpace, SearchSpaceError, register
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 OP_INDEX: dict[str, int] = {name: i for i, name in enumerate(OPS)}
@@ -32,10 +38,6 @@ NUM_NODES = 4
 NUM_ARCHS = NUM_OPS**NUM_EDGES
 
 _NODE_RE = re.compile(r"^([a-z0-9_]+)~(\d+)$")
-
-
-class SearchSpaceError(ValueError):
-    """An architecture, op name or cell string that is not part of the search space."""
 
 
 def validate_encoding(encoding: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -160,3 +162,80 @@ def parse_archs(items: Iterable[str | Sequence[int]]) -> np.ndarray:
     if not out:
         return np.zeros((0, NUM_EDGES), np.int32)
     return np.stack(out)
+
+
+class NB201Space(SearchSpace):
+    """NAS-Bench-201 as a :class:`SearchSpace`: a product space of 6 edges x 5 ops, enumerable.
+
+    Its sampling and EA moves consume a ``numpy.random.Generator`` exactly as fbnas-jax's
+    NB201-only search did (so seeded searches pick the same architectures as before).
+    """
+
+    name = "nb201"
+    encoding_shape = (NUM_EDGES,)
+    network_module = "fbnas_jax.models.nb201"
+    size = NUM_ARCHS
+    string_name = "cell string"
+    choices = (NUM_OPS,) * NUM_EDGES
+
+    def validate(self, encoding) -> np.ndarray:
+        return validate_encoding(encoding)
+
+    def validate_batch(self, encodings) -> np.ndarray:
+        arr = np.asarray(encodings)
+        if arr.size == 0:
+            arr = arr.reshape(0, NUM_EDGES)
+        if arr.dtype.kind == "f" and arr.size and not np.all(np.mod(arr, 1) == 0):
+            raise SearchSpaceError("encoding entries must be integers")
+        return validate_encodings(arr)
+
+    def to_string(self, encoding) -> str:
+        return encoding_to_string(encoding)
+
+    def from_string(self, text: str) -> np.ndarray:
+        return string_to_encoding(text)
+
+    def key(self, encoding) -> str:
+        return encoding_to_string(encoding)
+
+    def describe(self, encoding) -> dict:
+        enc = validate_encoding(encoding)
+        return {"arch": encoding_to_string(enc), "encoding": enc.tolist(), "ops": [OPS[k] for k in enc]}
+
+    def all_encodings(self) -> np.ndarray:
+        return all_encodings()
+
+    def index(self, encodings) -> np.ndarray:
+        return encoding_to_index(self.validate_batch(encodings))
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return sample_encodings(rng, n)
+
+    def fair_group(self, rng: np.random.Generator) -> np.ndarray:
+        """5 architectures; per edge an independent permutation of the 5 ops (FairNAS)."""
+        perms = np.stack([rng.permutation(NUM_OPS) for _ in range(NUM_EDGES)])  # (6, 5)
+        return np.ascontiguousarray(perms.T, dtype=np.int32)
+
+    def mutate(self, rng: np.random.Generator, encoding, prob: float) -> np.ndarray:
+        parent = validate_encoding(encoding)
+        flip = rng.random(NUM_EDGES) < prob
+        return np.where(flip, rng.integers(0, NUM_OPS, NUM_EDGES), parent).astype(np.int32)
+
+    def crossover(self, rng: np.random.Generator, a, b) -> np.ndarray:
+        pick = rng.random(NUM_EDGES) < 0.5
+        return np.where(pick, validate_encoding(a), validate_encoding(b)).astype(np.int32)
+
+    def cost(self, encoding, **network) -> Cost:
+        """Params / FLOPs as the benchmark counts them (:func:`fbnas_jax.spaces.cost.nb201_cost`;
+        ``network``: ``num_classes``, ``channels``, ``cells_per_stage``, ``input_size``)."""
+        from fbnas_jax.spaces.cost import nb201_cost  # cost.py imports this module
+
+        return nb201_cost(encoding, **network)
+
+    def costs(self, encodings, **network) -> tuple[np.ndarray, np.ndarray]:
+        from fbnas_jax.spaces.cost import nb201_costs
+
+        return nb201_costs(encodings, **network)
+
+
+SPACE = register(NB201Space())

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from fbnas_jax import data as fdata
 from fbnas_jax.config import Config, ConfigError, from_dict
-from fbnas_jax.models.nb201 import NB201Net, build_network
+from fbnas_jax.spaces import get as get_space
 from fbnas_jax.training import steps
 from fbnas_jax.training.checkpoint import Checkpointer
 
@@ -39,7 +39,7 @@ class TrainingDivergedError(RuntimeError):
 
 @dataclasses.dataclass
 class TrainResult:
-    net: NB201Net
+    net: Any  # the Flax network of cfg.model.space
     state: steps.TrainState
     labels: Any
     dataset: fdata.Dataset
@@ -52,14 +52,15 @@ class TrainResult:
         return self.state.variables
 
 
-def network_from_config(cfg: Config, num_classes: int) -> NB201Net:
+def network_from_config(cfg: Config, num_classes: int):
+    """The Flax network of ``cfg.model.space`` (its ``build_network``, see :mod:`fbnas_jax.spaces.base`)."""
     m = cfg.model
+    space = get_space(m.space)
     if cfg.train.sampler == "fixed" and m.arch is None:
-        raise ConfigError("train.sampler=fixed trains a stand-alone network: set model.arch to a cell string")
+        raise ConfigError(f"train.sampler=fixed trains a stand-alone network: set model.arch to a {space.string_name}")
     if cfg.train.sampler != "fixed" and m.arch is not None:
         raise ConfigError("model.arch is set (a stand-alone network): use train.sampler=fixed")
-    return build_network(channels=m.channels, cells_per_stage=m.cells_per_stage, num_classes=num_classes,
-                         bn_mode=m.bn_mode, arch=m.arch, bn_momentum=m.bn_momentum)
+    return space.network().build_network(m, num_classes)
 
 
 def load_data(cfg: Config) -> fdata.Dataset:
@@ -139,7 +140,7 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
             epoch, first = divmod(step, per_epoch)
             for batch in fdata.train_batches(ds, tc.batch_size, seed=tc.seed, epoch=epoch,
                                              augment=cfg.data.augment, start_batch=first):
-                state, metrics = train_step(state, batch)
+                state, metrics = train_step(state, batch, train_step.group_of(step))
                 step += 1
                 if not bool(metrics["finite"]):
                     raise TrainingDivergedError(step, float(metrics["loss"]), last_saved)
@@ -165,7 +166,7 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
 @dataclasses.dataclass
 class LoadedRun:
     config: Config
-    net: NB201Net
+    net: Any
     variables: dict[str, Any]
     num_classes: int
     input_shape: tuple[int, ...]

@@ -1,13 +1,10 @@
-"""Pure, jit-able training and evaluation steps for NB201 supernets and stand-alone nets.
+"""Pure, jit-able training and evaluation steps for supernets and stand-alone nets of any space.
 
-Architecture samplers (all take a PRNG key and return a *group* of encodings, shape (G, 6);
-the step sums gradients over the group and applies one update):
-
-* ``spos``: single-path one-shot, one uniformly sampled architecture per step (G = 1);
-* ``fairnas``: strict fairness (FairNAS): per edge an independent random permutation of the
-  5 ops, so the G = 5 architectures of a group train every op of every edge exactly once,
-  on the same batch, before one update;
-* ``fixed``: the stand-alone network's own architecture (G = 1, encoding unused).
+A train step takes the *group* of encodings it trains, shape ``(G, *encoding_shape)``, drawn
+on the host by a sampler of :mod:`fbnas_jax.training.samplers` (``spos``: G = 1; ``fairnas``:
+the space's fair group, every op of every position once, on the same batch, before one
+update; ``fixed``: a stand-alone network, encoding unused). The step sums gradients over the
+group and applies one update.
 """
 from __future__ import annotations
 
@@ -19,11 +16,9 @@ import jax.numpy as jnp
 import optax
 
 from fbnas_jax.models.layers import ForwardMode
-from fbnas_jax.models.nb201 import init_variables
-from fbnas_jax.spaces import nb201
+from fbnas_jax.spaces import of_network
 from fbnas_jax.training import partition
-
-SAMPLERS = ("spos", "fairnas", "fixed")
+from fbnas_jax.training.samplers import SAMPLERS, keyed_group, make_sampler
 
 
 @flax.struct.dataclass
@@ -39,15 +34,8 @@ class TrainState:
 
 
 def sample_group(key: jax.Array, sampler: str) -> jax.Array:
-    if sampler == "spos":
-        return jax.random.randint(key, (1, nb201.NUM_EDGES), 0, nb201.NUM_OPS, dtype=jnp.int32)
-    if sampler == "fairnas":
-        keys = jax.random.split(key, nb201.NUM_EDGES)
-        perms = jax.vmap(lambda k: jax.random.permutation(k, nb201.NUM_OPS))(keys)  # (6, 5)
-        return perms.T.astype(jnp.int32)  # (5, 6): row t = t-th architecture of the group
-    if sampler == "fixed":
-        return jnp.zeros((1, nb201.NUM_EDGES), jnp.int32)
-    raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    """NB201's group drawn from ``key`` (see :func:`fbnas_jax.training.samplers.keyed_group`)."""
+    return keyed_group(key, sampler, "nb201")
 
 
 def cross_entropy(logits, labels, label_smoothing: float = 0.0):
@@ -75,9 +63,9 @@ def init_state(net, key: jax.Array, input_shape, tx: optax.GradientTransformatio
                param_mode: str = "bn_only") -> tuple[TrainState, Any]:
     """Initialise variables and optimiser state; returns (state, labels).
 
-    ``key``: a PRNG key or an int seed (see :func:`fbnas_jax.models.nb201.init_variables`).
+    ``key``: a PRNG key or an int seed (the network's ``init_variables``).
     """
-    variables = init_variables(net, key, input_shape)
+    variables = of_network(net).network().init_variables(net, key, input_shape)
     params, batch_stats = variables["params"], variables["batch_stats"]
     labels = partition.param_labels(params, param_mode) if labels is None else labels
     opt = partition.masked_optimizer(tx, labels)
@@ -86,15 +74,17 @@ def init_state(net, key: jax.Array, input_shape, tx: optax.GradientTransformatio
 
 def make_train_step(net, tx: optax.GradientTransformation, labels: Any, *, sampler: str = "spos",
                     seed: int = 0, label_smoothing: float = 0.0) -> Callable:
-    """``train_step(state, batch) -> (state, metrics)``, jit-compiled.
+    """``train_step(state, batch, group=None) -> (state, metrics)``.
 
-    The architecture group of step ``s`` is drawn from ``fold_in(key(seed), s)``: a function
-    of the step alone, so a resumed run samples exactly what an uninterrupted run would.
+    ``group``: the ``(G, *encoding_shape)`` encodings to train; None draws step
+    ``int(state.step)``'s group from the sampler (:func:`fbnas_jax.training.samplers.make_sampler`
+    with ``seed``), a function of the step alone, so a resumed run samples exactly what an
+    uninterrupted run would. ``train_step.group_of(step)`` is that sampler.
     A non-finite loss leaves the state untouched and reports ``finite=False``.
     """
     opt = partition.masked_optimizer(tx, labels)
-    base_key = jax.random.key(seed)
     mode = ForwardMode(train=True)
+    group_of = make_sampler(of_network(net), sampler, seed)
 
     def loss_fn(params, batch_stats, batch, encoding):
         params = partition.stop_frozen_gradients(params, labels)
@@ -105,14 +95,13 @@ def make_train_step(net, tx: optax.GradientTransformation, labels: Any, *, sampl
         return loss, (updated["batch_stats"], acc)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    group_size = 5 if sampler == "fairnas" else 1
 
     def accumulate(params, batch_stats, grads, batch, encoding):
         (loss, (batch_stats, acc)), g = grad_fn(params, batch_stats, batch, encoding)
         return batch_stats, jax.tree.map(jnp.add, grads, g), loss, acc
 
     def finish(state, batch_stats, grads, losses, accs):
-        grads = jax.tree.map(lambda g: g / group_size, grads)
+        grads = jax.tree.map(lambda g: g / len(losses), grads)
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
         new = TrainState(state.step + 1, partition.apply_updates(state.params, updates, labels),
                          batch_stats, opt_state)
@@ -122,37 +111,33 @@ def make_train_step(net, tx: optax.GradientTransformation, labels: Any, *, sampl
         kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
         return kept, {"loss": loss, "accuracy": jnp.mean(jnp.asarray(accs)), "finite": finite}
 
-    def group_of(step):
-        return sample_group(jax.random.fold_in(base_key, step), sampler)
-
     @jax.jit
-    def single_step(state: TrainState, batch):
+    def single_step(state: TrainState, batch, encoding):
         zeros = jax.tree.map(jnp.zeros_like, state.params)
-        bs, grads, loss, acc = accumulate(state.params, state.batch_stats, zeros, batch, group_of(state.step)[0])
+        bs, grads, loss, acc = accumulate(state.params, state.batch_stats, zeros, batch, encoding)
         return finish(state, bs, grads, [loss], [acc])
-
-    if group_size == 1:
-        return single_step
 
     # A group of architectures: one jitted gradient call per architecture, then one update.
     # (A `lax.scan` over the group compiles to a while loop that XLA:CPU runs ~4x slower.)
     accumulate_jit = jax.jit(accumulate)
     finish_jit = jax.jit(finish)
-    group_jit = jax.jit(group_of)
-
     zeros_jit = jax.jit(lambda params: jax.tree.map(jnp.zeros_like, params))
 
-    def group_step(state: TrainState, batch):
-        group = group_jit(state.step)
+    def train_step(state: TrainState, batch, group=None):
+        if group is None:
+            group = group_of(int(state.step))
+        if len(group) == 1:
+            return single_step(state, batch, group[0])
         bs, grads = state.batch_stats, zeros_jit(state.params)  # one call, not one per leaf
         losses, accs = [], []
-        for t in range(group_size):
-            bs, grads, loss, acc = accumulate_jit(state.params, bs, grads, batch, group[t])
+        for encoding in group:
+            bs, grads, loss, acc = accumulate_jit(state.params, bs, grads, batch, encoding)
             losses.append(loss)
             accs.append(acc)
         return finish_jit(state, bs, grads, losses, accs)
 
-    return group_step
+    train_step.group_of = group_of
+    return train_step
 
 
 def make_eval_step(net) -> Callable:
@@ -169,7 +154,7 @@ def evaluate(net, variables, batches, encoding=None, eval_step=None) -> dict[str
     """Top-1 accuracy and mean loss over an iterable of batches (running BN statistics)."""
     eval_step = eval_step or make_eval_step(net)
     if encoding is not None:
-        encoding = jnp.asarray(nb201.validate_encoding(encoding))
+        encoding = jnp.asarray(of_network(net).validate(encoding))
     correct, total, loss_sum = 0, 0, 0.0
     for batch in batches:
         logits = eval_step(variables, batch["image"], encoding)

@@ -16,7 +16,7 @@ def _csv_list(text: str | None) -> list[str] | None:
 
 
 def register(subparsers) -> None:
-    bench = subparsers.add_parser("bench", help="benchmarks against NAS-Bench-201 ground truth")
+    bench = subparsers.add_parser("bench", help="benchmarks against ground truth (NAS-Bench-201, -101, ...)")
     sub = bench.add_subparsers(dest="bench_command", metavar="BENCH")
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
     p = sub.add_parser(
@@ -32,6 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--indicators", type=_csv_list, default=None,
                    help="indicator columns of the scores CSV (default: all)")
     p.add_argument("--top-fraction", type=float, default=0.1, help="top fraction for precision (0.1)")
+    p.add_argument("--space", default="nb201", help="search space of both CSVs' architectures (nb201)")
     p.add_argument("--plots", default=None, metavar="DIR",
                    help="write scatter plots and a Kendall-tau bar chart (PNG) here")
     p.add_argument("--color-by", default="params_m",
@@ -47,7 +48,7 @@ def _correlation(args) -> int:
 
     from fbnas_jax.bench.correlation import BenchError, correlate_files, format_table
     from fbnas_jax.groundtruth import GroundTruthError
-    from fbnas_jax.spaces.nb201 import SearchSpaceError
+    from fbnas_jax.spaces import SearchSpaceError, get
 
     caught: list[str] = []
     try:
@@ -55,7 +56,7 @@ def _correlation(args) -> int:
             warnings.simplefilter("always")
             rows, archs, scores, truth = correlate_files(
                 args.scores, args.truth, columns=args.columns, indicators=args.indicators,
-                top_fraction=args.top_fraction)
+                top_fraction=args.top_fraction, space=args.space)
         for w in wlist:
             caught.append(str(w.message))
             print(f"warning: {w.message}", file=sys.stderr)
@@ -69,9 +70,8 @@ def _correlation(args) -> int:
                 if cb in scores:
                     color, label = scores[cb], cb
                 elif cb in ("params_m", "flops_m"):
-                    from fbnas_jax.spaces.cost import nb201_costs
-
-                    p_m, f_m = nb201_costs(list(archs))
+                    space = get(args.space)
+                    p_m, f_m = space.costs(space.parse_many(list(archs)))
                     color = p_m if cb == "params_m" else f_m
                     label = "params (M)" if cb == "params_m" else "FLOPs (M)"
                 else:

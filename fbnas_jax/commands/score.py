@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
 import sys
@@ -12,16 +11,17 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "score", help="score NB201 architectures with supernet indicators (gamma, cpi, ...)",
-        description="Score architectures of a trained supernet. Writes one CSV row per architecture "
-                    "(`arch` = NB201 cell string, then one column per indicator) and OUT.json with the "
+        "score", help="score architectures with supernet indicators (gamma, cpi, ...)",
+        description="Score architectures of a trained supernet (of any search space). Writes one CSV row per "
+                    "architecture (`arch` = the space's architecture string, then one column per indicator) "
+                    "and OUT.json with the "
                     "config, options, device, JAX version and timings.")
     p.add_argument("--checkpoint", required=True, help="training workdir (holds run.json and checkpoints/)")
     p.add_argument("--indicators", default="all", help="comma-separated indicator names, or 'all' (default)")
     p.add_argument("--out", required=True, help="output CSV path")
     p.add_argument("--archs", default="all",
-                   help="'all' (15,625), an integer N (N distinct random archs, --seed), or a file with one "
-                        "cell string (or 6 comma-separated op indices) per line")
+                   help="'all' (enumerable spaces: NB201's 15,625), an integer N (N distinct random archs, "
+                        "--seed), or a file with one architecture string (or comma-separated encoding) per line")
     p.add_argument("--data", default=None,
                    help="data source for the evaluation/MC batches (default: the run's config data source; "
                         "'synthetic' is rendered at the checkpoint's image size)")
@@ -40,71 +40,19 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_score)
 
 
-def load_archs(spec: str, seed: int):
-    import numpy as np
-
-    from fbnas_jax.spaces import nb201
-
-    if spec == "all":
-        return nb201.all_encodings()
-    if spec.isdigit():
-        n = int(spec)
-        if not 1 <= n <= nb201.NUM_ARCHS:
-            raise ValueError(f"--archs N must be in 1..{nb201.NUM_ARCHS}, got {n}")
-        idx = np.sort(np.random.default_rng(seed).choice(nb201.NUM_ARCHS, n, replace=False))
-        return nb201.all_encodings()[idx]
-    path = Path(spec)
-    if not path.is_file():
-        raise FileNotFoundError(f"--archs: {spec!r} is neither 'all', an integer, nor an existing file")
-    items = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or line == "arch":
-            continue
-        line = line.split(",")[0] if line.startswith("|") else line
-        items.append(line if line.startswith("|") else [int(t) for t in line.split(",")])
-    return nb201.parse_archs(items)
-
-
-def load_scoring_data(run, source: str | None):
-    """The dataset for scoring: ``source`` or the run's; synthetic matches the run's image size."""
-    from fbnas_jax import data as fdata
-
-    d = run.config.data
-    source = d.source if source is None else source
-    if source.lower() in ("synthetic", "embedded"):
-        return fdata.make_synthetic(image_size=int(run.input_shape[0]), seed=0)
-    if source == d.source:
-        from fbnas_jax.training.loop import load_data
-
-        return load_data(run.config)
-    return fdata.load_dataset(source, cache_dir=d.cache_dir)
-
-
-def write_csv(path: Path, encodings, scores: dict) -> None:
-    from fbnas_jax.spaces import nb201
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    names = list(scores)
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["arch"] + names)
-        for i, e in enumerate(encodings):
-            w.writerow([nb201.encoding_to_string(e)] + [repr(float(scores[n][i])) for n in names])
-
-
 def run_score(args: argparse.Namespace) -> int:
     import jax
 
     from fbnas_jax import scoring
     from fbnas_jax.indicators.base import UnknownIndicatorError
+    from fbnas_jax.scores_io import load_archs, load_scoring_data, write_scores_csv
     from fbnas_jax.training.loop import load_run
 
     t0 = time.perf_counter()
     try:
         run = load_run(args.checkpoint)
         scoring.check_run(run, expect_bn_mode=args.expect_bn_mode, expect_space=args.expect_space)
-        encodings = load_archs(args.archs, args.seed)
+        encodings = load_archs(args.archs, args.seed, run.config.model.space)
         dataset = load_scoring_data(run, args.data)
         names = args.indicators
         from fbnas_jax.indicators import base
@@ -127,7 +75,7 @@ def run_score(args: argparse.Namespace) -> int:
         print(f"fbnas score: error: {msg}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    write_csv(out, encodings, result.scores)
+    write_scores_csv(out, encodings, result.scores, run.config.model.space)
     sidecar = {
         "checkpoint": str(args.checkpoint), "step": run.step, "config": run.config.to_dict(),
         "indicators": list(result.scores), "num_archs": int(len(encodings)), "archs": args.archs,

@@ -1,11 +1,12 @@
-"""``fbnas search``: pick an NB201 architecture with random or evolutionary search.
+"""``fbnas search``: pick an architecture with random or evolutionary search.
 
 The objective is either a trained supernet checkpoint scored through
 :mod:`fbnas_jax.scoring` (``--checkpoint``) or a precomputed full-space scores CSV
 (``--scores``; objective = the column named by ``--indicator``, looked up per architecture,
 NaN / absent = invalid). Rank-based indicators (``cpi``) scored from a checkpoint go through
 :class:`fbnas_jax.search.ReferenceRankObjective` with ``--reference`` random architectures
-(0 = the whole space) as the fixed reference set; from a scores CSV the column is used as is.
+(0 = the whole space, if enumerable) as the fixed reference set; from a scores CSV the column
+is used as is. The space is the checkpoint's (``--checkpoint``) or ``--space`` (``--scores``).
 """
 from __future__ import annotations
 
@@ -16,11 +17,14 @@ import sys
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "search", help="random / evolutionary search driven by an indicator",
-        description="Search NAS-Bench-201 for the architecture with the best indicator score.")
+        description="Search a space (NAS-Bench-201 by default) for the architecture with the best "
+                    "indicator score.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="supernet work directory (scored via fbnas_jax.scoring)")
     src.add_argument("--scores", help="precomputed scores CSV ('arch' + indicator columns)")
     p.add_argument("--indicator", required=True, help="indicator (column of --scores) to maximise")
+    p.add_argument("--space", default=None,
+                   help="search space of --scores (default nb201); --checkpoint: the checkpoint's")
     p.add_argument("--algo", choices=("ea", "random"), default="ea")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=int, default=1000, help="random search: architectures (1000)")
@@ -42,21 +46,19 @@ def register(subparsers) -> None:
     p.set_defaults(func=_search)
 
 
-def _scores_objective(args):
-    import numpy as np
-
+def _scores_objective(args, space):
     from fbnas_jax.bench.correlation import BenchError, read_scores_csv
-    from fbnas_jax.spaces.nb201 import NUM_ARCHS, encoding_to_index
+    from fbnas_jax.groundtruth import GroundTruth
 
-    table = read_scores_csv(args.scores)
+    table = read_scores_csv(args.scores, space=space)
     if args.indicator not in table.columns:
         raise BenchError(f"unknown indicator {args.indicator!r}: no such column in {args.scores}; "
                          f"available: {list(table.columns)}")
-    full = np.full(NUM_ARCHS, np.nan)
-    full[encoding_to_index(table.encodings)] = table.columns[args.indicator]
+    lookup = GroundTruth(table.archs, table.encodings, {args.indicator: table.columns[args.indicator]},
+                         table.source, space)
 
-    def score_fn(enc):
-        return full[encoding_to_index(enc)]
+    def score_fn(enc):  # NaN for architectures absent from the CSV
+        return lookup.values(args.indicator, enc)
 
     return score_fn, f"scores CSV {args.scores} ({len(table)} architectures)"
 
@@ -68,27 +70,33 @@ def _checkpoint_objective(args):
     from fbnas_jax import scoring
     from fbnas_jax.indicators import base as ind_base
     from fbnas_jax.search.algorithms import ReferenceRankObjective
-    from fbnas_jax.scoring_cli import load_scoring_data
-    from fbnas_jax.spaces.nb201 import all_encodings
+    from fbnas_jax.scores_io import load_archs, load_scoring_data
+    from fbnas_jax.spaces import get
     from fbnas_jax.training.loop import load_run
 
     indicator = ind_base.get(args.indicator)  # UnknownIndicatorError names the available ones
     run = load_run(args.checkpoint)
-    scoring.check_run(run)
+    scoring.check_run(run, expect_space=args.space)
+    space = get(run.config.model.space)
     ctx = scoring.make_context(run, load_scoring_data(run, args.dataset), seed=args.seed)
     scorer = scoring.Scorer(ctx, chunk_size=args.chunk_size)  # compiles each indicator once
     components = tuple(getattr(indicator, "components", ()) or ())
     if indicator.family == "composite" and components:
         comp_fns = {c: (lambda enc, c=c: scorer(c, enc)) for c in components}
         rng = np.random.default_rng(args.seed + 10_000)
-        ref = all_encodings()
-        if args.reference and args.reference < len(ref):
-            ref = ref[np.sort(rng.choice(len(ref), args.reference, replace=False))]
-        return ReferenceRankObjective(comp_fns, ref), (
+        if space.enumerable:
+            ref = space.all_encodings()
+            if args.reference and args.reference < len(ref):
+                ref = ref[np.sort(rng.choice(len(ref), args.reference, replace=False))]
+        else:
+            if not args.reference:
+                raise ValueError(f"--reference 0 (the whole space) needs an enumerable space, not {space.name}")
+            ref = load_archs(str(args.reference), args.seed + 10_000, space)
+        return ReferenceRankObjective(comp_fns, ref, space=space), (
             f"checkpoint {args.checkpoint}, {args.indicator} = mean reference-CDF position of "
-            f"{list(components)} over {len(ref)} reference architectures")
+            f"{list(components)} over {len(ref)} reference architectures"), space
 
-    return (lambda enc: scorer(args.indicator, enc)), f"checkpoint {args.checkpoint}"
+    return (lambda enc: scorer(args.indicator, enc)), f"checkpoint {args.checkpoint}", space
 
 
 def _search(args) -> int:
@@ -97,29 +105,30 @@ def _search(args) -> int:
     from fbnas_jax.bench.correlation import BenchError
     from fbnas_jax.groundtruth import GroundTruthError, load_ground_truth
     from fbnas_jax.search.algorithms import SearchError, evolutionary_search, random_search
-    from fbnas_jax.spaces.nb201 import SearchSpaceError
+    from fbnas_jax.spaces import SearchSpaceError, get
 
     try:
         if args.scores:
-            score_fn, source = _scores_objective(args)
+            space = get(args.space or "nb201")
+            score_fn, source = _scores_objective(args, space)
         else:
-            score_fn, source = _checkpoint_objective(args)
+            score_fn, source, space = _checkpoint_objective(args)
         rng = np.random.default_rng(args.seed)
         if args.algo == "random":
             res = random_search(score_fn, args.samples, rng, max_params=args.max_params,
-                                max_flops=args.max_flops)
+                                max_flops=args.max_flops, space=space)
         else:
             res = evolutionary_search(
                 score_fn, rng, population=args.population, top_k=args.top_k,
                 mutations=args.mutations, mutation_prob=args.mutation_prob,
                 crossovers=args.crossovers, generations=args.generations,
-                max_params=args.max_params, max_flops=args.max_flops)
+                max_params=args.max_params, max_flops=args.max_flops, space=space)
         truth = None
         if args.truth:
             cols = None
             if args.truth_columns:
                 cols = [c.strip() for c in args.truth_columns.split(",") if c.strip()]
-            gt = load_ground_truth(args.truth, columns=cols)
+            gt = load_ground_truth(args.truth, columns=cols, space=space)
             names = cols or [c for c in gt.column_names if c.lower() != "index"]
             truth = {c: float(gt.values(c, res.encoding[None])[0]) for c in names}
     except (SearchError, BenchError, GroundTruthError, SearchSpaceError, FileNotFoundError,
