@@ -112,12 +112,12 @@ def stage_score(args, log):
     ctx_f = dataclasses.replace(ctx_f, options={**ctx_f.options, **json.loads(args.indicator_options)})
 
     res = scoring.score_architectures(ctx_b, ["gamma"], all_enc, devices=args.devices)
-    put("gamma_bnnas", res["gamma"])
-    timings["gamma_bnnas"] = res.timings["gamma"]
+    put("gamma@bnnas", res["gamma"])
+    timings["gamma@bnnas"] = res.timings["gamma"]
     res = scoring.score_architectures(ctx_f, ["gamma", "trainability"], all_enc, devices=args.devices)
-    put("gamma_fair", res["gamma"])
+    put("gamma@fair", res["gamma"])
     put("trainability", res["trainability"])
-    timings["gamma_fair"], timings["trainability"] = res.timings["gamma"], res.timings["trainability"]
+    timings["gamma@fair"], timings["trainability"] = res.timings["gamma"], res.timings["trainability"]
 
     names = list(SUPERNET_FWD) + ["cpi"] + [b for b in args.baselines.split(",") if b]
     res = scoring.score_architectures(ctx_f, names, all_enc[pool], chunk_size=args.chunk_size,
@@ -128,7 +128,7 @@ def stage_score(args, log):
     params_m, flops_m = cost.nb201_costs(all_enc)
     cols["params_m"], cols["flops_m"] = params_m, flops_m
 
-    order = ["gamma_bnnas", "gamma_fair", "trainability", "expressivity", "uncertainty", "cpi",
+    order = ["gamma@bnnas", "gamma@fair", "trainability", "expressivity", "uncertainty", "cpi",
              "supernet_accuracy"] + [b for b in args.baselines.split(",") if b] + ["params_m", "flops_m"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -190,21 +190,21 @@ def stage_analyze(args, log, score_meta):
     plots.tau_bar_chart({r["indicator"]: r["kendall_tau_pool"] for r in rows}, out / "fig4_kendall_tau.png",
                         column=TRUTH_COLUMN, title="Kendall tau vs NB201 CIFAR-10 test acc (scored pool)")
     params, flops = scores["params_m"], scores["flops_m"]
-    plots.scatter_plot(scores["gamma_bnnas"], acc, out / "fig2_gamma_bnnas.png", color=params,
+    plots.scatter_plot(scores["gamma@bnnas"], acc, out / "fig2_gamma_bnnas.png", color=params,
                        color_label="params (M)", xlabel="gamma indicator (BN-NAS supernet)",
                        ylabel="test accuracy (%)", title="Fig. 2: gamma on the BN-NAS supernet")
-    plots.scatter_plot(scores["gamma_fair"], acc, out / "fig3_gamma_fair.png", color=params,
+    plots.scatter_plot(scores["gamma@fair"], acc, out / "fig3_gamma_fair.png", color=params,
                        color_label="params (M)", xlabel="gamma indicator (fair supernet)",
                        ylabel="test accuracy (%)", title="Fig. 3: gamma on the fair (FBN) supernet")
-    summary["table1"] = {"gamma_bnnas (all 15,625)": _topk_table(enc, acc, params, flops, scores["gamma_bnnas"]),
+    summary["table1"] = {"gamma_bnnas (all 15,625)": _topk_table(enc, acc, params, flops, scores["gamma@bnnas"]),
                          "gamma_bnnas (pool)": _topk_table(enc, acc, params, flops,
-                                                           np.where(pool, scores["gamma_bnnas"], np.nan)),
+                                                           np.where(pool, scores["gamma@bnnas"], np.nan)),
                          "cpi (pool)": _topk_table(enc, acc, params, flops, scores["cpi"])}
     # Table 2: search. Pool-restricted best-of-B for every method (the pool is what was scored);
     # plus the real evolutionary search over all 15,625 for the parameter-only gamma.
     per_arch_s = {k: v.get("run_s", np.nan) / max(score_meta["pool_size"], 1)
                   for k, v in score_meta["timings"].items() if isinstance(v, dict)}
-    methods = {"FBN-NAS (cpi)": "cpi", "BN-NAS (gamma_bnnas)": "gamma_bnnas", "NASWOT": "naswot",
+    methods = {"FBN-NAS (cpi)": "cpi", "BN-NAS (gamma_bnnas)": "gamma@bnnas", "NASWOT": "naswot",
                "random": None}
     pool_idx = np.flatnonzero(pool)
     table2 = {}
@@ -228,7 +228,7 @@ def stage_analyze(args, log, score_meta):
         table2[label] = {"acc_mean": float(np.mean(picks)), "acc_std": float(np.std(picks)),
                          "search_s_est": secs, "picks": [float(a) for a in picks],
                          "protocol": f"best of {args.search_budget} pool archs, {args.search_seeds} seeds"}
-    lookup = dict(zip(map(tuple, enc), scores["gamma_bnnas"]))
+    lookup = dict(zip(map(tuple, enc), scores["gamma@bnnas"]))
     picks, secs = [], []
     for seed in range(args.search_seeds):
         r = evolutionary_search(lambda e: np.array([lookup[tuple(x)] for x in e]), np.random.default_rng(seed))

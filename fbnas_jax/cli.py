@@ -3,17 +3,23 @@
 Every subcommand lives in ``fbnas_jax/commands/`` (one module per area). A module exposes
 ``register(subparsers)``, which adds parsers whose ``func(args) -> int`` does the work; heavy
 imports (JAX, Flax, neural-tangents for ``theory``) happen inside ``func`` so ``fbnas --help``
-is instant and ``import fbnas_jax`` stays light.
+is instant and ``import fbnas_jax`` stays light. Expected failures (bad input, a workdir in
+use, disk full) end in one line and an exit code (see :mod:`fbnas_jax.commands._common`);
+``FBNAS_TRACEBACK=1`` shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+from fbnas_jax.commands import _common
 
 # Modules providing register(subparsers); order = order in --help.
 COMMAND_MODULES = (
-    "fbnas_jax.commands.core",      # demo, train-supernet, train-arch, nb201 cost|arch
+    "fbnas_jax.commands.demo",      # demo
+    "fbnas_jax.commands.core",      # train-supernet, train-arch, nb201 cost|arch
     "fbnas_jax.commands.score",     # score
     "fbnas_jax.commands.search",    # search
     "fbnas_jax.commands.bench",     # bench correlation
@@ -32,18 +38,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _set_prog(parser: argparse.ArgumentParser) -> None:
+    """Every (sub)parser stores its ``prog`` as ``args._prog`` for error lines."""
+    parser.set_defaults(_prog=parser.prog)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _set_prog(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code. ``argv=None`` (the ``fbnas`` executable) also
+    installs the Ctrl-C watchdog, which may end the process itself."""
+    if argv is None:
+        _common.install_interrupt_watchdog()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    _set_prog(parser)
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0 if not argv else 2
+    _common.take_loose(parser, args)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return _common.EXIT_INTERRUPTED
+    except Exception as err:  # noqa: BLE001 -- expected failures become one line; bugs re-raise
+        verdict = _common.classify(err)
+        if verdict is None or os.environ.get("FBNAS_TRACEBACK", "0") not in ("", "0"):
+            raise
+        code, message = verdict
+        print(f"{getattr(args, '_prog', 'fbnas')}: error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
+import typing
 from pathlib import Path
 from typing import Any, Sequence, get_type_hints
 
@@ -87,6 +89,25 @@ _CHOICES = {
     ("train", "sampler"): ("spos", "fairnas", "fixed"),
     ("train", "schedule"): ("cosine", "constant"),
 }
+# Ranges of numeric keys: (section, key) -> conditions, all of which must hold (None passes).
+# Every int/float key is also type-checked (no silent 3.7 -> 3) and floats must be finite.
+_BOUNDS = {
+    ("model", "channels"): ((">=", 1),),
+    ("model", "cells_per_stage"): ((">=", 1),),
+    ("model", "bn_momentum"): ((">=", 0), ("<=", 1)),
+    ("data", "subset"): ((">=", 1),),
+    ("train", "epochs"): ((">=", 1),),
+    ("train", "max_steps"): ((">=", 1),),
+    ("train", "batch_size"): ((">=", 1),),
+    ("train", "learning_rate"): ((">", 0),),
+    ("train", "momentum"): ((">=", 0), ("<", 1)),
+    ("train", "weight_decay"): ((">=", 0),),
+    ("train", "label_smoothing"): ((">=", 0), ("<", 1)),
+    ("train", "checkpoint_every"): ((">=", 1),),
+    ("train", "keep_checkpoints"): ((">=", 1),),
+    ("train", "log_every"): ((">=", 1),),
+}
+_OPS = {">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b, "<": lambda a, b: a < b}
 
 
 def _space_names() -> list[str]:
@@ -101,36 +122,77 @@ def _unknown(kind: str, name: str, valid: Sequence[str]) -> ConfigError:
     return ConfigError(f"unknown {kind} {name!r}{hint} (valid: {', '.join(sorted(valid))})")
 
 
+def _base_type(annotation: Any) -> tuple[Any, bool]:
+    """(the non-None type of an annotation such as ``int | None``, whether None is allowed)."""
+    args = typing.get_args(annotation)
+    if args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else str), len(rest) < len(args)
+    return annotation, annotation is type(None)
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        raise ValueError(value)
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        f = float(text)
+        if f.is_integer():
+            return int(f)
+        raise
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "1", "yes"):
+        return True
+    if str(value).lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(value)
+
+
 def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
+    """``value`` read as the key's annotated type, or a :class:`ConfigError` saying why not.
+
+    Generic: any key added to the dataclasses above is type-checked from its annotation;
+    ranges come from ``_BOUNDS`` and choices from ``_CHOICES``.
+    """
+    name = f"{section}.{key}"
     if isinstance(value, str):
         value = os.path.expandvars(value)
         if "$" in value:
-            raise ConfigError(f"{section}.{key}: environment variable in {value!r} is not set")
-    text = str(annotation)
+            raise ConfigError(f"{name}: environment variable in {value!r} is not set")
+    kind, nullable = _base_type(annotation)
     if value is None:
-        if "None" not in text:
-            raise ConfigError(f"{section}.{key} may not be null")
+        if not nullable:
+            raise ConfigError(f"{name} may not be null")
         return None
+    if isinstance(value, (dict, list)):
+        raise ConfigError(f"{name}: expected a single {getattr(kind, '__name__', kind)}, got {value!r}")
+    readers = {bool: _as_bool, int: _as_int, float: float, str: str}
     try:
-        if "bool" in text and not isinstance(value, bool):
-            if str(value).lower() in ("true", "1", "yes"):
-                value = True
-            elif str(value).lower() in ("false", "0", "no"):
-                value = False
-            else:
-                raise ValueError(value)
-        elif text.startswith("int") or text == "<class 'int'>":
-            value = int(value)
-        elif "float" in text:
-            value = float(value)
-        elif "str" in text:
-            value = str(value)
+        value = readers.get(kind, lambda v: v)(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{section}.{key}: cannot read {value!r} as {annotation}") from None
+        what = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(kind, kind)
+        raise ConfigError(f"{name}: expected {what}, got {value!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
     choices = _CHOICES.get((section, key))
     choices = choices() if callable(choices) else choices
     if choices and value not in choices:
-        raise ConfigError(f"{section}.{key} must be one of {choices}, got {value!r}")
+        raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
+    for op, bound in _BOUNDS.get((section, key), ()):
+        if not _OPS[op](value, bound):
+            raise ConfigError(f"{name} must be {op} {bound}, got {value!r}")
     return value
 
 
@@ -142,7 +204,8 @@ def from_dict(raw: dict[str, Any] | None) -> Config:
     for name, cls in _SECTIONS.items():
         values = raw.get(name) or {}
         if not isinstance(values, dict):
-            raise ConfigError(f"config section {name!r} must be a mapping")
+            raise ConfigError(f"config section {name!r} must be a mapping of keys (e.g. `{name}: {{key: value}}`), "
+                              f"got {values!r}")
         hints = get_type_hints(cls)
         kwargs = {}
         for key, value in values.items():
@@ -167,13 +230,15 @@ def _parse_value(text: str) -> Any:
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """``["train.epochs=2", ...]`` applied onto a raw dict (YAML-parsed values)."""
-    raw = {k: dict(v or {}) for k, v in raw.items()}
+    raw = {k: (dict(v) if isinstance(v, dict) else v if v else {}) for k, v in raw.items()}
     for item in overrides:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise ConfigError(f"override {item!r} must look like section.key=value")
         dotted, value = item.split("=", 1)
         section, key = dotted.split(".", 1)
-        raw.setdefault(section, {})[key] = _parse_value(value)
+        if not isinstance(raw.setdefault(section, {}), dict):
+            raise ConfigError(f"config section {section!r} must be a mapping of keys, got {raw[section]!r}")
+        raw[section][key] = _parse_value(value)
     return raw
 
 
@@ -183,7 +248,25 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} does not exist")
-        raw = yaml.safe_load(p.read_text()) or {}
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"config file {str(p)!r}: YAML syntax error{where}: {problem}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections")
     return from_dict(apply_overrides(raw, overrides))
+
+
+def _flatten(cfg: Config | dict[str, Any]) -> dict[str, Any]:
+    d = cfg.to_dict() if isinstance(cfg, Config) else cfg
+    return {f"{section}.{key}": value for section, values in d.items() for key, value in values.items()}
+
+
+def config_differences(old: Config, new: Config, ignore: Sequence[str] = ()) -> list[str]:
+    """``["train.seed: 0 -> 1", ...]``: the dotted keys whose values differ, except ``ignore``."""
+    a, b = _flatten(old), _flatten(new)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if k not in ignore and a.get(k) != b.get(k)]

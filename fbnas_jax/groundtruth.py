@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Sequence
 
@@ -39,6 +40,13 @@ _MISSING = {"", "na", "nan", "none", "null"}
 
 class GroundTruthError(ValueError):
     """A ground-truth file or query that cannot be used (bad CSV, unknown column, ...)."""
+
+
+class NonNumericColumnWarning(UserWarning):
+    """A mostly numeric column has some values that are not numbers; it was left out."""
+
+
+_SHOW_BAD = 5  # non-numeric cells quoted in a message
 
 
 class Best(NamedTuple):
@@ -61,6 +69,8 @@ class GroundTruth:
     source: str = ""
     space: Any = "nb201"  # a SearchSpace or its name (stored as the SearchSpace)
     _row_of: Any = field(default=None, repr=False, compare=False)  # key -> row (see _rows)
+    #: columns left out because some values are not numbers -> which rows (for messages)
+    text_columns: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
         space = get_space(self.space)
@@ -104,6 +114,9 @@ class GroundTruth:
 
     def column(self, name: str) -> np.ndarray:
         """The float64 values of column ``name`` (one per row)."""
+        if name in self.text_columns:
+            raise GroundTruthError(f"column {name!r} of {self.source or 'ground truth'} is not numeric: "
+                                   f"{self.text_columns[name]}")
         try:
             return self.columns[name]
         except KeyError:
@@ -225,7 +238,7 @@ def load_ground_truth(
         wanted = columns if columns is not None else [h for h in header if h not in arch_cols]
         col_i = {name: header.index(name) for name in wanted}
         values: dict[str, list[float]] = {name: [] for name in wanted}
-        not_numeric: dict[str, int] = {}
+        not_numeric: dict[str, list[tuple[int, str]]] = {}  # name -> [(line, cell)]
         archs: list[str] = []
         encs: list[np.ndarray] = []
         for row in reader:
@@ -246,17 +259,27 @@ def load_ground_truth(
             encs.append(enc)
             archs.append(space.to_string(enc))
             for name, i in col_i.items():
-                if name in not_numeric:
-                    continue
                 v = _parse_float(row[i])
                 if v is None:
-                    if columns is not None:
-                        raise GroundTruthError(
-                            f"{path}, line {line}: column {name!r} is not numeric ({row[i]!r})"
-                        )
-                    not_numeric[name] = line
-                    continue
+                    not_numeric.setdefault(name, []).append((line, row[i]))
+                    v = math.nan
                 values[name].append(v)
+    n_rows = len(archs)
+    text = {n: _describe_bad(bad, n_rows) for n, bad in not_numeric.items()}
+    if columns is not None and text:
+        name = next(iter(text))
+        raise GroundTruthError(f"{path}: column {name!r} is not numeric: {text[name]}")
+    for name, bad in not_numeric.items():
+        if len(bad) < n_rows:  # a number column with a few bad cells; wholly-text columns are just skipped
+            warnings.warn(NonNumericColumnWarning(f"{path}: column {name!r} left out: {text[name]}"),
+                          stacklevel=2)
     cols = {n: np.asarray(v, dtype=np.float64) for n, v in values.items() if n not in not_numeric}
     enc_arr = np.stack(encs) if encs else np.zeros((0,) + tuple(space.encoding_shape), np.int32)
-    return GroundTruth(archs=archs, encodings=enc_arr, columns=cols, source=path, space=space)
+    return GroundTruth(archs=archs, encodings=enc_arr, columns=cols, source=path, space=space,
+                       text_columns=text)
+
+
+def _describe_bad(bad: list[tuple[int, str]], n_rows: int) -> str:
+    shown = ", ".join(f"line {line} ({cell!r})" for line, cell in bad[:_SHOW_BAD])
+    more = f" and {len(bad) - _SHOW_BAD} more" if len(bad) > _SHOW_BAD else ""
+    return f"{len(bad)} of {n_rows} rows are not numbers: {shown}{more}"

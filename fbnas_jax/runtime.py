@@ -36,3 +36,22 @@ def device_summary() -> dict[str, str]:
     dev = jax.devices()[0]
     return {"backend": jax.default_backend(), "device": getattr(dev, "device_kind", str(dev)),
             "device_count": str(jax.device_count()), "jax": jax.__version__}
+
+
+def no_space_error(err: BaseException | None) -> OSError | None:
+    """The "no space left on device" error in ``err``'s chain of causes, if any.
+
+    Libraries (orbax, tensorstore) wrap the ``OSError`` in their own exceptions, sometimes
+    keeping only its message; both are recognised.
+    """
+    import errno
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            return err
+        if "No space left on device" in str(err):
+            return OSError(errno.ENOSPC, "No space left on device")
+        err = err.__cause__ or err.__context__
+    return None

@@ -3,11 +3,66 @@
 Kept apart from :mod:`fbnas_jax.scoring` (the compiled engine) so that the command line,
 the search and the benchmarks share one reader of ``--archs`` specs and one writer of
 scores CSVs (``arch`` = the space's architecture string, then one column per indicator).
+
+**Column names.** A scores column is the registered indicator name, optionally suffixed
+``@<tag>`` naming the supernet / network it was computed on: ``gamma@bnnas``,
+``gamma@fair``, ``naswot``. Every reader (``bench correlation``, ``search --scores``,
+plots) accepts exactly these names, and a bare name matches the one ``name@tag`` column
+of that indicator (:func:`resolve_column`; several -> an error listing them).
 """
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
+from typing import Sequence
+
+TAG_SEPARATOR = "@"
+_TAG_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+class ScoresColumnError(KeyError, ValueError):
+    """A column name that names no column, or several (a bare name with several tags)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def check_tag(tag: str | None) -> str | None:
+    """``tag`` if usable in a column name (letters, digits, ``_ . + -``), else an error."""
+    if tag is None or tag == "":
+        return None
+    if not _TAG_RE.match(tag):
+        raise ScoresColumnError(f"tag {tag!r} may hold only letters, digits and _ . + - (e.g. 'fair', 'bnnas')")
+    return tag
+
+
+def column_name(indicator: str, tag: str | None = None) -> str:
+    """``gamma`` + ``fair`` -> ``gamma@fair``; no tag -> ``gamma``."""
+    tag = check_tag(tag)
+    return indicator if tag is None else f"{indicator}{TAG_SEPARATOR}{tag}"
+
+
+def split_column(column: str) -> tuple[str, str | None]:
+    """``gamma@fair`` -> ``("gamma", "fair")``; ``naswot`` -> ``("naswot", None)``."""
+    name, sep, tag = column.partition(TAG_SEPARATOR)
+    return name, (tag if sep else None)
+
+
+def resolve_column(name: str, columns: Sequence[str], source: str = "the scores", what: str = "column") -> str:
+    """The column ``name`` denotes: itself, or for a bare indicator name its only tagged column.
+    ``what`` names the kind of column in messages ("indicator", "ground-truth column")."""
+    columns = list(columns)
+    if name in columns:
+        return name
+    if TAG_SEPARATOR not in name:
+        candidates = [c for c in columns if split_column(c)[0] == name]
+        if len(candidates) == 1:
+            return candidates[0]
+        if candidates:
+            raise ScoresColumnError(f"{what} {name!r} is ambiguous in {source}: it matches {candidates}; "
+                                    "name one of them")
+    raise ScoresColumnError(f"unknown {what} {name!r} in {source}; available: {columns}")
 
 
 def load_archs(spec: str, seed: int, space="nb201"):
@@ -80,3 +135,19 @@ def write_scores_csv(path: str | Path, encodings, scores: dict, space="nb201") -
         w.writerow(["arch"] + names)
         for i, e in enumerate(encodings):
             w.writerow([space.to_string(e)] + [repr(float(scores[n][i])) for n in names])
+
+
+def needs(indicators: Sequence[str] | None) -> set[str]:
+    """The :class:`~fbnas_jax.indicators.base.ScoringContext` fields that scoring ``indicators``
+    (None = all registered) needs, composites' components included; an unknown name raises
+    :class:`~fbnas_jax.indicators.base.UnknownIndicatorError` listing the known ones."""
+    from fbnas_jax import indicators as _registered  # noqa: F401  (registers every indicator)
+    from fbnas_jax.indicators import base
+
+    names = list(base.REGISTRY) if indicators is None else list(indicators)
+    out: set[str] = set()
+    for name in names:
+        ind = base.get(name)
+        for leaf in (ind.components if ind.family == "composite" else (name,)):
+            out.update(base.get(leaf).needs)
+    return out

@@ -95,10 +95,18 @@ def make_context(run, dataset, *, eval_batch_size: int = DEFAULT_OPTIONS["eval_b
     mini-batches of ``mc_batch_size`` training images are drawn from the other training
     images (with replacement only if too few). Images are normalised like in training, never
     augmented. ``fresh_init`` also adds a freshly initialised supernet (training-free
-    baselines).
+    baselines). ``dataset=None`` gives a context without images, enough for the indicators
+    that read only the BN parameters (``gamma``, ``trainability``) or the encoding.
     """
     from fbnas_jax.data import normalize
 
+    if dataset is None:
+        init_variables = None
+        if fresh_init:
+            init_variables = of_network(run.net).network().init_variables(
+                run.net, jax.random.key(seed, impl="rbg"), run.input_shape)
+        return base.ScoringContext(net=run.net, variables=run.variables, init_variables=init_variables,
+                                   key=jax.random.key(seed), options={"seed": int(seed), "dataset": None})
     check_dataset(run, dataset)
     if eval_split not in ("train", "test"):
         raise ValueError(f"eval_split must be 'train' or 'test', got {eval_split!r}")
@@ -193,19 +201,42 @@ def _mesh_devices(devices) -> list:
     return list(devices)
 
 
-def _run_chunks(run, enc: np.ndarray, chunk: int, *, desc: str = "", progress: bool = False) -> dict[str, np.ndarray]:
+def _run_chunks(run, enc: np.ndarray, chunk: int, *, desc: str = "", progress: bool = False,
+                on_first_chunk=None) -> dict[str, np.ndarray]:
     """``run`` over ``enc`` in chunks of exactly ``chunk`` rows (the last one padded with
-    copies of the first architecture: a valid encoding of any space); ``{name: (n,)}``."""
+    copies of the first architecture: a valid encoding of any space); ``{name: (n,)}``.
+
+    ``on_first_chunk(seconds)`` is called once the first chunk is done (time estimates)."""
     n = enc.shape[0]
     n_chunks = -(-n // chunk)
     padded = np.concatenate([enc, np.repeat(enc[:1], n_chunks * chunk - n, axis=0)]) if n else enc
-    outs = [run(padded[i * chunk:(i + 1) * chunk])
-            for i in tqdm(range(n_chunks), desc=desc, unit="chunk", disable=not progress or n_chunks < 2,
-                          leave=False)]
+    outs = []
+    for i in tqdm(range(n_chunks), desc=desc, unit="chunk", disable=not progress, leave=False):
+        t0 = time.perf_counter()
+        outs.append(jax.device_get(run(padded[i * chunk:(i + 1) * chunk])))
+        if i == 0 and on_first_chunk is not None:
+            on_first_chunk(time.perf_counter() - t0)
     if not outs:
         return {}
-    outs = jax.device_get(outs)
     return {k: np.concatenate([np.asarray(o[k], np.float64).reshape(-1) for o in outs])[:n] for k in outs[0]}
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _estimate(log, name: str, n: int, chunk: int, platform: str):
+    """``on_first_chunk`` hook: log the expected time of ``n`` architectures from the first chunk."""
+    def report(seconds: float) -> None:
+        rate = chunk / max(seconds, 1e-9)
+        total = n / rate
+        advice = "; use --archs N (a random subset) or a GPU" if total > 600 else ""
+        log(f"{name}: {n:,} archs at ~{rate:.3g} archs/s on {platform}: about {_duration(total)}{advice}")
+    return report
 
 
 class Scorer:
@@ -218,12 +249,14 @@ class Scorer:
     ``execution`` / ``precision``: see :mod:`fbnas_jax.engine`.
     """
 
-    def __init__(self, ctx: base.ScoringContext, *, chunk_size: int = 64, devices=None, execution: str = "auto",
-                 precision: str = "float32"):
+    def __init__(self, ctx: base.ScoringContext, *, chunk_size: int = 64, devices=None, log=None,
+                 progress: bool = False, execution: str = "auto", precision: str = "float32"):
         self.ctx, self.devs = ctx, _mesh_devices(devices)
         self.chunk = _round_up(chunk_size, len(self.devs))
         self.execution, self.precision = engine.resolve_execution(execution), engine.check_precision(precision)
         self._runs: dict[str, engine.Compiled] = {}
+        self.log, self.progress = log, progress  # hooks: compile / estimate lines, chunk bars
+        self._estimated: set[str] = set()
 
     def __call__(self, name: str, encodings) -> np.ndarray:
         ind = base.get(name)
@@ -232,9 +265,18 @@ class Scorer:
         space = of_network(self.ctx.net)
         if name not in self._runs:
             resolve_indicators(self.ctx, [name])  # clear error if the context lacks what it needs
+            if self.log is not None:
+                self.log(f"{name}: compiling (XLA, chunks of {self.chunk} architectures) ...")
             job = engine.plan(self.ctx, [name], execution=self.execution, precision=self.precision)[0]
             self._runs[name] = engine.compile_job(self.ctx, job, self.chunk, self.devs, space.encoding_shape)
-        return _run_chunks(self._runs[name].run, space.validate_batch(encodings), self.chunk)[name]
+        enc = space.validate_batch(encodings)
+        many = len(enc) > self.chunk  # a long call (a reference set): a bar, and an estimate once
+        hook = None
+        if many and self.log is not None and ind.per_arch_cost != "table" and name not in self._estimated:
+            self._estimated.add(name)
+            hook = _estimate(self.log, name, len(enc), self.chunk, self.devs[0].platform)
+        return _run_chunks(self._runs[name].run, enc, self.chunk, desc=name, progress=self.progress and many,
+                           on_first_chunk=hook)[name]
 
 
 def _round_up(x: int, m: int) -> int:
@@ -253,6 +295,8 @@ def score_architectures(ctx: base.ScoringContext, indicators: Sequence[str] | st
     ``"all"`` or a list of devices. ``execution`` ("auto" | "vmap" | "map" | "loop"),
     ``precision`` ("float32" | "bfloat16") and ``share`` (one pass for indicators that can
     share it): see :mod:`fbnas_jax.engine`; the scores do not depend on them (bf16: ranks).
+    ``log(message)``, when given, hears what is coming: a line before each compilation and,
+    after the first chunk, the expected time.
     """
     space = of_network(ctx.net)
     enc = space.validate_batch(encodings)
@@ -272,9 +316,12 @@ def score_architectures(ctx: base.ScoringContext, indicators: Sequence[str] | st
         chunk = _round_up(max(n, 1) if table else min(chunk_size, max(n, 1)), nd)
         if not table:
             used_chunk = chunk
+        if log is not None:
+            log(f"{job.label}: compiling (XLA, chunks of {chunk} architectures, {job.execution}) ...")
         compiled = engine.compile_job(ctx, job, chunk, devs, space.encoding_shape)
+        hook = _estimate(log, job.label, n, chunk, devs[0].platform) if log is not None and not table else None
         t0 = time.perf_counter()
-        vals = _run_chunks(compiled.run, enc, chunk, desc=job.label, progress=progress)
+        vals = _run_chunks(compiled.run, enc, chunk, desc=job.label, progress=progress, on_first_chunk=hook)
         run_s = time.perf_counter() - t0
         for nm in job.names:
             scores[nm] = vals[nm] if n else np.zeros(0)

@@ -27,7 +27,7 @@ def test_cost_command_prints_json(capsys):
 def test_bad_architectures_give_clear_errors(bad, capsys):
     assert main(["nb201", "cost", bad]) == 2
     err = capsys.readouterr().err
-    assert "fbnas: error:" in err and len(err) < 400
+    assert "fbnas nb201 cost: error:" in err and len(err) < 400
 
 
 def test_every_subcommand_has_help(capsys):
@@ -102,13 +102,25 @@ def test_theory_command_is_forwarded(capsys):
     assert "ntk-check" in capsys.readouterr().out
 
 
-def test_demo_command_runs_and_prints_subnet_table(capsys):
-    rc = main(["demo", "--no-progress", "--set", "train.max_steps=4", "model.channels=4"])
+def test_demo_command_runs_and_prints_subnet_table(capsys, monkeypatch):
+    import os
+
+    truth = os.environ.get("FBNAS_NB201_CSV")
+    monkeypatch.delenv("FBNAS_NB201_CSV", raising=False)
+    extra = ["--truth", truth] if truth and os.path.isfile(truth) else []
+    rc = main(["demo", "--no-progress", "--set", "train.max_steps=4", "model.channels=4"] + extra)
     out = capsys.readouterr().out
     assert rc == 0
+    assert "epoch 1: training loss" in out and "(4 steps)" in out
     rows = [line for line in out.splitlines() if line.startswith("|") and line.count("~") == 6]
     assert len(rows) == 8
     gammas = [float(r.split()[3]) for r in rows]
     assert min(gammas) == 0.0 and max(gammas) > 0  # all-`none` has no BN; others do
     accs = [float(r.split()[-1]) for r in rows]
     assert all(0.0 <= a <= 100.0 for a in accs)
+    if extra:
+        taus = re.findall(r"(\S+)\s+Kendall tau ([+-]\d\.\d+)", out)
+        assert [name for name, _ in taus] == ["gamma@fair", "trainability@fair", "params"]
+        assert float(taus[2][1]) == pytest.approx(0.578, abs=0.01)  # the parameter count's tau is fixed
+    else:
+        assert "set FBNAS_NB201_CSV or pass --truth" in out

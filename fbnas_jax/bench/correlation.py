@@ -33,7 +33,7 @@ import numpy as np
 from fbnas_jax.groundtruth import GroundTruth, GroundTruthError, load_ground_truth
 
 __all__ = [
-    "BenchError", "NaNScoreWarning", "MissingTruthWarning", "ScoresTable", "CorrelationRow",
+    "BenchError", "NaNScoreWarning", "MissingTruthWarning", "ConstantColumnWarning", "ScoresTable", "CorrelationRow",
     "read_scores_csv", "align_scores_truth", "correlate", "correlate_files", "top_precision",
     "format_table",
 ]
@@ -54,12 +54,17 @@ class MissingTruthWarning(UserWarning):
     """Some architectures have no ground-truth value; they are excluded."""
 
 
+class ConstantColumnWarning(UserWarning):
+    """A score or truth column is constant: rank correlations with it are undefined (NaN)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ScoresTable:
     archs: list[str]  # canonical architecture strings
     encodings: np.ndarray  # (n, *encoding_shape) int32
     columns: dict[str, np.ndarray]  # indicator -> (n,) float64
     source: str = ""
+    text_columns: dict[str, str] = dataclasses.field(default_factory=dict)  # left out: which rows
 
     def __len__(self) -> int:
         return len(self.archs)
@@ -97,19 +102,29 @@ def read_scores_csv(path: str | os.PathLike, space="nb201") -> ScoresTable:
     except GroundTruthError as err:
         raise BenchError(str(err)) from None
     cols = {n: v for n, v in table.columns.items() if n.lower() != "index"}
-    return ScoresTable(table.archs, table.encodings, cols, table.source)
+    return ScoresTable(table.archs, table.encodings, cols, table.source, dict(table.text_columns))
 
 
-def _select(names: Sequence[str] | None, available: Sequence[str], what: str, source: str) -> list[str]:
+def _select(names: Sequence[str] | None, available: Sequence[str], what: str, source: str,
+            text_columns: Mapping[str, str] | None = None) -> list[str]:
+    """Resolve requested column names (``gamma`` matches a lone ``gamma@tag``, see
+    :func:`fbnas_jax.scores_io.resolve_column`); a left-out text column says which rows."""
+    from fbnas_jax.scores_io import ScoresColumnError, resolve_column
+
     if names is None:
         return list(available)
     names = list(names)
-    unknown = [n for n in names if n not in available]
-    if unknown:
-        raise BenchError(f"unknown {what} {unknown} in {source}; available: {list(available)}")
     if not names:
         raise BenchError(f"no {what} selected")
-    return names
+    out = []
+    for n in names:
+        if text_columns and n in text_columns:
+            raise BenchError(f"{what} {n!r} of {source} is not numeric: {text_columns[n]}")
+        try:
+            out.append(resolve_column(n, available, source=source, what=what))
+        except ScoresColumnError as err:
+            raise BenchError(str(err)) from None
+    return out
 
 
 def align_scores_truth(scores: ScoresTable, truth: GroundTruth):
@@ -148,6 +163,14 @@ def _describe(archs: Sequence[str] | None, idx: np.ndarray) -> str:
     return ", ".join(names) + more
 
 
+def _warn_if_constant(values: np.ndarray, what: str) -> None:
+    v = values[~np.isnan(values)]
+    if len(v) >= 2 and np.all(v == v[0]):
+        warnings.warn(ConstantColumnWarning(
+            f"{what} is constant ({v[0]:g} for all {len(v)} architectures): its Kendall tau and "
+            "Spearman rho are undefined (nan) -- was it scored on the right network?"), stacklevel=3)
+
+
 def correlate(
     scores: Mapping[str, np.ndarray],
     truth: Mapping[str, np.ndarray],
@@ -163,8 +186,8 @@ def correlate(
     """
     from scipy.stats import kendalltau, spearmanr
 
-    inds = _select(indicators, list(scores), "indicator(s)", "the scores")
-    cols = _select(columns, list(truth), "ground-truth column(s)", "the ground truth")
+    inds = _select(indicators, list(scores), "indicator", "the scores")
+    cols = _select(columns, list(truth), "ground-truth column", "the ground truth")
     lengths = {len(np.asarray(scores[i])) for i in inds} | {len(np.asarray(truth[c])) for c in cols}
     if archs is not None:
         lengths.add(len(archs))
@@ -181,6 +204,7 @@ def correlate(
             warnings.warn(MissingTruthWarning(
                 f"ground-truth column {c!r} is NaN for {len(bad_t)} of {n_all} architectures, "
                 f"excluded: {_describe(archs, bad_t)}"), stacklevel=2)
+        _warn_if_constant(t, f"ground-truth column {c!r}")
     for ind in inds:
         s = np.asarray(scores[ind], np.float64)
         bad_s = np.flatnonzero(np.isnan(s))
@@ -188,6 +212,7 @@ def correlate(
             warnings.warn(NaNScoreWarning(
                 f"indicator {ind!r} has NaN scores for {len(bad_s)} of {n_all} architectures, "
                 f"excluded (never ranked): {_describe(archs, bad_s)}"), stacklevel=2)
+        _warn_if_constant(s, f"indicator {ind!r}")
         for c in cols:
             t = np.asarray(truth[c], np.float64)
             ok = ~np.isnan(s) & ~np.isnan(t)
@@ -223,10 +248,10 @@ def correlate_files(
     gt = load_ground_truth(truth_path, space=space)
     if not table.columns:
         raise BenchError(f"{table.source}: no numeric indicator columns besides 'arch'")
-    inds = _select(indicators, list(table.columns), "indicator(s)", table.source)
+    inds = _select(indicators, list(table.columns), "indicator", table.source, table.text_columns)
     avail = [c for c in gt.column_names if c.lower() != "index"]
     cols = _select(columns, gt.column_names if columns is not None else avail,
-                   "ground-truth column(s)", gt.source)
+                   "ground-truth column", gt.source, gt.text_columns)
     archs, s, t = align_scores_truth(table, gt)
     rows = correlate(s, t, archs=archs, indicators=inds, columns=cols, top_fraction=top_fraction)
     return rows, archs, s, t

@@ -30,7 +30,8 @@ def register(subparsers) -> None:
     p.add_argument("--columns", type=_csv_list, default=None,
                    help="ground-truth columns, comma-separated (default: all numeric but 'index')")
     p.add_argument("--indicators", type=_csv_list, default=None,
-                   help="indicator columns of the scores CSV (default: all)")
+                   help="indicator columns of the scores CSV, e.g. gamma@bnnas,naswot; a bare name matches "
+                        "its only tagged column (default: all)")
     p.add_argument("--top-fraction", type=float, default=0.1, help="top fraction for precision (0.1)")
     p.add_argument("--space", default="nb201", help="search space of both CSVs' architectures (nb201)")
     p.add_argument("--plots", default=None, metavar="DIR",
@@ -67,6 +68,12 @@ def _correlation(args) -> int:
             color, label = None, ""
             cb = (args.color_by or "none").strip()
             if cb.lower() != "none":
+                from fbnas_jax.scores_io import ScoresColumnError, resolve_column
+
+                try:
+                    cb = resolve_column(cb, list(scores))
+                except ScoresColumnError:
+                    pass
                 if cb in scores:
                     color, label = scores[cb], cb
                 elif cb in ("params_m", "flops_m"):

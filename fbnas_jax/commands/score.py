@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -17,15 +16,20 @@ def register(subparsers) -> None:
                     "and OUT.json with the "
                     "config, options, device, JAX version and timings.")
     p.add_argument("--checkpoint", required=True, help="training workdir (holds run.json and checkpoints/)")
-    p.add_argument("--indicators", default="all", help="comma-separated indicator names, or 'all' (default)")
-    p.add_argument("--out", required=True, help="output CSV path")
+    p.add_argument("--indicators", default="all",
+                   help="comma-separated indicator names, or 'all' (default); NAME@TAG sets one column's tag")
+    p.add_argument("--tag", default=None,
+                   help="name the network in the column names: --tag fair writes gamma@fair, cpi@fair ...")
+    p.add_argument("--out", required=True, help="output CSV path (checked for writability first)")
     p.add_argument("--archs", default="all",
                    help="'all' (enumerable spaces: NB201's 15,625), an integer N (N distinct random archs, "
                         "--seed), or a file with one architecture string (or comma-separated encoding) per line")
     p.add_argument("--data", default=None,
                    help="data source for the evaluation/MC batches (default: the run's config data source; "
                         "'synthetic' is rendered at the checkpoint's image size)")
-    p.add_argument("--chunk-size", type=int, default=256, help="architectures per compiled call")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="architectures per compiled call (default 256 on a GPU/TPU, 16 on CPU: memory grows "
+                        "with it, e.g. ~5 GB for uncertainty at 256 x 64 images, C=8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-batch-size", type=int, default=64)
     p.add_argument("--mc-samples", type=int, default=10, help="Monte-Carlo BN passes (uncertainty)")
@@ -44,47 +48,67 @@ def run_score(args: argparse.Namespace) -> int:
     import jax
 
     from fbnas_jax import scoring
-    from fbnas_jax.indicators.base import UnknownIndicatorError
-    from fbnas_jax.scores_io import load_archs, load_scoring_data, write_scores_csv
+    from fbnas_jax.commands._common import UsageError, check_writable, log
+    from fbnas_jax.runtime import enable_compilation_cache
+    from fbnas_jax.scores_io import (check_tag, column_name, load_archs, load_scoring_data, needs,
+                                     split_column, write_scores_csv)
     from fbnas_jax.training.loop import load_run
 
     t0 = time.perf_counter()
-    try:
+    out = Path(args.out)
+    check_writable(out)  # before any work, not after it
+    check_writable(str(out) + ".json")
+    check_tag(args.tag)
+    if args.chunk_size is None:
+        args.chunk_size = 16 if jax.default_backend() == "cpu" else 256
+    if args.chunk_size < 1:
+        raise UsageError(f"--chunk-size must be >= 1, got {args.chunk_size}")
+    enable_compilation_cache()
+    try:  # setting up: a ValueError here is about the inputs (sizes, splits), not a bug
         run = load_run(args.checkpoint)
         scoring.check_run(run, expect_bn_mode=args.expect_bn_mode, expect_space=args.expect_space)
         encodings = load_archs(args.archs, args.seed, run.config.model.space)
-        dataset = load_scoring_data(run, args.data)
-        names = args.indicators
-        from fbnas_jax.indicators import base
-
-        requested = None if names == "all" else [n.strip() for n in names.split(",") if n.strip()]
-        for n in requested or []:
-            base.get(n)
-        fresh = any(base.get(n).needs and "init_variables" in base.get(n).needs for n in (requested or base.REGISTRY))
+        # --indicators gamma,naswot@fresh: a tag written on a name overrides --tag for that column
+        requested, tags = None, {}
+        if args.indicators != "all":
+            requested = []
+            for item in (t.strip() for t in args.indicators.split(",")):
+                if item:
+                    name, tag = split_column(item)
+                    requested.append(name)
+                    tags[name] = check_tag(tag)
+        if requested == []:
+            raise UsageError(f"--indicators {args.indicators!r} names no indicator")
+        need = needs(requested)
+        dataset = load_scoring_data(run, args.data) if need & {"images", "labels", "train_images"} else None
+        if dataset is None:
+            log("no data needed: the requested indicators read only the trained BN parameters / the encodings")
         ctx = scoring.make_context(run, dataset, eval_batch_size=args.eval_batch_size, mc_samples=args.mc_samples,
                                    mc_batch_size=args.mc_batch_size, seed=args.seed, eval_split=args.eval_split,
-                                   fresh_init=fresh)
-        t_load = time.perf_counter() - t0
-        result = scoring.score_architectures(ctx, requested if requested is not None else "all", encodings,
-                                             chunk_size=args.chunk_size,
-                                             devices="all" if args.devices == "all" else None,
-                                             progress=not args.no_progress)
-    except (UnknownIndicatorError, scoring.CheckpointMismatchError, scoring.DataMismatchError,
-            FileNotFoundError, ValueError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"fbnas score: error: {msg}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    write_scores_csv(out, encodings, result.scores, run.config.model.space)
+                                   fresh_init="init_variables" in need)
+    except ValueError as err:
+        if type(err) is not ValueError:
+            raise
+        raise UsageError(str(err)) from None
+    t_load = time.perf_counter() - t0
+    log(f"scoring {len(encodings):,} architectures of {args.checkpoint} (step {run.step}) on "
+        f"{jax.devices()[0].platform} ...")
+    result = scoring.score_architectures(ctx, requested if requested is not None else "all", encodings,
+                                         chunk_size=args.chunk_size,
+                                         devices="all" if args.devices == "all" else None,
+                                         progress=not args.no_progress, log=log)
+    columns = {column_name(n, tags.get(n) or args.tag): v for n, v in result.scores.items()}
+    write_scores_csv(out, encodings, columns, run.config.model.space)
     sidecar = {
-        "checkpoint": str(args.checkpoint), "step": run.step, "config": run.config.to_dict(),
-        "indicators": list(result.scores), "num_archs": int(len(encodings)), "archs": args.archs,
+        "checkpoint": str(Path(args.checkpoint).absolute()), "step": run.step, "config": run.config.to_dict(),
+        "indicators": list(result.scores), "columns": list(columns), "tag": args.tag,
+        "num_archs": int(len(encodings)), "archs": args.archs,
         "options": dict(ctx.options, chunk_size=result.chunk_size, devices=args.devices),
-        "data": dataset.name, "devices": result.devices, "jax_version": jax.__version__,
-        "python": platform.python_version(), "platform": platform.platform(),
+        "data": dataset.name if dataset is not None else None, "devices": result.devices,
+        "jax_version": jax.__version__, "python": platform.python_version(), "platform": platform.platform(),
         "timings": {"load_s": t_load, "indicators": result.timings, "total_s": time.perf_counter() - t0},
         "nan_archs": {k: len(v) for k, v in result.nan_archs.items()},
     }
     Path(str(out) + ".json").write_text(json.dumps(sidecar, indent=2, sort_keys=True, default=str))
-    print(f"wrote {len(encodings)} rows x {len(result.scores)} indicators to {out}")
+    print(f"wrote {len(encodings)} rows x {len(columns)} columns ({', '.join(columns)}) to {out}")
     return 0

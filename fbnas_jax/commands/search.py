@@ -11,7 +11,6 @@ is used as is. The space is the checkpoint's (``--checkpoint``) or ``--space`` (
 from __future__ import annotations
 
 import json
-import sys
 
 
 def register(subparsers) -> None:
@@ -22,7 +21,9 @@ def register(subparsers) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="supernet work directory (scored via fbnas_jax.scoring)")
     src.add_argument("--scores", help="precomputed scores CSV ('arch' + indicator columns)")
-    p.add_argument("--indicator", required=True, help="indicator (column of --scores) to maximise")
+    p.add_argument("--indicator", required=True,
+                   help="indicator to maximise: a registered name (--checkpoint), or a column of --scores "
+                        "(gamma@fair; a bare name matches its only tagged column)")
     p.add_argument("--space", default=None,
                    help="search space of --scores (default nb201); --checkpoint: the checkpoint's")
     p.add_argument("--algo", choices=("ea", "random"), default="ea")
@@ -39,47 +40,63 @@ def register(subparsers) -> None:
     p.add_argument("--dataset", default=None, help="--checkpoint: data for data-based indicators (default: the run's own)")
     p.add_argument("--reference", type=int, default=1000,
                    help="--checkpoint, rank-based indicator: reference architectures (0 = all)")
-    p.add_argument("--chunk-size", type=int, default=256, help="--checkpoint: scoring chunk size")
+    p.add_argument("--chunk-size", type=int, default=None,
+                   help="--checkpoint: architectures per compiled call (default 256 on a GPU/TPU, 16 on CPU)")
     p.add_argument("--truth", default=None, help="ground-truth CSV: report the chosen arch's accuracies")
     p.add_argument("--truth-columns", default=None, help="comma-separated columns (default: all)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_search)
 
 
 def _scores_objective(args, space):
     from fbnas_jax.bench.correlation import BenchError, read_scores_csv
     from fbnas_jax.groundtruth import GroundTruth
+    from fbnas_jax.scores_io import ScoresColumnError, resolve_column
 
     table = read_scores_csv(args.scores, space=space)
-    if args.indicator not in table.columns:
-        raise BenchError(f"unknown indicator {args.indicator!r}: no such column in {args.scores}; "
-                         f"available: {list(table.columns)}")
-    lookup = GroundTruth(table.archs, table.encodings, {args.indicator: table.columns[args.indicator]},
-                         table.source, space)
+    if args.indicator in table.text_columns:
+        raise BenchError(f"indicator {args.indicator!r} of {args.scores} is not numeric: "
+                         f"{table.text_columns[args.indicator]}")
+    try:
+        column = resolve_column(args.indicator, list(table.columns), source=args.scores, what="indicator")
+    except ScoresColumnError as err:
+        raise BenchError(str(err)) from None
+    lookup = GroundTruth(table.archs, table.encodings, {column: table.columns[column]}, table.source, space)
 
     def score_fn(enc):  # NaN for architectures absent from the CSV
-        return lookup.values(args.indicator, enc)
+        return lookup.values(column, enc)
 
-    return score_fn, f"scores CSV {args.scores} ({len(table)} architectures)"
+    return score_fn, f"column {column!r} of scores CSV {args.scores} ({len(table)} architectures)"
 
 
 def _checkpoint_objective(args):
     """Objective from a supernet checkpoint via the scoring engine's documented API."""
     import numpy as np
 
+    import jax
+
     from fbnas_jax import scoring
+    from fbnas_jax.commands._common import log
     from fbnas_jax.indicators import base as ind_base
+    from fbnas_jax.runtime import enable_compilation_cache
+    from fbnas_jax.scores_io import load_archs, load_scoring_data, needs, split_column
     from fbnas_jax.search.algorithms import ReferenceRankObjective
-    from fbnas_jax.scores_io import load_archs, load_scoring_data
     from fbnas_jax.spaces import get
     from fbnas_jax.training.loop import load_run
 
-    indicator = ind_base.get(args.indicator)  # UnknownIndicatorError names the available ones
+    name = split_column(args.indicator)[0]  # a tag names the network: here, the checkpoint's
+    indicator = ind_base.get(name)  # UnknownIndicatorError names the available ones
+    need = needs([name])
+    enable_compilation_cache()
     run = load_run(args.checkpoint)
     scoring.check_run(run, expect_space=args.space)
     space = get(run.config.model.space)
-    ctx = scoring.make_context(run, load_scoring_data(run, args.dataset), seed=args.seed)
-    scorer = scoring.Scorer(ctx, chunk_size=args.chunk_size)  # compiles each indicator once
+    dataset = load_scoring_data(run, args.dataset) if need & {"images", "labels", "train_images"} else None
+    ctx = scoring.make_context(run, dataset, seed=args.seed, fresh_init="init_variables" in need)
+    # compiles each indicator once; says so, and shows bars + an estimate on long calls
+    chunk = args.chunk_size or (16 if jax.default_backend() == "cpu" else 256)
+    scorer = scoring.Scorer(ctx, chunk_size=chunk, log=log, progress=not args.no_progress)
     components = tuple(getattr(indicator, "components", ()) or ())
     if indicator.family == "composite" and components:
         comp_fns = {c: (lambda enc, c=c: scorer(c, enc)) for c in components}
@@ -92,50 +109,67 @@ def _checkpoint_objective(args):
             if not args.reference:
                 raise ValueError(f"--reference 0 (the whole space) needs an enumerable space, not {space.name}")
             ref = load_archs(str(args.reference), args.seed + 10_000, space)
-        return ReferenceRankObjective(comp_fns, ref, space=space), (
-            f"checkpoint {args.checkpoint}, {args.indicator} = mean reference-CDF position of "
+        objective = ReferenceRankObjective(comp_fns, ref, space=space)
+        log(f"scoring the {len(ref)} reference architectures with {list(components)} ...")
+        objective.reference_scores()
+        return objective, (
+            f"checkpoint {args.checkpoint}, {name} = mean reference-CDF position of "
             f"{list(components)} over {len(ref)} reference architectures"), space
 
-    return (lambda enc: scorer(args.indicator, enc)), f"checkpoint {args.checkpoint}", space
+    return (lambda enc: scorer(name, enc)), f"checkpoint {args.checkpoint}", space
 
 
 def _search(args) -> int:
     import numpy as np
+    from tqdm.auto import tqdm
 
-    from fbnas_jax.bench.correlation import BenchError
-    from fbnas_jax.groundtruth import GroundTruthError, load_ground_truth
-    from fbnas_jax.search.algorithms import SearchError, evolutionary_search, random_search
-    from fbnas_jax.spaces import SearchSpaceError, get
+    from fbnas_jax.commands._common import UsageError
+    from fbnas_jax.groundtruth import load_ground_truth
+    from fbnas_jax.search.algorithms import evolutionary_search, random_search
+    from fbnas_jax.spaces import get
 
-    try:
+    if args.chunk_size is not None and args.chunk_size < 1:
+        raise UsageError(f"--chunk-size must be >= 1, got {args.chunk_size}")
+    if args.reference < 0:
+        raise UsageError(f"--reference must be >= 0 (0 = all), got {args.reference}")
+    try:  # setting up: a plain ValueError here is about the inputs, not a bug
         if args.scores:
             space = get(args.space or "nb201")
             score_fn, source = _scores_objective(args, space)
         else:
             score_fn, source, space = _checkpoint_objective(args)
-        rng = np.random.default_rng(args.seed)
+    except ValueError as err:
+        if type(err) is not ValueError:
+            raise
+        raise UsageError(str(err)) from None
+    rng = np.random.default_rng(args.seed)
+    total = 1 if args.algo == "random" else args.generations
+    bar = tqdm(total=total, desc=f"search ({args.algo})", unit="gen", disable=args.no_progress, leave=False)
+
+    def progress(info):
+        bar.set_postfix(evaluated=info["evaluated"], best=f"{info['best']:.4g}")
+        bar.update(1)
+
+    try:
         if args.algo == "random":
             res = random_search(score_fn, args.samples, rng, max_params=args.max_params,
-                                max_flops=args.max_flops, space=space)
+                                max_flops=args.max_flops, space=space, progress=progress)
         else:
             res = evolutionary_search(
                 score_fn, rng, population=args.population, top_k=args.top_k,
                 mutations=args.mutations, mutation_prob=args.mutation_prob,
                 crossovers=args.crossovers, generations=args.generations,
-                max_params=args.max_params, max_flops=args.max_flops, space=space)
-        truth = None
-        if args.truth:
-            cols = None
-            if args.truth_columns:
-                cols = [c.strip() for c in args.truth_columns.split(",") if c.strip()]
-            gt = load_ground_truth(args.truth, columns=cols, space=space)
-            names = cols or [c for c in gt.column_names if c.lower() != "index"]
-            truth = {c: float(gt.values(c, res.encoding[None])[0]) for c in names}
-    except (SearchError, BenchError, GroundTruthError, SearchSpaceError, FileNotFoundError,
-            KeyError, ValueError, RuntimeError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"fbnas search: error: {msg}", file=sys.stderr)
-        return 2
+                max_params=args.max_params, max_flops=args.max_flops, space=space, progress=progress)
+    finally:
+        bar.close()
+    truth = None
+    if args.truth:
+        cols = None
+        if args.truth_columns:
+            cols = [c.strip() for c in args.truth_columns.split(",") if c.strip()]
+        gt = load_ground_truth(args.truth, columns=cols, space=space)
+        names = cols or [c for c in gt.column_names if c.lower() != "index"]
+        truth = {c: float(gt.values(c, res.encoding[None])[0]) for c in names}
     out = res.to_dict()
     out.update(indicator=args.indicator, seed=args.seed, objective=source)
     if truth is not None:

@@ -280,3 +280,14 @@ def bn_scores(params, batch_stats, encodings, *, net: NB201Net, kind: str):
     the parameters, then a gather-sum per architecture (the whole space in milliseconds)."""
     table = bn_table(params, batch_stats, num_cells=net.num_cells, bn_mode=net.bn_mode, kind=kind)
     return table_scores(table, encodings)
+
+
+def check_input_shape(input_shape) -> None:
+    """Raise ``ValueError`` unless images of ``input_shape`` (H, W, C) fit the network: the two
+    reduction blocks halve height and width, so both must be multiples of 4 (a residual branch
+    and its shortcut must agree in size)."""
+    h, w = int(input_shape[0]), int(input_shape[1])
+    if h % 4 or w % 4 or h < 4 or w < 4:
+        raise ValueError(f"images of {h}x{w} pixels do not fit the NB201 network: its two reduction blocks "
+                         "halve the resolution twice, so height and width must be multiples of 4 "
+                         "(e.g. 16, 32); resize the dataset")

@@ -332,6 +332,7 @@ def random_search(
     cost_kwargs: Mapping[str, Any] | None = None,
     space: SearchSpace | str = "nb201",
     candidates=None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> SearchResult:
     """Score ``n_samples`` distinct feasible architectures drawn uniformly; return the best.
 
@@ -354,6 +355,8 @@ def random_search(
         raise SearchError(f"random search found no feasible {space.name} architecture "
                           f"(max_params={max_params}, max_flops={max_flops})")
     ev.evaluate_ids(chosen)
+    if progress is not None:
+        progress({"generation": 1, "generations": 1, "evaluated": len(chosen), "best": _best_so_far(ev)})
     settings = dict(n_samples=n_samples, max_params=max_params, max_flops=max_flops)
     return _finish("random", space, ev, [_best_so_far(ev)], [len(chosen)], t0, settings, cost_kwargs)
 
@@ -373,6 +376,7 @@ def evolutionary_search(
     cost_kwargs: Mapping[str, Any] | None = None,
     space: SearchSpace | str = "nb201",
     candidates=None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> SearchResult:
     """SPOS / BN-NAS evolutionary search (see the module docstring).
 
@@ -385,6 +389,8 @@ def evolutionary_search(
     ``10 * count`` tries each), then fills with random unseen feasible architectures up to
     ``population``. Only new architectures are scored, in one ``score_fn`` call per
     generation. Stops early when every feasible architecture has been scored.
+    ``progress(info)``, if given, is called after each generation with ``generation``,
+    ``generations``, ``evaluated`` and ``best``.
     """
     t0 = time.perf_counter()
     for name, val, lo in (("population", population, 1), ("top_k", top_k, 1),
@@ -409,6 +415,9 @@ def evolutionary_search(
         ev.evaluate_ids(batch)
         sizes.append(len(batch))
         history.append(_best_so_far(ev))
+        if progress is not None:
+            progress({"generation": gen + 1, "generations": generations, "evaluated": len(ev.order),
+                      "best": history[-1]})
         if gen == generations - 1:
             break
         # parents: top-k of everything evaluated so far, NaN never selected

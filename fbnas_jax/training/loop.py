@@ -1,15 +1,20 @@
 """Orchestration: train a supernet (or one stand-alone net) from a :class:`Config`.
 
-A *workdir* holds ``run.json`` (the config and what the network needs to be rebuilt:
-number of classes and input shape) and ``checkpoints/`` (orbax). Training resumes from the
-newest usable checkpoint in the workdir. Everything random is a function of
+A *workdir* holds ``run.json`` (the config, with absolute data paths, and what the network
+needs to be rebuilt: number of classes and input shape) and ``checkpoints/`` (orbax).
+Training resumes from the newest usable checkpoint in the workdir. A workdir belongs to one
+run: while training, it is locked (a second process gets :class:`WorkdirBusyError`), and a
+resume whose config differs from ``run.json`` is refused with the list of differences
+(:class:`RunMismatchError`) before any checkpoint is read or written. Everything random is a function of
 ``(train.seed, step)`` -- the data order, the augmentation, the sampled architectures -- so a
 run killed and resumed ends bit-identical (on CPU) to an uninterrupted one.
 """
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -19,12 +24,37 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fbnas_jax import data as fdata
-from fbnas_jax.config import Config, ConfigError, from_dict
+from fbnas_jax.config import Config, ConfigError, config_differences, from_dict
 from fbnas_jax.spaces import get as get_space
 from fbnas_jax.training import steps
 from fbnas_jax.training.checkpoint import Checkpointer
 
 RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
+RUN_KEYS = ("config", "num_classes", "input_shape")
+# Keys a resumed run may change: they decide when to stop, log or save, or where caches
+# live -- never what is computed (the schedule spans train.epochs; max_steps only stops early).
+RESUMABLE_KEYS = ("train.max_steps", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
+                  "data.cache_dir", "data.data_dir")
+
+
+class RunMismatchError(ConfigError):
+    """The workdir holds a run of another config; ``differences`` lists ``key: old -> new``."""
+
+    def __init__(self, workdir: Path, differences: list[str]):
+        self.workdir, self.differences = workdir, differences
+        super().__init__(
+            f"{workdir} holds a run with another config ({len(differences)} difference(s): "
+            f"{'; '.join(differences)}); resume it with its own config (run.json), or train this "
+            "config in another --workdir (or pass --auto-workdir); nothing was changed")
+
+
+class RunFileError(ConfigError):
+    """``run.json`` is unreadable or lacks keys."""
+
+
+class WorkdirBusyError(RuntimeError):
+    """Another process is training in this workdir."""
 
 
 class TrainingDivergedError(RuntimeError):
@@ -63,6 +93,25 @@ def network_from_config(cfg: Config, num_classes: int):
     return space.network().build_network(m, num_classes)
 
 
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().absolute())
+
+
+def with_absolute_paths(cfg: Config) -> Config:
+    """``cfg`` with data paths made absolute (relative to the current directory), so that
+    ``run.json`` works from any directory. ``data.source`` is a path when it names an existing
+    file or directory or looks like one (contains a separator, ends in .tar.gz ...)."""
+    from fbnas_jax.data.loader import SYNTHETIC_NAMES, TFDS_DATASETS, _looks_like_path
+
+    d = cfg.data
+    source = d.source
+    if source.lower() not in SYNTHETIC_NAMES + tuple(TFDS_DATASETS) and (
+            Path(source).expanduser().exists() or _looks_like_path(source)):
+        source = _absolute(source)
+    data = dataclasses.replace(d, source=source, data_dir=_absolute(d.data_dir), cache_dir=_absolute(d.cache_dir))
+    return dataclasses.replace(cfg, data=data)
+
+
 def load_data(cfg: Config) -> fdata.Dataset:
     d = cfg.data
     return fdata.load_dataset(d.source, data_dir=d.data_dir, cache_dir=d.cache_dir, subset=d.subset,
@@ -89,17 +138,97 @@ def optimizer_from_config(cfg: Config, total_steps: int):
                                 nesterov=tc.nesterov, weight_decay=tc.weight_decay, schedule=tc.schedule)
 
 
-def _write_run_file(workdir: Path, cfg: Config, ds: fdata.Dataset) -> None:
+def read_run_file(workdir: str | Path) -> dict[str, Any]:
+    """``run.json`` of a workdir, checked for the keys every reader needs (:class:`RunFileError`)."""
+    path = Path(workdir) / RUN_FILE
+    try:
+        run = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RunFileError(f"{path} is not valid JSON ({err}); it is written by `fbnas train-supernet`") from None
+    if not isinstance(run, dict):
+        raise RunFileError(f"{path} must hold a JSON object")
+    missing = [k for k in RUN_KEYS if k not in run]
+    if missing:
+        raise RunFileError(f"{path} lacks the key(s) {missing}; it is written by `fbnas train-supernet` "
+                           f"(needs {list(RUN_KEYS)})")
+    try:
+        run["config"] = from_dict(run["config"])
+    except ConfigError as err:
+        raise RunFileError(f"{path}: {err}") from None
+    return run
+
+
+def _check_or_write_run_file(workdir: Path, cfg: Config, ds: fdata.Dataset) -> None:
+    """Write ``run.json``, or check that the one there describes this very run."""
     run = {"config": cfg.to_dict(), "num_classes": ds.num_classes,
            "input_shape": list(ds.train_images.shape[1:]), "dataset": ds.name}
     path = workdir / RUN_FILE
     if path.exists():
-        old = json.loads(path.read_text())
-        if old["config"]["model"] != run["config"]["model"] or old["num_classes"] != run["num_classes"]:
-            raise ConfigError(f"{workdir} holds a run of another model/dataset "
-                              f"({old['config']['model']}); use a fresh --workdir")
+        old = read_run_file(workdir)
+        diffs = config_differences(with_absolute_paths(old["config"]), cfg, ignore=RESUMABLE_KEYS)
+        for key in ("num_classes", "input_shape"):
+            if list(np.atleast_1d(old[key])) != list(np.atleast_1d(run[key])):
+                diffs.append(f"{key} (of the data): {old[key]} -> {run[key]}")
+        if diffs:
+            raise RunMismatchError(workdir, diffs)
     workdir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(run, indent=2, sort_keys=True))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(run, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+class WorkdirLock:
+    """An exclusive ``flock`` on ``workdir/.lock`` for the duration of a run.
+
+    The kernel drops the lock when the process dies (even on ``kill -9``), so a stale lock
+    never blocks a resume. The file holds the owner's pid for the message.
+    """
+
+    def __init__(self, workdir: Path):
+        self.path = Path(workdir) / LOCK_FILE
+        self._fd: int | None = None
+
+    def __enter__(self) -> "WorkdirLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                os.close(fd)
+                raise
+            owner = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise WorkdirBusyError(f"{self.path.parent} is in use by another run ({owner}); wait for it to "
+                                   "finish or use another --workdir") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
+
+
+def free_workdir(workdir: str | Path, cfg: Config) -> Path:
+    """``workdir`` if it is new or holds this config's run, else the first of ``workdir-2``,
+    ``workdir-3``, ... that is (``--auto-workdir``: a changed config never overwrites a run)."""
+    base = Path(workdir)
+    for i in range(1, 10_000):
+        cand = base if i == 1 else base.with_name(f"{base.name}-{i}")
+        if not (cand / RUN_FILE).exists():
+            return cand
+        try:
+            old = read_run_file(cand)
+        except ConfigError:
+            continue
+        if not config_differences(with_absolute_paths(old["config"]), cfg, ignore=RESUMABLE_KEYS):
+            return cand
+    raise RuntimeError(f"no free workdir next to {base}")
 
 
 def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Dataset | None = None,
@@ -111,7 +240,27 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
     like a killed process (used to test resumption).
     """
     t0 = time.perf_counter()
+    cfg = with_absolute_paths(cfg)
+    if workdir is None:
+        return _train(cfg, None, dataset, progress, stop_after, log, t0)
+    workdir = Path(workdir)
+    if (workdir / RUN_FILE).exists():  # refuse a changed config before loading any data
+        old = read_run_file(workdir)
+        diffs = config_differences(with_absolute_paths(old["config"]), cfg, ignore=RESUMABLE_KEYS)
+        if diffs:
+            raise RunMismatchError(workdir, diffs)
+    with WorkdirLock(workdir):
+        return _train(cfg, workdir, dataset, progress, stop_after, log, t0)
+
+
+def _train(cfg, workdir, dataset, progress, stop_after, log, t0) -> TrainResult:
     ds = dataset if dataset is not None else load_data(cfg)
+    check_input_shape = getattr(get_space(cfg.model.space).network(), "check_input_shape", None)
+    try:  # optional part of the network contract: which image sizes the network accepts
+        if check_input_shape is not None:
+            check_input_shape(ds.image_shape)
+    except ValueError as err:
+        raise fdata.DatasetError(f"dataset {ds.name!r}: {err}") from None
     net = network_from_config(cfg, ds.num_classes)
     per_epoch, scheduled, total = plan_steps(cfg, ds)
     tc = cfg.train
@@ -121,8 +270,7 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
     ckpt = None
     last_saved = None
     if workdir is not None:
-        workdir = Path(workdir)
-        _write_run_file(workdir, cfg, ds)
+        _check_or_write_run_file(workdir, cfg, ds)
         ckpt = Checkpointer(workdir / "checkpoints", keep=tc.keep_checkpoints)
         restored = ckpt.restore_latest(state, warn=lambda m: log(f"warning: {m}"))
         if restored is not None:
@@ -133,8 +281,12 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
                                        label_smoothing=tc.label_smoothing)
     history: list[dict[str, float]] = []
     start = int(state.step)
-    bar = tqdm(total=total, initial=start, disable=not progress, desc="train", unit="step", leave=False)
+    bar = None
     step = start
+    if step < total:
+        log(f"compiling the training step (XLA; {cfg.model.channels} channels, "
+            f"{cfg.model.cells_per_stage} cells/stage) ...")
+    t_compile = time.perf_counter()
     try:
         while step < total:
             epoch, first = divmod(step, per_epoch)
@@ -144,6 +296,11 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
                 step += 1
                 if not bool(metrics["finite"]):
                     raise TrainingDivergedError(step, float(metrics["loss"]), last_saved)
+                if bar is None:  # the first step includes the compilation
+                    log(f"compiled and ran the first step in {time.perf_counter() - t_compile:.1f} s; "
+                        f"{total - step} steps to go")
+                    bar = tqdm(total=total, initial=step - 1, disable=not progress, desc="train", unit="step",
+                               leave=False)
                 if step % tc.log_every == 0 or step == total:
                     m = {"step": step, "loss": float(metrics["loss"]), "accuracy": float(metrics["accuracy"])}
                     history.append(m)
@@ -157,7 +314,8 @@ def train(cfg: Config, workdir: str | Path | None = None, *, dataset: fdata.Data
                 if step >= total:
                     break
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         if ckpt is not None:
             ckpt.close()
     return TrainResult(net, state, labels, ds, history, total, time.perf_counter() - t0)
@@ -180,8 +338,8 @@ def load_run(workdir: str | Path) -> LoadedRun:
     if not run_path.is_file():
         raise FileNotFoundError(f"{workdir} is not a training workdir (no {RUN_FILE}); "
                                 "train one with `fbnas train-supernet --workdir ...`")
-    run = json.loads(run_path.read_text())
-    cfg = from_dict(run["config"])
+    run = read_run_file(workdir)
+    cfg = run["config"]
     net = network_from_config(cfg, run["num_classes"])
     tx = optimizer_from_config(cfg, total_steps=1)
     template = jax.eval_shape(  # shapes only: nothing is initialised or compiled
