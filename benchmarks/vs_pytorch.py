@@ -14,8 +14,12 @@ load average before and after. PyTorch uses as many threads as XLA (all cores).
 Needs PyTorch (``pip install -e .[bench]``); ``--ours-only`` runs without it (e.g. on a GPU
 machine without a CUDA PyTorch). One command reproduces the committed CPU table::
 
-    python benchmarks/vs_pytorch.py                      # C=8/N=1 x 20 archs, C=16/N=5 x 4 archs
-    python benchmarks/vs_pytorch.py --device cuda --sizes 8:1:200,16:5:200 --tag gpu   # on a GPU
+    PYTHONPATH=. python benchmarks/vs_pytorch.py --preset cpu   # C=8/N=1 x 20, C=16/N=5 x 4, CPI x 64
+    PYTHONPATH=. python benchmarks/vs_pytorch.py --preset gpu   # cuda PyTorch; 200 archs per size
+    PYTHONPATH=. python benchmarks/vs_pytorch.py --preset gpu --ours-only   # no CUDA PyTorch there
+
+No network access is needed (synthetic images, fresh weights). Results are rewritten after
+every proxy, so a run stopped by a time limit keeps what it measured (``"complete": false``).
 
 Outputs ``<out>/vs_pytorch_<tag>.json`` and ``.md`` (default ``benchmarks/results/vs_pytorch``).
 """
@@ -50,6 +54,17 @@ NOTES = {
 }
 
 
+#: named defaults (``--preset``); explicit flags override them
+PRESETS = {
+    "cpu": ["--sizes", "8:1:20,16:5:4", "--cpi-archs", "64"],
+    "gpu": ["--device", "cuda", "--sizes", "8:1:200,16:5:200", "--chunk-size", "100", "--cpi-archs", "2000",
+            "--tag", "gpu"],
+    "smoke": ["--sizes", "4:1:3", "--batch-size", "8", "--ntk-batch-size", "8", "--mc-samples", "3",
+              "--mc-batch-size", "8", "--image-size", "16", "--repeats", "1", "--chunk-size", "3", "--cpi-archs", "3",
+              "--tag", "smoke"],
+}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -69,9 +84,22 @@ def parse_args(argv=None):
     p.add_argument("--image-size", type=int, default=32, help="synthetic image side (tests use 16)")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for both sides (0: all cores); sets XLA_FLAGS, so it must precede JAX's start")
+    p.add_argument("--execution", default="auto", choices=("auto", "vmap", "map", "loop"),
+                   help="our engine's execution strategy (auto: the backend's measured default, fbnas_jax.engine)")
+    p.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
+                   help="our compute precision (bf16 only for the indicators that keep their ranks)")
+    p.add_argument("--cpi-archs", type=int, default=0,
+                   help="also time CPI (uncertainty+trainability+expressivity) over this many archs per size "
+                        "and extrapolate to all 15,625 (0: skip)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(HERE / "results" / "vs_pytorch"))
     p.add_argument("--tag", default=None, help="output name suffix (default: the JAX backend)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="a named set of defaults (explicit flags override): " +
+                        "; ".join(f"{k}: {' '.join(v)}" for k, v in sorted(PRESETS.items())))
+    pre, _ = p.parse_known_args(argv)
+    if pre.preset:
+        p.set_defaults(**vars(p.parse_args(PRESETS[pre.preset])))
     args = p.parse_args(argv)
     args.size_list = []
     for item in args.sizes.split(","):
@@ -128,17 +156,42 @@ def make_setup(args, channels: int, cells: int, n_archs: int) -> dict:
 
 # ----------------------------------------------------------------------------- our side
 
-def compile_ours(setup: dict, name: str, chunk: int):
-    """(run(encodings) -> scores, compile seconds, memory dict) for our indicator ``name``."""
-    from fbnas_jax import scoring
-    from fbnas_jax.indicators import base
+def compile_ours(setup: dict, name: str, chunk: int, execution: str = "auto", precision: str = "float32"):
+    """(run(encodings) -> scores, compile seconds, info dict) for our indicator ``name``, through
+    the engine (:func:`fbnas_jax.engine.compile_job`, as :func:`fbnas_jax.scoring.score_architectures`)."""
+    from fbnas_jax import engine, scoring
+    from fbnas_jax.spaces import of_network
 
     ctx = setup["ctx_ntk"] if name == "ntk_cond" else setup["ctx"]
     chunk = chunk or min(len(setup["archs"]), 16)
-    t0 = time.perf_counter()
-    run = scoring._compile(base.get(name).build(ctx), chunk, scoring._mesh_devices(None))
-    compile_s = time.perf_counter() - t0
-    return (lambda enc: scoring._run_chunks(run, enc, chunk)), compile_s, {"chunk": chunk}
+    job = engine.plan(ctx, [name], execution=execution, precision=precision)[0]
+    compiled = engine.compile_job(ctx, job, chunk, scoring._mesh_devices(None), of_network(ctx.net).encoding_shape)
+    info = {"chunk": chunk, "execution": job.execution, "precision": job.precision, "memory_mb": compiled.memory_mb}
+    return (lambda enc: scoring._run_chunks(compiled.run, enc, chunk)[name]), compiled.compile_s, info
+
+
+def measure_cpi(setup: dict, args) -> dict:
+    """CPI (uncertainty + trainability + expressivity) as ``fbnas score --indicators cpi`` runs
+    it (:func:`fbnas_jax.scoring.score_architectures`) over ``--cpi-archs`` architectures:
+    compile and run seconds per component job, archs/s, and the extrapolation to all 15,625."""
+    from fbnas_jax import scoring
+    from fbnas_jax.spaces import nb201
+
+    rng = np.random.default_rng([args.seed, 7])
+    enc = nb201.sample_encodings(rng, args.cpi_archs)
+    res = scoring.score_architectures(setup["ctx"], ["cpi"], enc, chunk_size=args.chunk_size or 16,
+                                      execution=args.execution, progress=False)
+    jobs = {}
+    for name, t in res.timings.items():
+        if "job" in t:
+            jobs[t["job"]] = {k: t[k] for k in ("compile_s", "run_s", "execution", "chunk_size")}
+    run_s = sum(j["run_s"] for j in jobs.values())
+    compile_s = sum(j["compile_s"] for j in jobs.values())
+    out = {"archs": int(len(enc)), "jobs": jobs, "run_s": run_s, "compile_s": compile_s,
+           "archs_per_s": len(enc) / run_s, "all_15625_min": (nb201.NUM_ARCHS / (len(enc) / run_s) + compile_s) / 60}
+    print(f"            cpi: {out['archs_per_s']:.3g} archs/s (compile {compile_s:.1f} s): all 15,625 in "
+          f"~{out['all_15625_min']:.1f} min", flush=True)
+    return out
 
 
 # ----------------------------------------------------------------------------- PyTorch side
@@ -186,13 +239,14 @@ def rel_diff(ours, ref) -> tuple[float, float]:
     return float(np.max(d)), float(np.median(d))
 
 
-def measure_size(args, channels: int, cells: int, n_archs: int) -> dict:
+def measure_size(args, channels: int, cells: int, n_archs: int, on_row=None) -> dict:
+    """Every proxy at one size; ``on_row(partial size dict)`` after each (results as they go)."""
     setup = make_setup(args, channels, cells, n_archs)
     enc = setup["archs"]
     ts = None if args.ours_only else torch_side(setup, args)
     rows = []
     for name in args.proxy_list:
-        run, compile_s, mem = compile_ours(setup, name, args.chunk_size)
+        run, compile_s, mem = compile_ours(setup, name, args.chunk_size, args.execution, args.precision)
         t_ours, t_ref, ours_vals, ref_vals = [], [], None, None
         for r in range(args.repeats):
             order = ("ours", "ref") if r % 2 == 0 else ("ref", "ours")
@@ -222,7 +276,12 @@ def measure_size(args, channels: int, cells: int, n_archs: int) -> dict:
             row["speedup"] = row["ours_archs_per_s"] / row["ref_archs_per_s"]
         rows.append(row)
         print(_row_line(row), flush=True)
-    return {"channels": channels, "cells": cells, "archs": int(len(enc)), "encodings": enc.tolist(), "rows": rows}
+        if on_row is not None:
+            on_row({"channels": channels, "cells": cells, "archs": int(len(enc)), "rows": rows})
+    out = {"channels": channels, "cells": cells, "archs": int(len(enc)), "encodings": enc.tolist(), "rows": rows}
+    if args.cpi_archs > 0:
+        out["cpi"] = measure_cpi(setup, args)
+    return out
 
 
 def _row_line(r: dict) -> str:
@@ -258,7 +317,9 @@ def markdown(out: dict) -> str:
              f"{e['cpu_count']} cores, {a['threads'] or 'all'} threads per side. NB201 bn_mode={a['bn_mode']}, fresh weights, "
              f"synthetic {a['image_size']}x{a['image_size']} images; "
              f"batch {a['batch_size']} (ntk_cond {a['ntk_batch_size']}), uncertainty {a['mc_samples']} MC batches "
-             f"of {a['mc_batch_size']}. Median of {a['repeats']} interleaved runs; compile excluded from archs/s.", ""]
+             f"of {a['mc_batch_size']}. Median of {a['repeats']} interleaved runs; compile excluded from archs/s. "
+             f"Our execution: {a.get('execution', 'auto')} -> {_executions(out)}, precision {a.get('precision', 'float32')}.",
+             ""]
     for size in out["sizes"]:
         has_ref = any("ref_archs_per_s" in r for r in size["rows"])
         lines += [f"## C={size['channels']}, N={size['cells']}: {size['archs']} architectures", ""]
@@ -273,10 +334,21 @@ def markdown(out: dict) -> str:
                              f"{r['speedup']:.2f} | {r['compile_s']:.1f} | {r['max_rel_diff']:.1e} |")
             else:
                 lines.append(f"| {r['proxy']} | {r['ours_archs_per_s']:.3g} | {r['compile_s']:.1f} |")
+        if "cpi" in size:
+            cp = size["cpi"]
+            lines.append(f"CPI (uncertainty + trainability + expressivity, `score_architectures`): "
+                         f"{cp['archs_per_s']:.3g} archs/s over {cp['archs']} archs, compile {cp['compile_s']:.1f} s; "
+                         f"all 15,625 extrapolated: {cp['all_15625_min']:.1f} min.")
         lines.append("")
+    if not out.get("complete", True):
+        lines += ["**Partial: the run was still going (or was stopped) when this was written.**", ""]
     lines += ["Conventions where the reference differs (values compared after aligning them):", ""]
     lines += [f"* `{k}`: {v}" for k, v in NOTES.items() if k in a["proxy_list"]]
     return "\n".join(lines) + "\n"
+
+
+def _executions(out) -> str:
+    return ", ".join(sorted({str(r.get("execution")) for s in out["sizes"] for r in s["rows"]})) or "-"
 
 
 def fmt_load(load) -> str:
@@ -310,18 +382,25 @@ def main(argv=None) -> int:
             print("PyTorch is not installed: pip install -e '.[bench]' (or pass --ours-only)", file=sys.stderr)
             return 2
     out = {"env": environment(args), "args": {k: v for k, v in vars(args).items() if k not in ("size_list",)},
-           "load_before": list(os.getloadavg()), "sizes": []}
-    for c, n, a in args.size_list:
-        print(f"== C={c}, N={n}: {a} architectures", flush=True)
-        out["sizes"].append(measure_size(args, c, n, a))
-    out["load_after"] = list(os.getloadavg())
+           "load_before": list(os.getloadavg()), "sizes": [], "complete": False}
     tag = args.tag or out["env"]["backend"]
     path = Path(args.out)
     path.mkdir(parents=True, exist_ok=True)
-    (path / f"vs_pytorch_{tag}.json").write_text(json.dumps(out, indent=1))
-    md = markdown(out)
-    (path / f"vs_pytorch_{tag}.md").write_text(md)
-    print(md)
+
+    def save(partial=None):
+        """Write JSON + markdown now (a killed run keeps what it measured)."""
+        snap = dict(out, sizes=out["sizes"] + ([partial] if partial else []), load_after=list(os.getloadavg()))
+        (path / f"vs_pytorch_{tag}.json").write_text(json.dumps(snap, indent=1))
+        md = markdown(snap)
+        (path / f"vs_pytorch_{tag}.md").write_text(md)
+        return md
+
+    for c, n, a in args.size_list:
+        print(f"== C={c}, N={n}: {a} architectures", flush=True)
+        out["sizes"].append(measure_size(args, c, n, a, on_row=save))
+        save()
+    out["complete"] = True
+    print(save())
     return 0
 
 

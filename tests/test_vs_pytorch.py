@@ -44,10 +44,14 @@ def test_ported_network_reproduces_logits(bn_mode):
 
 
 def test_every_reference_proxy_matches_ours(tmp_path):
-    args = vs_pytorch.parse_args(["--sizes", "4:1:3", "--batch-size", "8", "--ntk-batch-size", "8",
-                                  "--mc-samples", "3", "--mc-batch-size", "8", "--image-size", "16",
-                                  "--repeats", "1", "--chunk-size", "3", "--out", str(tmp_path)])
-    size = vs_pytorch.measure_size(args, 4, 1, 3)
+    """The whole script (``--preset smoke``, as the GPU device script calls it): every proxy,
+    the CPI timing, JSON + markdown written."""
+    import json
+
+    assert vs_pytorch.main(["--preset", "smoke", "--out", str(tmp_path)]) == 0
+    out = json.loads((tmp_path / "vs_pytorch_smoke.json").read_text())
+    assert out["complete"] and out["args"]["sizes"] == "4:1:3" and len(out["load_before"]) == 3
+    size = out["sizes"][0]
     by_name = {r["proxy"]: r for r in size["rows"]}
     assert set(by_name) == set(vs_pytorch.PROXIES)
     for name, r in by_name.items():
@@ -56,9 +60,9 @@ def test_every_reference_proxy_matches_ours(tmp_path):
         assert r["ours_archs_per_s"] > 0 and r["ref_archs_per_s"] > 0
     # fisher: the reference's own total weights each layer by its fan-in, so it is larger
     assert all(t >= c for t, c in zip(by_name["fisher"]["ref_total"], by_name["fisher"]["ref_values"]))
-    md = vs_pytorch.markdown({"env": vs_pytorch.environment(args), "args": vars(args), "load_before": [0, 0, 0],
-                              "load_after": [0, 0, 0], "sizes": [size]})
-    assert "| naswot |" in md and "fan-in" in md
+    assert size["cpi"]["archs"] == 3 and size["cpi"]["all_15625_min"] > 0
+    md = (tmp_path / "vs_pytorch_smoke.md").read_text()
+    assert "| naswot |" in md and "fan-in" in md and "CPI" in md
 
 
 def test_cli_rejects_bad_sizes(capsys):
