@@ -103,8 +103,8 @@ def add_engine_flags(p: argparse.ArgumentParser) -> None:
                         "(lax.switch; CPUs); 'loop' = a Python loop over one compiled per-architecture program; "
                         "'auto' (default) = the backend's measured default. Same scores either way")
     p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
-                   help="compute precision of convolutions (bfloat16 only for indicators known to keep their "
-                        "ranks; the others stay float32)")
+                   help="compute precision of convolutions (bfloat16 only for indicators validated to keep their "
+                        "ranks: none yet, so float32 for now)")
 
 
 def take_loose(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
