@@ -1,4 +1,4 @@
-"""Generate the theory notebooks with nbformat (run: python notebooks/build_notebooks.py).
+"""Generate the theory notebooks with nbformat (run: python notebooks/build_notebooks.py [01 02 03]).
 
 Sizes are picked at run time by FBNAS_NB_SIZE=small|full (small by default, for CI).
 Full-size runs write figures and JSON to theory/results/; small runs write to a
@@ -27,70 +27,76 @@ OUT.mkdir(parents=True, exist_ok=True)
 META = {"date": datetime.date.today().isoformat(), "device": "CPU (2 cores)" if SIZE == "full" else platform.processor() or "CPU",
         "jax_version": jax.__version__, "size": SIZE}
 from IPython.display import Image, display
-print(SIZE, OUT, META)'''
+print(SIZE, OUT.relative_to(ROOT) if OUT.is_relative_to(ROOT) else OUT, META)'''
 
 KERNEL_CELLS = [
-    ("md", "# BN-only NTK: convergence of the empirical kernel vs Eq. 4 and vs the derived limit\n\n"
-           "FBN-NAS Theorem 1 claims that the NTK w.r.t. the BatchNorm parameters only of a fixed-weight "
-           "FCN-BN network converges to the kernel of Eq. 4 (`Theta^l = sigma_w^2 Sigma^l Theta^{l-1} + Sigma^l`). "
-           "We measure the relative Frobenius distance between the empirical BN-only NTK (neural-tangents "
-           "`empirical_ntk_fn`, BN partition only) and (a) Eq. 4 (raw and after the best scalar rescaling), "
-           "(b) our derived limit (`theory/DERIVATION.md`), over widths and seeds. If the empirical kernel "
-           "converges to a reference, the error falls like width^-1/2 (log-log slope -0.5); a slope near 0 "
-           "means the reference is not the limit."),
+    ("md", "# BN-only NTK: the corrected Theorem 1 against finite nets, and every fair reading of Eq. 4\n\n"
+           "FBN-NAS Theorem 1 claims that the NTK w.r.t. the BatchNorm parameters only of a fixed-weight FCN-BN "
+           "network converges to Eq. 4, `Theta^l = sigma_w^2 Sigma^l Theta^{l-1} + Sigma^l`. "
+           "`theory/DERIVATION.md` states and derives the limit that holds instead (for ReLU with population "
+           "statistics: `Theta^l = (sigma_w^2/s_l^2) Sigma_dot^l Theta^{l-1} + Sigma^l` plus a beta term; with batch "
+           "statistics the BN Jacobian couples the batch). Here the empirical BN-only NTK (neural-tangents "
+           "`empirical_ntk_fn`, BN partition only) of finite nets is compared with the derived limit and with every "
+           "variant of Eq. 4: verbatim, best outer scale, (a) Sigma of the network as it is (batch statistics, random "
+           "gamma/beta), (b) a fitted constant in place of sigma_w^2; (c) gamma, beta ~ N(0, 1) at initialisation is "
+           "a setting of the sweep. Settings: ReLU/erf x batch/population BN x depth 1-5, three input sets "
+           "(two Gaussian draws, points on a circle), two (sigma_w, sigma_b), both gamma/beta initialisations.\n\n"
+           "A reference that is the limit gives errors falling like width^-1/2, and the error of the seed-averaged "
+           "kernel keeps falling (its 'noise floor' is rms(per-seed error)/sqrt(seeds)); a wrong reference leaves a floor."),
     ("code", SETUP),
-    ("code", '''from theory.check import ntk_check, format_table
-if SIZE == "full":
-    WIDTHS, SEEDS, MC, REPS = (64, 128, 256, 512, 1024, 2048, 4096), 5, 200_000, 4
-else:
-    WIDTHS, SEEDS, MC, REPS = (64, 128, 256), 2, 20_000, 2
-CONFIGS = [("relu", "batch"), ("erf", "batch"), ("relu", "population"), ("erf", "population")]
-results = {}
-for act, stats in CONFIGS:
-    r = ntk_check(widths=WIDTHS, depth=3, activation=act, seeds=SEEDS, stats=stats, mc_samples=MC,
-                  mc_reps=REPS, progress=False, return_kernels=True)
-    results[f"{act}-{stats}"] = r
-    print(format_table(r), end="\\n\\n")'''),
-    ("code", '''fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 4), sharey=True)
-for ax, (name, r) in zip(axes, results.items()):
-    w = [row["width"] for row in r["rows"]]
-    for key, lab in [("err_eq4", "Eq. 4"), ("err_eq4_scaled", "Eq. 4 (best scale)"), ("err_derived", "derived limit"),
-                     ("err_stax_ref", "ref: all-param NTK, no BN, vs stax")]:
-        ax.errorbar(w, [row[key + "_mean"] for row in r["rows"]], yerr=[row[key + "_std"] for row in r["rows"]],
-                    marker="o", capsize=3, label=f"{lab} (slope {r['slope_' + key[4:]]:+.2f})")
-    ax.plot(w, r["rows"][0]["err_derived_mean"] * (np.array(w) / w[0]) ** -0.5, "k:", label="width^-1/2")
-    ax.set_xscale("log", base=2); ax.set_yscale("log"); ax.set_title(name); ax.set_xlabel("width")
-    ax.legend(fontsize=7)
-axes[0].set_ylabel("rel. Frobenius distance")
-fig.tight_layout(); fig.savefig(OUT / "ntk_error_vs_width.png", dpi=120); plt.close(fig)
-display(Image(filename=str(OUT / "ntk_error_vs_width.png")))'''),
-    ("code", '''r = results["relu-batch"]; K = r["kernels"]; wmax = max(K["empirical"])
-mats = [("empirical, width %d" % wmax, K["empirical"][wmax]), ("derived limit", K["derived"]), ("Eq. 4", K["eq4"])]
+    ("code", '''from IPython.display import Markdown
+from theory import report
+from theory.sweep import run_sweep
+committed = OUT / "sweep.json"
+if SIZE == "full" and committed.exists() and json.loads(committed.read_text())["meta"].get("complete"):
+    sweep = json.loads(committed.read_text())
+    print("full size: loaded theory/results/sweep.json (recompute or resume: fbnas theory sweep --size full)")
+else:  # small: a 3-setting sweep in a temporary directory, about a minute on 2 CPU cores
+    sweep = run_sweep(SIZE, out=OUT / "sweep.json", state=None if SIZE == "full" else OUT / "state.pkl",
+                      progress=False)
+print(SIZE, "sweep:", len(sweep["settings"]), "settings, widths", sweep["config"]["widths"])
+display(Markdown(report.group_table(sweep)))
+display(Markdown(report.sweep_table(sweep)))'''),
+    ("code", '''fig_path = report.error_vs_width_figure(sweep, OUT / "ntk_error_vs_width.png")
+display(Image(filename=str(fig_path)))'''),
+    ("code", '''from theory.check import ntk_check
+w = 4096 if SIZE == "full" else 128
+r = ntk_check(widths=(w,), depth=3, seeds=4 if SIZE == "full" else 2, progress=False, reference=False,
+              mc_samples=200_000 if SIZE == "full" else 10_000, return_kernels=True)
+K = r["kernels"]
+mats = [(f"empirical, width {w} (mean of {r['rows'][0]['seeds']} seeds)", K["empirical"][w].mean(0)),
+        ("derived limit", K["derived"]), ("Eq. 4 verbatim", K["eq4"])]
 fig, axes = plt.subplots(1, 3, figsize=(13, 4))
 for ax, (t, m) in zip(axes, mats):
     im = ax.imshow(np.asarray(m), cmap="viridis"); ax.set_title(t); fig.colorbar(im, ax=ax)
-fig.suptitle("ReLU, depth 3, batch statistics: BN-only NTK on the batch"); fig.tight_layout()
-fig.savefig(OUT / "ntk_heatmaps.png", dpi=120); plt.close(fig)
+fig.suptitle("ReLU, depth 3, batch statistics: BN-only NTK on the 8-point batch"); fig.tight_layout()
+fig.savefig(OUT / "ntk_heatmaps.png", dpi=110); plt.close(fig)
 display(Image(filename=str(OUT / "ntk_heatmaps.png")))'''),
-    ("code", '''summary = {name: {k: v for k, v in r.items() if k != "kernels"} for name, r in results.items()}
-json.dump({"meta": META, "ntk_check": summary}, open(OUT / "ntk_check.json", "w"), indent=2)
-rb = summary["relu-batch"]
-# the verdict below must be backed by the numbers: these assertions fail if it no longer holds
-assert rb["slope_derived"] < -0.3, rb["slope_derived"]
-assert abs(rb["slope_eq4_scaled"]) < 0.15 and rb["rows"][-1]["err_eq4_scaled_mean"] > 0.3
-for name, s in summary.items():
-    print(f"{name:18s} slope derived {s['slope_derived']:+.3f}  slope Eq.4 {s['slope_eq4']:+.3f} "
-          f"(scaled {s['slope_eq4_scaled']:+.3f})  limit gap Eq.4 vs derived {s['limit_eq4_vs_derived']:.3f} "
-          f"(scaled {s['limit_eq4_vs_derived_scaled']:.3f})")'''),
-    ("md", "## Verdict\n\n"
-           "With training-mode BatchNorm (batch statistics), the empirical BN-only NTK converges to our derived "
-           "limit (error slope close to -1/2 in width) but **not** to Eq. 4: the distance to Eq. 4 does not "
-           "decrease with width, even after the best scalar rescaling (slope ~0, plateau ~0.8 for ReLU, ~0.4 for "
-           "erf). The infinite-width kernels themselves differ by the printed 'limit gap'. Eq. 4 is therefore "
-           "not the limit of the BN-only NTK; the correct limit (derived in `theory/DERIVATION.md`) multiplies by "
-           "the derivative kernels of the layers *above* (not the Sigma's of the layers below), includes the beta "
-           "(shift) term, and — with batch statistics — the BatchNorm Jacobian couples the samples of the batch. "
-           "Exact numbers are in the table above and in `theory/results/ntk_check.json`."),
+    ("code", '''# the verdict below must be backed by the numbers: these assertions fail if it stops holding
+for s in sweep["settings"]:
+    e, b = s["seedavg_at_max_width"], report.best_eq4(s)
+    if s["setting"]["stats"] == "batch":  # every Eq. 4 variant is far off with batch statistics, at any size
+        assert e[b] > (2 if SIZE == "full" else 1.2) * e["derived"] and s["limit_gap"][b] > 0.1, (s["name"], b, e)
+    if SIZE == "full":  # (at small size, 3 seeds at 2 widths are too few for a slope: per-seed errors are heavy-tailed)
+        assert s["slope"]["derived"] < -0.3, (s["name"], s["slope"]["derived"])
+        assert e[b] > 1.5 * e["derived"] and s["limit_gap"][b] > 0.015, (s["name"], b, e)
+        assert e["derived"] < 0.02, (s["name"], e["derived"])  # the 2 % goal, met in every setting
+for g in report.group_summary(sweep):
+    print(f"{g['activation']:>4} {g['stats']:>10}: derived limit {g['derived_min']:.3f}-{g['derived_max']:.3f} "
+          f"(slopes {g['slope_min']:+.2f}..{g['slope_max']:+.2f}); best Eq. 4 variant {g['eq4_best_min']:.3f}-"
+          f"{g['eq4_best_max']:.3f}, infinite-width gap >= {g['eq4_gap_min']:.3f}; settings at or above 2 %: "
+          f"{g['missed_2pct'] or 'none'}")'''),
+    ("md", "## Verdict (full size, `theory/results/verdict.md`)\n\n"
+           "In all 32 settings the empirical BN-only NTK converges to the derived limit: the per-seed error falls like "
+           "width^-0.36 ... width^-0.59, and the error of the seed-averaged kernel at width 4096 sits at its noise "
+           "floor (0.6-1.9 %: below 2 % in all 32 settings; the hardest, erf with batch statistics on circle inputs, "
+           "needed 160 seeds: 2.3 % with 48 against a 2.1 % noise floor, 0.8 % with 160). No reading of Eq. 4 is the limit. With batch "
+           "statistics (training-mode BN, what BN-only supernet training uses) every variant, including Eq. 4 built "
+           "from batch-statistics Sigma and Eq. 4 with a fitted inner constant, stays 15-89 % away and does not "
+           "improve with width. With population statistics the most generous variant (fitted constant; Sigma of the "
+           "random gamma/beta net) comes within 2.0-4.5 % for ReLU (12.8 % at depth 1, where the missing beta term is "
+           "the whole difference), within 2.6 % and 9.1 % for erf in two settings and 62-92 % otherwise -- still "
+           "resolved from the derived limit at width 4096. Exact numbers: the tables above."),
 ]
 
 DYN_CELLS = [
@@ -154,7 +160,107 @@ def build(cells, path):
     nbf.write(nb, path)
 
 
+STUDY_CELLS = [
+    ("md", "# BN-only NTK: batch size, and a convolutional net\n\n"
+           "**Batch size.** Training-mode BN couples the samples of a batch, so the BN-only NTK on a batch of m "
+           "points and its limit depend on m. On the first 4 points of a fixed sequence we compute, for m = 4 ... 64, "
+           "the derived limit for batch statistics, for batch statistics without gradient through them (frozen), "
+           "and for population statistics, check the batch limits against finite nets, and ask whether the batch "
+           "limit approaches the population kernel as m grows.\n\n"
+           "**CNN.** A small BN-only CNN (3x3 circular conv -> BN -> ReLU, global average pooling, readout): does its "
+           "kernel concentrate as the channel count grows, and on what? We compare it with the derived CNN limit "
+           "(the FCN recursion over images x pixels, with the CNTK rule that a k x k conv averages the covariance "
+           "over the k^2 diagonal shifts) and with the FCN limit applied per pixel."),
+    ("code", SETUP),
+    ("code", '''from IPython.display import Markdown
+from theory import report, studies
+from theory.sweep import meta
+def load_or_run(name, fn):
+    path = OUT / name
+    if SIZE == "full" and path.exists():
+        print(f"full size: loaded theory/results/{name} (recompute: fbnas theory {name[:-5].replace('_', '-')} "
+              f"--size full --out theory/results/{name})")
+        return json.loads(path.read_text())
+    res = {"meta": meta(), **fn(SIZE, progress=False)}
+    path.write_text(json.dumps(res, indent=1))
+    return res
+bs = load_or_run("batch_size.json", lambda size, progress: studies.batch_size_study(
+    size, activations=("relu", "erf") if size == "full" else ("relu",), progress=progress))
+display(Markdown(report.batch_size_table(bs)))'''),
+    ("code", '''fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+for i, (act, v) in enumerate(bs["activations"].items()):
+    ms = [r["m"] for r in v["rows"]]
+    for key, lab, ls in (("limit_batch_vs_population", "batch limit vs population", "-"),
+                         ("limit_frozen_vs_population", "frozen-stats limit vs population", "--"),
+                         ("nngp_batch_vs_population", "forward NNGP: batch vs population", ":")):
+        axes[0].plot(ms, [r[key] for r in v["rows"]], marker="o", ls=ls, color=f"C{i}", label=f"{act}: {lab}")
+    axes[1].plot(ms, [r["empirical_batch_vs_limit_batch_seedavg"] for r in v["rows"]], "o-", color=f"C{i}",
+                 label=f"{act}: empirical vs batch limit")
+    axes[1].plot(ms, [r["empirical_batch_vs_population_seedavg"] for r in v["rows"]], "s--", color=f"C{i}",
+                 label=f"{act}: empirical vs population kernel")
+for ax, t in zip(axes, ("infinite-width kernels on the first 4 points", "finite nets (seed-averaged)")):
+    ax.set_xscale("log", base=2); ax.set_yscale("log"); ax.set_xlabel("batch size m"); ax.set_title(t)
+    ax.legend(fontsize=7)
+axes[0].set_ylabel("relative Frobenius distance")
+fig.tight_layout(); fig.savefig(OUT / "batch_size.png", dpi=110); plt.close(fig)
+display(Image(filename=str(OUT / "batch_size.png")))
+for act, v in bs["activations"].items():
+    last = v["rows"][-1]
+    # the batch limit is what finite nets approach at every m (closer than the population kernel)
+    for r in v["rows"]:
+        assert r["empirical_batch_vs_limit_batch_seedavg"] < r["empirical_batch_vs_population_seedavg"], (act, r)
+    print(f"{act}: m = {last['m']}: batch limit is {last['limit_batch_vs_population']:.3f} from the population kernel; "
+          f"extrapolated m -> inf: {v['extrapolated_m_inf_vs_population']:.3f}")'''),
+    ("code", '''cn = load_or_run("cnn.json", lambda size, progress: studies.cnn_study(
+    size, depths=(2, 3) if size == "full" else (2,), progress=progress))
+display(Markdown(report.cnn_table(cn)))
+fig, ax = plt.subplots(figsize=(6, 4.2))
+for i, s in enumerate(cn["settings"]):
+    cs = [r["channels"] for r in s["rows"]]
+    ax.plot(cs, [r["cnn_limit_seedavg"] for r in s["rows"]], "o-", color=f"C{i}",
+            label=f"depth {s['depth']}, {s['stats']}: vs CNN limit (seed-avg)")
+    ax.plot(cs, [r["cnn_limit_mean"] for r in s["rows"]], "s:", color=f"C{i}", alpha=0.6,
+            label=f"depth {s['depth']}, {s['stats']}: vs CNN limit (per seed, slope {s['slope_cnn_limit']:+.2f})")
+cs = np.array(cs, float); ax.plot(cs, 0.3 * (cs / cs[0]) ** -0.5, "k--", lw=0.8, label="channels$^{-1/2}$")
+ax.set_xscale("log", base=2); ax.set_yscale("log"); ax.set_xlabel("channels"); ax.set_ylabel("rel. Frobenius error")
+ax.legend(fontsize=6); fig.tight_layout(); fig.savefig(OUT / "cnn_concentration.png", dpi=110); plt.close(fig)
+display(Image(filename=str(OUT / "cnn_concentration.png")))
+for s in cn["settings"]:
+    assert all(np.isfinite(r["cnn_limit_mean"]) for r in s["rows"])
+    if SIZE == "full":  # concentrates at the standard rate, onto the derived CNN limit
+        assert s["slope_cnn_limit"] < -0.3 and s["rows"][-1]["cnn_limit_seedavg"] < 0.03, s
+    print(f"depth {s['depth']} {s['stats']}: per-seed error slope {s['slope_cnn_limit']:+.2f}, seed-avg error at "
+          f"{s['rows'][-1]['channels']} channels {s['rows'][-1]['cnn_limit_seedavg']:.4f}; per-pixel FCN limit is "
+          f"{s['limit_gap_fcn_per_pixel_vs_cnn']:.4f} from the CNN limit")'''),
+    ("md", "## Verdict (full size, `theory/results/verdict.md`)\n\n"
+           "**Batch size.** For every m the finite nets approach the derived batch limit (seed-averaged errors "
+           "1.4-3.1 % at width 2048 for m >= 8), so the limit is right at each batch size; but it does **not** approach "
+           "the population-statistics kernel as m grows: at m = 64 it is 0.41 (ReLU) and 0.53 (erf) away, and a "
+           "K_inf + C/m extrapolation gives 0.37 and 0.52. `DERIVATION.md`'s earlier claim that population statistics "
+           "are the large-batch limit was wrong. For ReLU the forward pass already differs (the batch mean tends to "
+           "the channel's data mean, which is not zero: ReLU features share a large common component). For erf the "
+           "forward pass and the frozen-statistics (eval-mode) kernel do approach the population ones (0.07 and 0.10 "
+           "at m = 64), but the gradient through the batch statistics keeps the training-mode kernel away. "
+           "**CNN.** The BN-only CNN kernel concentrates with channel count (per-seed error ~ channels^-0.36 ... -0.52) "
+           "onto the derived CNN limit (seed-averaged error at 1024 channels at its noise floor); with global average "
+           "pooling that limit is within 0.13-0.23 % of the FCN limit applied per pixel, too close for finite nets of "
+           "this size to tell apart."),
+]
+
+
+NOTEBOOKS = {"01": (KERNEL_CELLS, "01_bn_ntk_kernel_convergence.ipynb"),
+             "02": (DYN_CELLS, "02_bn_training_dynamics.ipynb"),
+             "03": (STUDY_CELLS, "03_bn_ntk_batch_size_and_cnn.ipynb")}
+
 if __name__ == "__main__":
-    build(KERNEL_CELLS, HERE / "01_bn_ntk_kernel_convergence.ipynb")
-    build(DYN_CELLS, HERE / "02_bn_training_dynamics.ipynb")
-    print("wrote notebooks to", HERE)
+    import sys
+
+    # rebuilding a notebook drops its outputs: name the ones to rebuild (default: all), e.g. `01 03`
+    picked = sys.argv[1:] or list(NOTEBOOKS)
+    unknown = [p for p in picked if p not in NOTEBOOKS]
+    if unknown:
+        sys.exit(f"unknown notebook(s) {unknown}; choose from {sorted(NOTEBOOKS)}")
+    for key in picked:
+        cells, name = NOTEBOOKS[key]
+        build(cells, HERE / name)
+        print("wrote", HERE / name)

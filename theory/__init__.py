@@ -1,9 +1,16 @@
 """Theory checks for FBN-NAS Theorem 1 (BN-only NTK) -- kept apart from ``fbnas_jax``.
 
+Layers, bottom up: ``duals`` (closed-form Gaussian expectations), ``kernel_limit``
+(the derived limit for every case: batch / frozen / population BN statistics,
+random gamma/beta, CNN mixing), ``limits`` (Eq. 4 and the population closed form),
+``variants`` (the fair readings of Eq. 4, error measures); ``network`` / ``cnn``
+(finite nets), ``empirical`` (neural-tangents empirical NTKs); ``check``,
+``sweep``, ``studies``, ``dynamics`` (experiments), ``report`` (tables, figure),
+``cli`` (``python -m theory.cli``; the parser lives in ``fbnas_jax.commands.theory``).
+
 Importing ``theory`` is cheap; neural-tangents is only imported (through
-``theory.nt_compat``) by the submodules that need it: ``theory.gaussian``
-(lazily), ``theory.empirical``, ``theory.dynamics`` and ``theory.cli``
-commands.  Computations are in float64: entry points wrap themselves in
+``theory.nt_compat``, the only module that patches JAX names) by the submodules
+that need it.  Computations are in float64: entry points wrap themselves in
 ``theory.x64()``.
 """
 from __future__ import annotations

@@ -49,12 +49,14 @@ ERF = Activation(
     _erf_stax,
 )
 TANH = Activation("tanh", jnp.tanh, lambda x: 1.0 - jnp.tanh(x) ** 2, None)
+# identity: the BN-only NTK of a linear net has an exact finite-width expectation (tests use it)
+LINEAR = Activation("linear", lambda x: x, jnp.ones_like, None)
 
-ACTIVATIONS = {a.name: a for a in (RELU, ERF, TANH)}
+ACTIVATIONS = {a.name: a for a in (RELU, ERF, TANH, LINEAR)}
 
 
 def get_activation(name: str) -> Activation:
-    """Look up an activation by name (relu, erf, tanh)."""
+    """Look up an activation by name (relu, erf, tanh, linear)."""
     try:
         return ACTIVATIONS[name]
     except KeyError as e:

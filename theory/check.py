@@ -1,116 +1,231 @@
-"""``ntk-check``: empirical BN-only NTK vs Eq. 4 and vs the derived limit, over widths and seeds."""
+"""``ntk-check``: empirical BN-only NTK of finite FCN-BN nets vs the derived limit and every Eq. 4 variant.
+
+For each setting (activation, BN statistics, depth, inputs, sigma_w, sigma_b,
+gamma/beta initialisation) and width, ``seeds`` independent nets give
+empirical kernels (neural-tangents, BN parameters only).  Per variant of
+``theory.variants`` we report the mean and std over seeds of each seed's
+error, the **seed-averaged error** (error of the mean kernel over seeds:
+finite-width fluctuations average out like 1/sqrt(seeds), a wrong reference
+leaves a floor), and log-log slopes of both against width.  A reference that
+is the limit gives slopes near -1/2 and a seed-averaged error that keeps falling.
+
+One weight draw per (width, seed) serves every setting of a call (common
+random numbers): the deepest net's first l layers are the depth-l net.
+"""
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
 import time
+from dataclasses import dataclass
 
 import jax
 import numpy as np
 
 from theory import x64
+from theory.variants import LABELS, VARIANTS, error, fit_inner_constant, reference_kernels, rel_fro, \
+    rel_fro_best_scale
 
 
-def _slope(widths, errs) -> float:
-    """Least-squares slope of log(err) vs log(width) (nan for a single width)."""
-    if len(widths) < 2:
+@dataclass(frozen=True)
+class Setting:
+    """One FCN-BN configuration (``batch`` points in R^``d_in``)."""
+
+    activation: str = "relu"
+    stats: str = "batch"
+    depth: int = 3
+    inputs: str = "gauss0"
+    sigma_w: float = 1.0
+    sigma_b: float = 0.1
+    affine: str = "unit"
+    batch: int = 8
+    d_in: int = 8
+
+    @property
+    def name(self) -> str:
+        return (f"{self.activation}-{self.stats}-L{self.depth}-{self.inputs}-sw{self.sigma_w:g}-sb{self.sigma_b:g}"
+                f"-{self.affine}" + ("" if (self.batch, self.d_in) == (8, 8) else f"-m{self.batch}-d{self.d_in}"))
+
+    def spec(self):
+        from theory.activations import get_activation
+        from theory.kernel_limit import LimitSpec
+
+        return LimitSpec(get_activation(self.activation), self.depth, self.sigma_w, self.sigma_b, self.stats,
+                         self.affine)
+
+
+def slope(widths, errs) -> float:
+    """Least-squares slope of log(err) vs log(width) (nan for fewer than two widths)."""
+    widths, errs = np.asarray(widths, float), np.asarray(errs, float)
+    ok = np.isfinite(errs) & (errs > 0)
+    if ok.sum() < 2:
         return float("nan")
-    return float(np.polyfit(np.log(widths), np.log(errs), 1)[0])
+    return float(np.polyfit(np.log(widths[ok]), np.log(errs[ok]), 1)[0])
 
 
-def ntk_check(widths=(64, 128, 256, 512, 1024, 2048), depth=3, activation="relu", seeds=5,
-              batch=8, d_in=8, stats="batch", sigma_w=1.0, sigma_b=0.1, mc_samples=50_000,
-              mc_reps=2, seed=0, progress=True, return_kernels=False, reference=True) -> dict:
-    """Measure rel. Frobenius distance of the empirical BN-only NTK to Eq. 4 and to the derived limit.
+def prepare(setting: Setting, key, mc_samples: int = 200_000, mc_reps: int = 4) -> dict:
+    """Inputs, derived limit, Eq. 4 verbatim and the matched Sigma's of one setting."""
+    from theory import limits, network
+    from theory.activations import get_activation
+    from theory.kernel_limit import ntk_limit
 
-    Returns a JSON-able dict with, per width, mean/std over ``seeds`` of
-    ``err_eq4`` (raw), ``err_eq4_scaled`` (after the best scalar rescaling of
-    Eq. 4, i.e. ignoring its unspecified overall scale) and ``err_derived``,
-    plus fitted log-log slopes and limit-vs-limit distances.  With
-    ``reference=True`` (relu/erf) also ``err_stax_ref``: the all-parameter
-    NTK of the same FCN without BN vs neural-tangents' analytic stax NTK, the
-    standard-training yardstick for finite-width error at each width.
+    act = get_activation(setting.activation)
+    with x64():
+        x = np.asarray(network.inputs_by_name(setting.inputs, setting.batch, setting.d_in))
+        lim = ntk_limit(key, x, setting.spec(), n_samples=mc_samples, n_rep=mc_reps)
+        eq4 = limits.eq4_kernel(x, setting.depth, act, setting.sigma_w, setting.sigma_b)
+        pop = limits.derived_population_kernel(x, setting.depth, act, setting.sigma_w, setting.sigma_b)
+    return {"x": x, "limit": lim, "eq4": eq4, "population": pop,
+            "pop_scales": np.asarray(lim.scales) if setting.stats == "population" else None}
+
+
+def empirical_kernels(settings, prepared, widths, seeds: int, seed: int = 0, progress: bool = True,
+                      state: dict | None = None, on_width=None, reference: bool = False) -> dict:
+    """{setting name: {width: (seeds, m, m) kernels}} (and ``_stax_ref``: {width: errors}); resumes from ``state``.
+
+    ``on_width(state)`` is called after each width (the sweep saves its state there).
     """
     from tqdm import tqdm
 
-    from theory import empirical, limits, network
+    from theory import empirical, network
     from theory.activations import get_activation
 
-    act = get_activation(activation)
-    t0 = time.time()
+    state = {} if state is None else state
+    todo = [(w, s) for w in widths for s in range(seeds)
+            if any(len(state.get(st.name, {}).get(w, [])) <= s for st in settings)]
+    d_in = settings[0].d_in
+    if any(st.d_in != d_in for st in settings):
+        raise ValueError("all settings of one call must share d_in")
+    max_depth = max(st.depth for st in settings)
+    bar = tqdm(total=len(todo), desc="empirical NTK (width, seed)", file=sys.stderr, disable=not progress)
     with x64():
-        key = jax.random.PRNGKey(seed)
-        kx, kmc, kw = jax.random.split(key, 3)
-        x = network.make_inputs(kx, batch, d_in)
-        eq4 = limits.eq4_kernel(x, depth, act, sigma_w, sigma_b)
-        pop = limits.derived_population_kernel(x, depth, act, sigma_w, sigma_b)
-        pop_scales = limits.population_scales(x, depth, act, sigma_w, sigma_b)
-        if stats == "batch":
-            derived, mc_rel_se = limits.derived_batch_kernel_mc(
-                kmc, x, depth, act, sigma_w, sigma_b, n_samples=mc_samples, n_rep=mc_reps)
-        else:
-            derived, mc_rel_se = pop, 0.0
-        rows, kernels = [], {}
-        it = [(w, s) for w in widths for s in range(seeds)]
-        per = {w: [] for w in widths}
-        for w, s in tqdm(it, desc="empirical NTK", file=sys.stderr, disable=not progress):
-            fixed, bn = network.init_params(jax.random.fold_in(jax.random.fold_in(kw, w), s), d_in, w, depth)
-            k = empirical.bn_only_ntk(x, bn, fixed, phi=act.phi, sigma_w=sigma_w, sigma_b=sigma_b,
-                                      stats=stats, pop_scales=pop_scales)
-            ref = (empirical.stax_reference_errors(jax.random.fold_in(kw, 7919 * w + s), x, w, depth,
-                                                   activation, sigma_w, sigma_b)
-                   if reference and activation in ("relu", "erf") else float("nan"))
-            per[w].append((empirical.rel_fro(k, eq4), empirical.rel_fro_best_scale(k, eq4),
-                           empirical.rel_fro(k, derived), ref))
-            if s == 0:
-                kernels[w] = k
         for w in widths:
-            e = np.array(per[w])
-            rows.append({"width": int(w),
-                         "err_eq4_mean": float(e[:, 0].mean()), "err_eq4_std": float(e[:, 0].std(ddof=1)) if seeds > 1 else 0.0,
-                         "err_eq4_scaled_mean": float(e[:, 1].mean()), "err_eq4_scaled_std": float(e[:, 1].std(ddof=1)) if seeds > 1 else 0.0,
-                         "err_derived_mean": float(e[:, 2].mean()), "err_derived_std": float(e[:, 2].std(ddof=1)) if seeds > 1 else 0.0,
-                         "err_stax_ref_mean": float(e[:, 3].mean()), "err_stax_ref_std": float(e[:, 3].std(ddof=1)) if seeds > 1 else 0.0})
-    ws = [r["width"] for r in rows]
-    out = {
-        "config": {"widths": list(map(int, widths)), "depth": depth, "activation": activation,
-                   "seeds": seeds, "batch": batch, "d_in": d_in, "bn_stats": stats,
-                   "sigma_w": sigma_w, "sigma_b": sigma_b, "mc_samples": mc_samples, "mc_reps": mc_reps,
-                   "seed": seed},
+            for s in range(seeds):
+                if (w, s) not in todo:
+                    continue
+                fixed, unit, gauss = jax.device_put(network.sample_weights(seed * 1_000_003 + s, d_in, w, max_depth))
+                for st in settings:
+                    got = state.setdefault(st.name, {}).setdefault(w, [])
+                    if len(got) > s:
+                        continue
+                    f, bn = network.truncate(fixed, unit if st.affine == "unit" else gauss, st.depth)
+                    p = prepared[st.name]
+                    got.append(empirical.bn_only_ntk(p["x"], bn, f, phi=get_activation(st.activation).phi,
+                                                     sigma_w=st.sigma_w, sigma_b=st.sigma_b, stats=st.stats,
+                                                     pop_scales=p["pop_scales"]))
+                if reference:
+                    st = settings[0]
+                    state.setdefault("_stax_ref", {}).setdefault(w, []).append(empirical.stax_reference_errors(
+                        jax.random.fold_in(jax.random.PRNGKey(seed + 7919), w * 1000 + s), prepared[st.name]["x"],
+                        w, st.depth, st.activation, st.sigma_w, st.sigma_b))
+                bar.update()
+            if on_width is not None:
+                on_width(state)
+    bar.close()
+    return state
+
+
+def summarise(setting: Setting, prep: dict, kernels: dict, widths) -> dict:
+    """Errors of every variant per width, slopes, fitted c, limit gaps (JSON-able).
+
+    ``{v}_noise_floor`` = rms(per-seed errors)/sqrt(seeds): what the
+    seed-averaged error would be if the empirical kernels scattered around the
+    reference with no bias; a seed-averaged error far above it is a bias.
+    Seed-averaged slopes use the same number of seeds at every width (the
+    smallest count), since more seeds alone lower the seed-averaged error.
+    """
+    lim = prep["limit"]
+    widths = [w for w in widths if w in kernels and len(kernels[w])]
+    wmax = max(widths)
+    kmax = np.mean(kernels[wmax], 0)
+    c_emp, _ = fit_inner_constant(kmax, lim.sigmas)
+    c_lim, gap_free = fit_inner_constant(lim.theta, lim.sigmas)
+    refs = reference_kernels(lim.theta, prep["eq4"], lim.sigmas, setting.sigma_w, c_emp)
+    s_min = min(len(kernels[w]) for w in widths)
+    rows = []
+    for w in widths:
+        ks = np.asarray(kernels[w])
+        row = {"width": int(w), "seeds": len(ks)}
+        for v in VARIANTS:
+            e = np.array([error(k, refs[v], v) for k in ks])
+            row[f"{v}_mean"] = float(e.mean())
+            row[f"{v}_std"] = float(e.std(ddof=1)) if len(e) > 1 else 0.0
+            row[f"{v}_seedavg"] = error(ks.mean(0), refs[v], v)
+            row[f"{v}_noise_floor"] = float(np.sqrt(np.mean(e**2) / len(e)))
+            if len(ks) > s_min:
+                row[f"{v}_seedavg_first{s_min}"] = error(ks[:s_min].mean(0), refs[v], v)
+        rows.append(row)
+    eq = lambda r, v: r.get(f"{v}_seedavg_first{s_min}", r[f"{v}_seedavg"])  # noqa: E731
+    gaps = {v: (rel_fro(refs[v], lim.theta) if v in ("derived", "eq4") else rel_fro_best_scale(lim.theta, refs[v]))
+            for v in VARIANTS if v != "eq4_free"}
+    gaps["eq4_free"] = gap_free
+    return {
+        "name": setting.name, "setting": dataclasses.asdict(setting),
         "rows": rows,
-        "slope_eq4": _slope(ws, [r["err_eq4_mean"] for r in rows]),
-        "slope_eq4_scaled": _slope(ws, [r["err_eq4_scaled_mean"] for r in rows]),
-        "slope_derived": _slope(ws, [r["err_derived_mean"] for r in rows]),
-        "slope_stax_ref": (_slope(ws, [r["err_stax_ref_mean"] for r in rows])
-                           if np.isfinite(rows[0]["err_stax_ref_mean"]) else float("nan")),
-        "derived_mc_rel_stderr": mc_rel_se,
-        "limit_eq4_vs_derived": empirical.rel_fro(eq4, derived),
-        "limit_eq4_vs_derived_scaled": empirical.rel_fro_best_scale(derived, eq4),
-        "limit_population_vs_batch": empirical.rel_fro(pop, derived) if stats == "batch" else 0.0,
-        "seconds": time.time() - t0,
+        "slope": {v: slope(widths, [r[f"{v}_mean"] for r in rows]) for v in VARIANTS},
+        "slope_seedavg": {v: slope(widths, [eq(r, v) for r in rows]) for v in VARIANTS},
+        "seedavg_at_max_width": {v: rows[-1][f"{v}_seedavg"] for v in VARIANTS},
+        "noise_floor_at_max_width": {v: rows[-1][f"{v}_noise_floor"] for v in VARIANTS},
+        "max_width": int(wmax), "seeds_at_max_width": rows[-1]["seeds"],
+        "limit_gap": gaps,  # distance of each variant's infinite-width kernel to the derived limit
+        "eq4_free_c": {"fitted_to_empirical": c_emp, "fitted_to_limit": c_lim, "sigma_w2": setting.sigma_w**2,
+                       "search_range": [1e-3, 1e3]},
+        "limit_mc_rel_stderr": lim.rel_stderr,
+        "limit_vs_population_closed_form": rel_fro(lim.theta, prep["population"]),
     }
+
+
+def ntk_check(widths=(64, 128, 256, 512, 1024, 2048), depth=3, activation="relu", seeds=6, batch=8, d_in=8,
+              stats="batch", sigma_w=1.0, sigma_b=0.1, inputs="gauss0", affine="unit", mc_samples=50_000,
+              mc_reps=2, seed=0, progress=True, return_kernels=False, reference=False) -> dict:
+    """One setting over widths: see the module docstring; ``reference`` adds the no-BN stax yardstick."""
+    t0, load0 = time.time(), os.getloadavg()
+    st = Setting(activation, stats, depth, inputs, float(sigma_w), float(sigma_b), affine, batch, d_in)
+    prep = {st.name: prepare(st, jax.random.PRNGKey(seed + 1), mc_samples, mc_reps)}
+    ref = reference and activation in ("relu", "erf")
+    state = empirical_kernels([st], prep, widths, seeds, seed, progress, reference=ref)
+    out = summarise(st, prep[st.name], state[st.name], widths)
+    if ref:
+        for r in out["rows"]:
+            e = state["_stax_ref"][r["width"]]
+            r["stax_ref_mean"], r["stax_ref_std"] = float(np.mean(e)), float(np.std(e, ddof=1)) if len(e) > 1 else 0.0
+        out["slope"]["stax_ref"] = slope(widths, [r["stax_ref_mean"] for r in out["rows"]])
+    out["config"] = {"widths": list(map(int, widths)), "seeds": seeds, "mc_samples": mc_samples, "mc_reps": mc_reps,
+                     "seed": seed}
+    out["seconds"] = time.time() - t0  # timings on a shared machine: the date and load go with them
+    out["date"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0))
+    out["loadavg_start_end"] = [load0[0], os.getloadavg()[0]]
     if return_kernels:
-        out["kernels"] = {"eq4": eq4, "derived": derived, "population": pop, "empirical": kernels}
+        out["kernels"] = {"derived": prep[st.name]["limit"].theta, "eq4": prep[st.name]["eq4"],
+                          "empirical": {w: np.asarray(state[st.name][w]) for w in widths}}
     return out
 
 
 def format_table(res: dict) -> str:
-    """Human-readable table of an ``ntk_check`` result."""
-    c = res["config"]
-    lines = [f"BN-only NTK check: depth={c['depth']} act={c['activation']} batch={c['batch']} "
-             f"BN stats={c['bn_stats']} seeds={c['seeds']} sigma_w={c['sigma_w']} sigma_b={c['sigma_b']}",
-             "relative Frobenius distance ||Theta_emp - Theta_ref|| / ||Theta_ref|| (mean +- std over seeds)",
-             f"{'width':>6} | {'vs Eq.4':>17} | {'vs Eq.4 (best scale)':>20} | {'vs derived limit':>17} | "
-             f"{'ref: all params, no BN':>22}",
-             "-" * 96]
+    """Human-readable table of a :func:`summarise` / :func:`ntk_check` result."""
+    c = res["setting"]
+    short = {"derived": "derived", "derived_scaled": "derived*", "eq4": "Eq4", "eq4_scaled": "Eq4*",
+             "eq4_matched": "Eq4 matched*", "eq4_free": "Eq4 fit-c*"}
+    lines = [f"BN-only NTK check [{res['name']}]: {c['activation']}, BN stats={c['stats']}, depth={c['depth']}, "
+             f"inputs={c['inputs']}, sigma_w={c['sigma_w']:g}, sigma_b={c['sigma_b']:g}, gamma/beta={c['affine']}",
+             "rel. Frobenius error, mean over seeds [error of the seed-averaged kernel];  * = after the best "
+             "scalar rescaling",
+             f"{'width':>6} {'seeds':>5} | " + " | ".join(f"{short[v]:>17}" for v in VARIANTS)
+             + (f" | {'ref: no BN':>10}" if "stax_ref_mean" in res["rows"][0] else "")]
+    lines.append("-" * len(lines[-1]))
     for r in res["rows"]:
-        lines.append(f"{r['width']:>6} | {r['err_eq4_mean']:8.4f} +- {r['err_eq4_std']:6.4f} | "
-                     f"{r['err_eq4_scaled_mean']:9.4f} +- {r['err_eq4_scaled_std']:6.4f} | "
-                     f"{r['err_derived_mean']:8.4f} +- {r['err_derived_std']:6.4f} | "
-                     f"{r['err_stax_ref_mean']:11.4f} +- {r['err_stax_ref_std']:6.4f}")
-    lines += ["-" * 96,
-              f"log-log slope vs width: Eq.4 {res['slope_eq4']:+.3f} | Eq.4 scaled {res['slope_eq4_scaled']:+.3f} | "
-              f"derived {res['slope_derived']:+.3f} | ref {res['slope_stax_ref']:+.3f}   (convergence to the limit predicts -0.5)",
-              f"infinite-width gap ||Eq4 - derived||/||derived|| = {res['limit_eq4_vs_derived']:.4f} "
-              f"(best scale: {res['limit_eq4_vs_derived_scaled']:.4f}); derived-limit MC rel. std. error "
-              f"{res['derived_mc_rel_stderr']:.1e}; {res['seconds']:.1f} s"]
+        lines.append(f"{r['width']:>6} {r['seeds']:>5} | "
+                     + " | ".join(f"{r[v + '_mean']:7.4f} [{r[v + '_seedavg']:7.4f}]" for v in VARIANTS)
+                     + (f" | {r['stax_ref_mean']:10.4f}" if "stax_ref_mean" in r else ""))
+    lines.append("-" * len(lines[2]))
+    lines.append("slope vs width, mean [seed-avg]: " + ", ".join(
+        f"{short[v]} {res['slope'][v]:+.2f} [{res['slope_seedavg'][v]:+.2f}]" for v in VARIANTS)
+        + (f", ref {res['slope']['stax_ref']:+.2f}" if "stax_ref" in res["slope"] else ""))
+    lines.append("infinite-width gap to the derived limit: " + ", ".join(
+        f"{short[v]} {res['limit_gap'][v]:.3f}" for v in VARIANTS[2:])
+        + f";  fitted c = {res['eq4_free_c']['fitted_to_empirical']:.3g} (sigma_w^2 = "
+        f"{res['eq4_free_c']['sigma_w2']:.3g});  limit MC rel. s.e. {res['limit_mc_rel_stderr']:.1e}"
+        + (f";  {res['seconds']:.0f} s" if "seconds" in res else ""))
+    lines.append("labels: " + "; ".join(f"{short[v]} = {LABELS[v]}" for v in VARIANTS))
     return "\n".join(lines)

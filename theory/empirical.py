@@ -8,36 +8,36 @@ import numpy as np
 
 from theory import network
 from theory.nt_compat import NtkImplementation, empirical_ntk_fn, stax
+from theory.variants import rel_fro
 
 
 @functools.lru_cache(maxsize=None)
-def make_bn_only_ntk(*, phi, sigma_w, sigma_b, stats="batch", eps=1e-8,
-                     implementation=NtkImplementation.JACOBIAN_CONTRACTION):
-    """Return jitted ntk(x, bn, fixed, pop_scales) -> (m, m), the empirical NTK w.r.t. BN params only.
+def make_bn_only_ntk(*, phi, stats="batch", eps=1e-8, implementation=NtkImplementation.JACOBIAN_CONTRACTION):
+    """Return jitted ntk(x, bn, fixed, hyper, pop_scales) -> (m, m), the empirical NTK w.r.t. BN params only.
 
     neural-tangents differentiates only ``bn``; ``fixed`` (weights, biases,
-    readout) and ``pop_scales`` are passed as keyword arguments, i.e. closed
-    over, not differentiated (and not constant-folded by XLA).  ``vmap_axes=None``
-    because batch-statistics BN couples the samples of the batch.  Cached so
-    all seeds of one width share one compilation.
+    readout), ``hyper = [sigma_w, sigma_b]`` and ``pop_scales`` are keyword
+    arguments, i.e. closed over and not differentiated -- and traced, so one
+    compilation serves every (sigma_w, sigma_b) and seed of a width.
+    ``vmap_axes=None`` because batch-statistics BN couples the samples of the batch.
     """
-    f = functools.partial(_apply_bn, phi=phi, sigma_w=sigma_w, sigma_b=sigma_b, stats=stats, eps=eps)
+    def f(bn, x, *, fixed, hyper, pop_scales=None):
+        return network.apply(fixed, bn, x, phi=phi, sigma_w=hyper[0], sigma_b=hyper[1], stats=stats,
+                             pop_scales=pop_scales, eps=eps)
+
     ntk = empirical_ntk_fn(f, trace_axes=(-1,), vmap_axes=None, implementation=implementation)
-    return jax.jit(lambda x, bn, fixed, pop_scales=None: ntk(x, None, bn, fixed=fixed, pop_scales=pop_scales))
+    return jax.jit(lambda x, bn, fixed, hyper, pop_scales=None:
+                   ntk(x, None, bn, fixed=fixed, hyper=hyper, pop_scales=pop_scales))
 
 
 def bn_only_ntk(x, bn, fixed, *, phi, sigma_w, sigma_b, stats="batch", pop_scales=None, eps=1e-8,
                 implementation=NtkImplementation.JACOBIAN_CONTRACTION):
     """Empirical BN-only NTK on the batch ``x`` (see :func:`make_bn_only_ntk`)."""
-    fn = make_bn_only_ntk(phi=phi, sigma_w=sigma_w, sigma_b=sigma_b, stats=stats, eps=eps,
-                          implementation=implementation)
-    # an array, not a tuple: neural-tangents reads a length-2 tuple kwarg as (value for x1, value for x2)
+    fn = make_bn_only_ntk(phi=phi, stats=stats, eps=eps, implementation=implementation)
+    # arrays, not tuples: neural-tangents reads a length-2 tuple kwarg as (value for x1, value for x2)
     ps = None if pop_scales is None else np.asarray(pop_scales, dtype=np.float64)
-    return np.asarray(fn(x, bn, fixed, ps))
-
-
-def _apply_bn(bn, x, *, fixed, pop_scales=None, **kw):
-    return network.apply(fixed, bn, x, pop_scales=pop_scales, **kw)
+    hyper = np.array([sigma_w, sigma_b], dtype=np.float64)
+    return np.asarray(fn(x, bn, fixed, hyper, ps))
 
 
 def all_param_ntk_fn(*, phi, sigma_w, sigma_b, stats="batch", pop_scales=None, eps=1e-8):
@@ -61,19 +61,6 @@ def stax_reference(width: int, depth: int, act_name: str, sigma_w: float, sigma_
         layers += [stax.Dense(width, W_std=sigma_w, b_std=sigma_b), act()]
     layers += [stax.Dense(1, W_std=sigma_w, b_std=sigma_b)]
     return stax.serial(*layers)
-
-
-def rel_fro(a, b) -> float:
-    """||a - b||_F / ||b||_F."""
-    a, b = np.asarray(a), np.asarray(b)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
-def rel_fro_best_scale(a, b) -> float:
-    """min_c ||a - c b||_F / ||a||_F: shape error after the best scalar rescaling of b."""
-    a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
-    c = a @ b / (b @ b)
-    return float(np.linalg.norm(a - c * b) / np.linalg.norm(a))
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,158 +1,73 @@
-"""Infinite-width kernels: the paper's Eq. 4-5 and this project's derived BN-only NTK.
+"""FCN kernels in closed form: the paper's Eq. 4-5 and the derived BN-only NTK for population statistics.
 
-See ``theory/DERIVATION.md`` for the derivation and assumptions.  Notation
-(all matrices are over the batch B = rows of X, m = |B|):
+See ``theory/DERIVATION.md``.  All matrices are over the batch (rows of x).
+With population statistics (BN a fixed rescaling u = h / s_l) and
+Sigma^l = E[phi(u) phi(u)^T], Sigma_dot^l = E[phi'(u) phi'(u)^T],
+A^l = E[(phi'(u) u)(phi'(u) u)^T] (= Sigma^l for ReLU), u ~ N(0, K^{l-1}/s_l^2):
 
-* K^{l}: covariance of the pre-BN activations h^{l+1} (GP prior), K^0 =
-  sigma_w^2 X X^T / d + sigma_b^2.
-* u^l = BN(h^l); A^l = E[(phi'(u) u)(phi'(u) u)^T] (gamma term),
-  B^l = E[phi'(u) phi'(u)^T] (beta term).
-* Pi^{l}: 4-index backward tensor Pi[a, b, a', b'] = n * E[dF(a)/dx_c(b) dF(a')/dx_c(b')] / sigma_w^2.
+    derived (Theorem):  Theta = sigma_w^2 U^L,  U^0 = 0,
+                        U^l = (sigma_w^2 / s_l^2) Sigma_dot^l * U^{l-1} + A^l + Sigma_dot^l
+    paper's Eq. 4:      Theta^1 = Sigma^1,  Theta^l = sigma_w^2 Sigma^l * Theta^{l-1} + Sigma^l
 
-Derived limit:  Theta = sum_l sigma_w^2 * sum_{b,b'} Pi^{l+1}[a,b,a',b'] (A^l + B^l)[b,b'],
-with Pi^{L+1}[a,b,a',b'] = delta_ab delta_a'b' and
-Pi^{l} = sigma_w^2 * sum_{e,e'} Pi^{l+1}[a,e,a',e'] M^l[e,b,e',b'],
-M^l = E[(phi'(u) J)_{eb} (phi'(u) J)_{e'b'}], J = dBN/dh (batch Jacobian).
+(* entrywise).  The general case (batch statistics, random gamma/beta, CNNs)
+is ``theory.kernel_limit.ntk_limit``; for population statistics both agree
+(tested).
 """
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from theory.activations import Activation
-from theory.gaussian import _psd_sqrt_rows, dual_kernels, pairwise_expectation
+from theory.duals import duals
+from theory.kernel_limit import input_kernel
+
+__all__ = ["input_kernel", "population_layers", "population_scales", "eq4_recursion", "eq4_kernel",
+           "derived_population_kernel"]
 
 
-def input_kernel(x, sigma_w: float, sigma_b: float) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return sigma_w**2 * x @ x.T / x.shape[1] + sigma_b**2
-
-
-# --------------------------------------------------------------------------------------
-# population statistics (BN = deterministic rescaling) -- closed form via stax duals
-# --------------------------------------------------------------------------------------
 def population_layers(x, depth: int, act: Activation, sigma_w=1.0, sigma_b=0.1):
-    """Per layer l=1..L: (scale s^l, Lam^l = K/s^2, Sigma^l, Sigma_dot^l)."""
+    """Per layer l = 1..L: (s_l, Lam^l = K^{l-1}/s_l^2, Sigma^l, Sigma_dot^l, A^l)."""
     k = input_kernel(x, sigma_w, sigma_b)
     out = []
     for _ in range(depth):
         s2 = float(np.mean(np.diag(k)))
         lam = k / s2
-        sig, sigd = dual_kernels(lam, act)
-        out.append((np.sqrt(s2), lam, sig, sigd))
+        sig, sigd, a = duals(lam, act)
+        out.append((np.sqrt(s2), lam, sig, sigd, a))
         k = sigma_w**2 * sig + sigma_b**2
     return out
 
 
 def population_scales(x, depth, act, sigma_w=1.0, sigma_b=0.1):
-    """The deterministic BN scales s^l used by ``network.apply(stats='population')``."""
+    """The deterministic BN scales s_l used by ``network.apply(stats='population')``."""
     return [s for s, *_ in population_layers(x, depth, act, sigma_w, sigma_b)]
 
 
-def eq4_kernel(x, depth: int, act: Activation, sigma_w=1.0, sigma_b=0.1) -> np.ndarray:
-    """Paper's Eq. 4-5 verbatim: Theta^1 = Sigma^1, Theta^l = sigma_w^2 Sigma^l * Theta^{l-1} + Sigma^l.
+def eq4_recursion(sigmas, inner: float) -> np.ndarray:
+    """Eq. 4 on given per-layer kernels: Theta^1 = Sigma^1, Theta^l = inner * Sigma^l * Theta^{l-1} + Sigma^l.
 
-    Sigma^l = E[phi(u)phi(u')] with u the BN-normalised pre-activation (unit
-    variance, 'f ~ N(0,1)'), whose correlation is propagated by the GP prior;
-    products are entrywise (kernel matrices over the batch).
+    ``inner = sigma_w^2`` is the paper's; the fair variants pass other Sigma's
+    (batch statistics, random gamma/beta) or a fitted constant.
     """
     theta = None
-    for _, _, sig, _ in population_layers(x, depth, act, sigma_w, sigma_b):
-        theta = sig if theta is None else sigma_w**2 * sig * theta + sig
+    for sig in sigmas:
+        theta = sig if theta is None else inner * sig * theta + sig
     return theta
 
 
-def _gamma_term(lam, act: Activation, sig):
-    """E[phi'(u)u phi'(u')u']: equals Sigma for ReLU (phi'(u)u = phi(u)), else quadrature."""
-    if act.name == "relu":
-        return sig
-    f = lambda t: act.dphi(t) * t  # noqa: E731
-    return pairwise_expectation(lam, f, f)
+def eq4_kernel(x, depth: int, act: Activation, sigma_w=1.0, sigma_b=0.1) -> np.ndarray:
+    """Paper's Eq. 4-5 verbatim: Sigma^l = E[phi(u) phi(u')], u the BN-normalised ('f ~ N(0, 1)') GP prior."""
+    return eq4_recursion([sig for _, _, sig, _, _ in population_layers(x, depth, act, sigma_w, sigma_b)],
+                         sigma_w**2)
 
 
 def derived_population_kernel(x, depth, act, sigma_w=1.0, sigma_b=0.1, which=("gamma", "beta")):
-    """Derived BN-only NTK limit for population (fixed) BN statistics; closed form.
+    """The theorem's closed form for population statistics (forward recursion, see module docstring).
 
-    Theta = sum_l sigma_w^2 P^{l+1} * (A^l + B^l), P^{L+1} = 1,
-    P^l = P^{l+1} * sigma_w^2 Sigma_dot^l / (s^l)^2  (entrywise).
+    ``which`` selects the gamma term (A^l) and/or the beta term (Sigma_dot^l).
     """
-    layers = population_layers(x, depth, act, sigma_w, sigma_b)
-    m = np.asarray(x).shape[0]
-    p = np.ones((m, m))
-    theta = np.zeros((m, m))
-    for s, lam, sig, sigd in reversed(layers):
-        term = np.zeros((m, m))
-        if "gamma" in which:
-            term += _gamma_term(lam, act, sig)
-        if "beta" in which:
-            term += sigd
-        theta += sigma_w**2 * p * term
-        p = p * sigma_w**2 * sigd / s**2
-    return theta
-
-
-# --------------------------------------------------------------------------------------
-# batch statistics -- Monte Carlo over the m-dimensional GP prior
-# --------------------------------------------------------------------------------------
-def _batch_layer_moments(key, k, act: Activation, n_samples: int, eps: float, chunk: int = 20_000):
-    """MC moments of one BN layer whose pre-activations h ~ N(0, k) over the batch."""
-    m = k.shape[0]
-    root = jnp.asarray(_psd_sqrt_rows(k))
-    eye_c = jnp.eye(m) - 1.0 / m
-    sums = {"phiphi": 0.0, "A": 0.0, "B": 0.0, "M": 0.0}
-    n_done = 0
-    for i, sub in enumerate(jax.random.split(key, max(1, n_samples // chunk))):
-        n = min(chunk, n_samples - n_done)
-        h = jax.random.normal(sub, (n, m), jnp.float64) @ root.T
-        mu = h.mean(1, keepdims=True)
-        s = jnp.sqrt(((h - mu) ** 2).mean(1, keepdims=True) + eps)
-        u = (h - mu) / s
-        ph, dph = act.phi(u), act.dphi(u)
-        r = dph * u
-        jac = (eye_c[None] - u[:, :, None] * u[:, None, :] / m) / s[:, :, None]  # J[e, b]
-        q = (dph[:, :, None] * jac).reshape(n, m * m)
-        sums["phiphi"] += ph.T @ ph
-        sums["A"] += r.T @ r
-        sums["B"] += dph.T @ dph
-        sums["M"] += q.T @ q
-        n_done += n
-    mom = {k_: np.asarray(v) / n_done for k_, v in sums.items()}
-    mom["M"] = mom["M"].reshape(m, m, m, m)  # [e, b, e', b']
-    return mom
-
-
-def derived_batch_kernel(key, x, depth, act, sigma_w=1.0, sigma_b=0.1, n_samples=100_000,
-                         eps=1e-8, which=("gamma", "beta")) -> np.ndarray:
-    """Derived BN-only NTK limit with batch statistics over the batch = rows of x (one MC draw)."""
-    k = input_kernel(x, sigma_w, sigma_b)
-    m = k.shape[0]
-    moms = []
-    for sub in jax.random.split(key, depth):
-        mom = _batch_layer_moments(sub, k, act, n_samples, eps)
-        moms.append(mom)
-        k = sigma_w**2 * mom["phiphi"] + sigma_b**2
-    eye = np.eye(m)
-    pi = np.einsum("ab,cd->abcd", eye, eye)  # Pi^{L+1}[a, b, a', b']
-    theta = np.zeros((m, m))
-    for mom in reversed(moms):
-        term = np.zeros((m, m))
-        if "gamma" in which:
-            term += mom["A"]
-        if "beta" in which:
-            term += mom["B"]
-        theta += sigma_w**2 * np.einsum("abcd,bd->ac", pi, term)
-        pi = sigma_w**2 * np.einsum("aecf,ebfd->abcd", pi, mom["M"])
-    return theta
-
-
-def derived_batch_kernel_mc(key, x, depth, act, sigma_w=1.0, sigma_b=0.1, n_samples=100_000,
-                            n_rep=4, eps=1e-8):
-    """Mean of ``n_rep`` independent MC draws and its relative Frobenius standard error."""
-    draws = np.stack([
-        derived_batch_kernel(k_, x, depth, act, sigma_w, sigma_b, n_samples, eps)
-        for k_ in jax.random.split(key, n_rep)
-    ])
-    mean = draws.mean(0)
-    se = draws.std(0, ddof=1) / np.sqrt(n_rep)
-    return mean, float(np.linalg.norm(se) / np.linalg.norm(mean))
+    u = 0.0
+    for s, _, _, sigd, a in population_layers(x, depth, act, sigma_w, sigma_b):
+        term = (a if "gamma" in which else 0.0) + (sigd if "beta" in which else 0.0)
+        u = sigma_w**2 / s**2 * sigd * u + term
+    return sigma_w**2 * u
