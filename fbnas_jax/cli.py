@@ -51,7 +51,8 @@ def _set_prog(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code. ``argv=None`` (the ``fbnas`` executable) also
     installs the Ctrl-C watchdog, which may end the process itself."""
-    if argv is None:
+    argv_was_none = argv is None
+    if argv_was_none:
         _common.install_interrupt_watchdog()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -65,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        if argv_was_none:
+            # Normal interpreter shutdown waits for in-flight XLA work (a lax.map chunk can run
+            # for minutes) and freezes the watchdog thread meanwhile: leave at once.
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(_common.EXIT_INTERRUPTED)
         return _common.EXIT_INTERRUPTED
     except Exception as err:  # noqa: BLE001 -- expected failures become one line; bugs re-raise
         verdict = _common.classify(err)

@@ -11,6 +11,10 @@ arguments only), the engine jit-compiles ``f`` and passes the arrays as real arg
 large parameter trees / image batches are not baked into the compiled program as constants
 (slow to compile, duplicated in memory). Any other callable is jit-compiled as a closure.
 
+Execution, precision, shared passes: :mod:`fbnas_jax.engine` (``execution="auto"`` picks
+per backend: per-architecture ``lax.map`` with only the chosen ops on CPU, one vmapped launch
+of the chunk on GPUs; indicators that need the same forward/backward share one).
+
 Devices: ``devices="all"`` with several local devices shards every chunk's architecture axis
 over a 1-D mesh ``('arch',)`` (state replicated); the chunk size is rounded up to a multiple
 of the device count. Scores are identical to the single-device run (a test checks this with
@@ -23,7 +27,6 @@ and the first architectures) and its composite scores are NaN -- never silently 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 import warnings
 from typing import Sequence
@@ -33,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from fbnas_jax import engine
 from fbnas_jax import indicators as _indicators  # noqa: F401  (registers every indicator)
 from fbnas_jax.indicators import base
 from fbnas_jax.indicators.supernet import DEFAULT_OPTIONS, cpi_from_scores
@@ -197,36 +201,10 @@ def _mesh_devices(devices) -> list:
     return list(devices)
 
 
-def _compile(fn, chunk: int, devs: list, encoding_shape: tuple[int, ...]):
-    """(compiled callable(encodings) -> scores, args placed on devices)."""
-    if isinstance(fn, functools.partial) and not fn.keywords:
-        f, state = fn.func, tuple(fn.args)
-    else:
-        f, state = fn, ()
-    enc_struct = jax.ShapeDtypeStruct((chunk,) + tuple(encoding_shape), jnp.int32)
-    if len(devs) > 1:
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-
-        mesh = Mesh(np.asarray(devs), ("arch",))
-        arch_sh, rep = NamedSharding(mesh, P("arch")), NamedSharding(mesh, P())
-        state = jax.device_put(state, rep)
-        jitted = jax.jit(f, in_shardings=(rep,) * len(state) + (arch_sh,), out_shardings=arch_sh)
-        enc_struct = jax.ShapeDtypeStruct(enc_struct.shape, enc_struct.dtype, sharding=arch_sh)
-        place = lambda e: jax.device_put(e, arch_sh)  # noqa: E731
-    else:
-        state = jax.device_put(state, devs[0])
-        jitted = jax.jit(f)
-        place = lambda e: jax.device_put(e, devs[0])  # noqa: E731
-    state_structs = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=getattr(a, "sharding", None)),
-                                 state)
-    compiled = jitted.lower(*state_structs, enc_struct).compile()
-    return lambda enc: compiled(*state, place(enc))
-
-
 def _run_chunks(run, enc: np.ndarray, chunk: int, *, desc: str = "", progress: bool = False,
-                on_first_chunk=None) -> np.ndarray:
+                on_first_chunk=None) -> dict[str, np.ndarray]:
     """``run`` over ``enc`` in chunks of exactly ``chunk`` rows (the last one padded with
-    copies of the first architecture: a valid encoding of any space).
+    copies of the first architecture: a valid encoding of any space); ``{name: (n,)}``.
 
     ``on_first_chunk(seconds)`` is called once the first chunk is done (time estimates)."""
     n = enc.shape[0]
@@ -235,10 +213,12 @@ def _run_chunks(run, enc: np.ndarray, chunk: int, *, desc: str = "", progress: b
     outs = []
     for i in tqdm(range(n_chunks), desc=desc, unit="chunk", disable=not progress, leave=False):
         t0 = time.perf_counter()
-        outs.append(np.asarray(jax.device_get(run(padded[i * chunk:(i + 1) * chunk])), np.float64))
+        outs.append(jax.device_get(run(padded[i * chunk:(i + 1) * chunk])))
         if i == 0 and on_first_chunk is not None:
             on_first_chunk(time.perf_counter() - t0)
-    return np.concatenate(outs)[:n] if outs else np.zeros(0)
+    if not outs:
+        return {}
+    return {k: np.concatenate([np.asarray(o[k], np.float64).reshape(-1) for o in outs])[:n] for k in outs[0]}
 
 
 def _duration(seconds: float) -> str:
@@ -266,13 +246,15 @@ class Scorer:
     per call (its chunk fits the request); a search scores ~50 new architectures per
     generation and must not recompile each time. Composite indicators are not per-arch:
     search them with :class:`fbnas_jax.search.ReferenceRankObjective` over components.
+    ``execution`` / ``precision``: see :mod:`fbnas_jax.engine`.
     """
 
     def __init__(self, ctx: base.ScoringContext, *, chunk_size: int = 64, devices=None, log=None,
-                 progress: bool = False):
+                 progress: bool = False, execution: str = "auto", precision: str = "float32"):
         self.ctx, self.devs = ctx, _mesh_devices(devices)
         self.chunk = _round_up(chunk_size, len(self.devs))
-        self._runs: dict[str, object] = {}
+        self.execution, self.precision = engine.resolve_execution(execution), engine.check_precision(precision)
+        self._runs: dict[str, engine.Compiled] = {}
         self.log, self.progress = log, progress  # hooks: compile / estimate lines, chunk bars
         self._estimated: set[str] = set()
 
@@ -285,15 +267,16 @@ class Scorer:
             resolve_indicators(self.ctx, [name])  # clear error if the context lacks what it needs
             if self.log is not None:
                 self.log(f"{name}: compiling (XLA, chunks of {self.chunk} architectures) ...")
-            self._runs[name] = _compile(ind.build(self.ctx), self.chunk, self.devs, space.encoding_shape)
+            job = engine.plan(self.ctx, [name], execution=self.execution, precision=self.precision)[0]
+            self._runs[name] = engine.compile_job(self.ctx, job, self.chunk, self.devs, space.encoding_shape)
         enc = space.validate_batch(encodings)
         many = len(enc) > self.chunk  # a long call (a reference set): a bar, and an estimate once
         hook = None
         if many and self.log is not None and ind.per_arch_cost != "table" and name not in self._estimated:
             self._estimated.add(name)
             hook = _estimate(self.log, name, len(enc), self.chunk, self.devs[0].platform)
-        return _run_chunks(self._runs[name], enc, self.chunk, desc=name, progress=self.progress and many,
-                           on_first_chunk=hook)
+        return _run_chunks(self._runs[name].run, enc, self.chunk, desc=name, progress=self.progress and many,
+                           on_first_chunk=hook)[name]
 
 
 def _round_up(x: int, m: int) -> int:
@@ -302,14 +285,18 @@ def _round_up(x: int, m: int) -> int:
 
 def score_architectures(ctx: base.ScoringContext, indicators: Sequence[str] | str, encodings,
                         *, chunk_size: int = 256, devices=None, progress: bool = True,
+                        execution: str = "auto", precision: str = "float32", share: bool = True,
                         log=None) -> ScoreResult:
     """Score ``encodings`` ``(n, *encoding_shape)`` of the supernet's space with every
     indicator; see the module docstring.
 
     ``chunk_size``: architectures per compiled call for forward-based indicators
     ("table" indicators take all n in one call). ``devices``: None (first local device),
-    ``"all"`` or a list of devices. ``log(message)``, when given, hears what is coming: a
-    line before each compilation and, after the first chunk, the expected time.
+    ``"all"`` or a list of devices. ``execution`` ("auto" | "vmap" | "map" | "loop"),
+    ``precision`` ("float32" | "bfloat16") and ``share`` (one pass for indicators that can
+    share it): see :mod:`fbnas_jax.engine`; the scores do not depend on them (bf16: ranks).
+    ``log(message)``, when given, hears what is coming: a line before each compilation and,
+    after the first chunk, the expected time.
     """
     space = of_network(ctx.net)
     enc = space.validate_batch(encodings)
@@ -324,26 +311,24 @@ def score_architectures(ctx: base.ScoringContext, indicators: Sequence[str] | st
     per_arch = [nm for nm in names if base.get(nm).family != "composite"]
     composites = [nm for nm in names if base.get(nm).family == "composite"]
     used_chunk = chunk_size
-    for nm in per_arch:
-        ind = base.get(nm)
-        chunk = max(n, 1) if ind.per_arch_cost == "table" else min(chunk_size, max(n, 1))
-        chunk = _round_up(chunk, nd)
-        if ind.per_arch_cost != "table":
+    for job in engine.plan(ctx, per_arch, execution=execution, precision=precision, share=share):
+        table = all(base.get(nm).per_arch_cost == "table" for nm in job.names)
+        chunk = _round_up(max(n, 1) if table else min(chunk_size, max(n, 1)), nd)
+        if not table:
             used_chunk = chunk
-        t0 = time.perf_counter()
-        fn = ind.build(ctx)
-        t1 = time.perf_counter()
         if log is not None:
-            log(f"{nm}: compiling (XLA, chunks of {chunk} architectures) ...")
-        run = _compile(fn, chunk, devs, space.encoding_shape)
-        t2 = time.perf_counter()
-        hook = (_estimate(log, nm, n, chunk, devs[0].platform)
-                if log is not None and ind.per_arch_cost != "table" else None)
-        vals = _run_chunks(run, enc, chunk, desc=nm, progress=progress, on_first_chunk=hook)
-        t3 = time.perf_counter()
-        scores[nm] = vals
-        timings[nm] = {"build_s": t1 - t0, "compile_s": t2 - t1, "run_s": t3 - t2,
-                       "archs_per_s": n / (t3 - t2) if t3 > t2 else float("inf"), "chunk_size": chunk}
+            log(f"{job.label}: compiling (XLA, chunks of {chunk} architectures, {job.execution}) ...")
+        compiled = engine.compile_job(ctx, job, chunk, devs, space.encoding_shape)
+        hook = _estimate(log, job.label, n, chunk, devs[0].platform) if log is not None and not table else None
+        t0 = time.perf_counter()
+        vals = _run_chunks(compiled.run, enc, chunk, desc=job.label, progress=progress, on_first_chunk=hook)
+        run_s = time.perf_counter() - t0
+        for nm in job.names:
+            scores[nm] = vals[nm] if n else np.zeros(0)
+            timings[nm] = {"compile_s": compiled.compile_s, "run_s": run_s,
+                           "archs_per_s": n / run_s if run_s > 0 else float("inf"), "chunk_size": chunk,
+                           "execution": job.execution if not table else "table", "precision": job.precision,
+                           "job": job.label, "memory_mb": compiled.memory_mb}
     for nm in composites:
         t0 = time.perf_counter()
         scores[nm] = cpi_from_scores(scores, base.get(nm).components)

@@ -83,6 +83,24 @@ def test_all_none_documented(setup):
     assert s["linear_regions"] == 1
 
 
+def test_map_switch_shared_passes_equal_vmap(setup):
+    """Per-architecture ``lax.map`` (``lax.switch``: only the chosen ops run, canonical-gradient
+    convolutions) with shared passes (snip+grasp+fisher+grad_norm from one backward,
+    naswot+jacob_cov from one forward) gives the vmapped one-by-one scores above
+    (:mod:`fbnas_jax.engine`; the supernet indicators: tests/test_execution.py)."""
+    from fbnas_jax.scoring import score_architectures
+
+    per_arch = [n for n in NAMES if REGISTRY[n].per_arch]
+    res = score_architectures(setup["ctx"], per_arch, CHUNK_A, chunk_size=4, execution="map", share=True,
+                              progress=False)
+    assert res.timings["snip"]["job"] == "snip+grasp+fisher+grad_norm" and res.timings["naswot"]["job"] == "naswot+jacob_cov"
+    assert {res.timings[n]["execution"] for n in per_arch} == {"map"}
+    for n in per_arch:
+        a, b = setup["a"][n].astype(np.float64), res.scores[n]
+        same = (a == b) | (np.isnan(a) & np.isnan(b))
+        assert np.all(same | np.isclose(b, a, rtol=2e-4, atol=1e-5)), (n, a, b)
+
+
 def test_cost_matches_cost_model(setup):
     p, f = nb201_costs(CHUNK_A, channels=4, cells_per_stage=1, input_size=16)
     np.testing.assert_allclose(setup["a"]["params"], p, rtol=1e-6)

@@ -95,6 +95,18 @@ def add_set_option(p: argparse.ArgumentParser) -> None:
                         "may be repeated, every item applies")
 
 
+def add_engine_flags(p: argparse.ArgumentParser) -> None:
+    """``--strategy`` / ``--precision`` of the scoring engine (see :mod:`fbnas_jax.engine`)."""
+    p.add_argument("--strategy", choices=("auto", "vmap", "map", "loop"), default="auto",
+                   help="how architectures are executed: 'vmap' = one vmapped launch per chunk, every candidate "
+                        "op computed (GPUs); 'map' = lax.map over the chunk, only the chosen ops run "
+                        "(lax.switch; CPUs); 'loop' = a Python loop over one compiled per-architecture program; "
+                        "'auto' (default) = the backend's measured default. Same scores either way")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                   help="compute precision of convolutions (bfloat16 only for indicators validated to keep their "
+                        "ranks: none yet, so float32 for now)")
+
+
 def take_loose(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Give a positional swallowed by ``--set`` back to ``args.arch``, or refuse it clearly."""
     loose = list(getattr(args, "_loose", None) or [])

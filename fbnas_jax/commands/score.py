@@ -7,6 +7,8 @@ import platform
 import time
 from pathlib import Path
 
+from fbnas_jax.commands._common import add_engine_flags
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -40,6 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--expect-bn-mode", choices=("bnnas", "fair"), default=None,
                    help="fail unless the checkpoint was trained with this bn_mode")
     p.add_argument("--expect-space", default=None, help="fail unless the checkpoint is of this space")
+    add_engine_flags(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_score)
 
@@ -95,7 +98,8 @@ def run_score(args: argparse.Namespace) -> int:
     log(f"scoring {len(encodings):,} architectures of {args.checkpoint} (step {run.step}) on "
         f"{jax.devices()[0].platform} ...")
     result = scoring.score_architectures(ctx, requested if requested is not None else "all", encodings,
-                                         chunk_size=args.chunk_size,
+                                         chunk_size=args.chunk_size, execution=args.strategy,
+                                         precision=args.precision,
                                          devices="all" if args.devices == "all" else None,
                                          progress=not args.no_progress, log=log)
     columns = {column_name(n, tags.get(n) or args.tag): v for n, v in result.scores.items()}
@@ -104,7 +108,8 @@ def run_score(args: argparse.Namespace) -> int:
         "checkpoint": str(Path(args.checkpoint).absolute()), "step": run.step, "config": run.config.to_dict(),
         "indicators": list(result.scores), "columns": list(columns), "tag": args.tag,
         "num_archs": int(len(encodings)), "archs": args.archs,
-        "options": dict(ctx.options, chunk_size=result.chunk_size, devices=args.devices),
+        "options": dict(ctx.options, chunk_size=result.chunk_size, devices=args.devices, strategy=args.strategy,
+                        precision=args.precision),
         "data": dataset.name if dataset is not None else None, "devices": result.devices,
         "jax_version": jax.__version__, "python": platform.python_version(), "platform": platform.platform(),
         "timings": {"load_s": t_load, "indicators": result.timings, "total_s": time.perf_counter() - t0},

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 
+from fbnas_jax.commands._common import add_engine_flags
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -55,6 +57,7 @@ def register(subparsers) -> None:
     p.add_argument("--truth", default=None, help="ground-truth CSV: report the chosen arch's accuracies")
     p.add_argument("--truth-columns", default=None, help="comma-separated columns (default: all)")
     p.add_argument("--json", action="store_true")
+    add_engine_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_search)
 
@@ -116,7 +119,8 @@ def _checkpoint_objective(args):
                                mc_batch_size=args.mc_batch_size, seed=args.seed, fresh_init="init_variables" in need)
     # compiles each indicator once; says so, and shows bars + an estimate on long calls
     chunk = args.chunk_size or (16 if jax.default_backend() == "cpu" else 256)
-    scorer = scoring.Scorer(ctx, chunk_size=chunk, log=log, progress=not args.no_progress)
+    scorer = scoring.Scorer(ctx, chunk_size=chunk, log=log, progress=not args.no_progress,
+                            execution=args.strategy, precision=args.precision)
     components = tuple(getattr(indicator, "components", ()) or ())
     if indicator.family == "composite" and components:
         comp_fns = {c: (lambda enc, c=c: scorer(c, enc)) for c in components}

@@ -149,8 +149,7 @@ def condition_number(gram) -> jax.Array:
 
 def jacobian_of_sum(net, variables, images, enc):
     """d sum(f(x)) / dx over the batch (BN in train mode), flattened to (B, H*W*3)."""
-    f = lambda x: jnp.sum(logits(net, variables["params"], variables["batch_stats"], x, enc))
-    return jax.grad(f)(images).reshape(images.shape[0], -1)
+    return input_family(net, variables, images, enc, ("jacob_cov",))["jacob_cov"]
 
 
 def synflow(net, variables, image_shape, enc, bn_eps: float = 1e-5):
@@ -168,7 +167,7 @@ def synflow(net, variables, image_shape, enc, bn_eps: float = 1e-5):
     stats = unflat({k: (jnp.zeros_like(v) if k[-1] == "mean" else jnp.full_like(v, 1.0 - bn_eps))
                     for k, v in flat(variables["batch_stats"]).items()})
     ones = jnp.ones((1,) + tuple(image_shape), jnp.float32)
-    r_of = lambda p, s: jnp.sum(logits(net, p, stats, s * ones, enc, EVAL))
+    r_of = lambda p, s: jnp.sum(logits(net, p, stats, s * ones, enc, EVAL).astype(jnp.float32))
     s0 = jnp.float32(2.0 ** -120)
     r0 = r_of(params, s0)
     ok = r0 > 0
@@ -188,77 +187,147 @@ def weight_grads(net, variables, images, labels, enc):
     return w, jax.grad(loss)(w)
 
 
+def _is_gated(mod) -> bool:
+    return isinstance(mod, (nn.Conv, nn.Dense))
+
+
+def _gate_shapes(net, variables, images, enc) -> dict:
+    """``{module path: (batch, channels)}`` of every conv/linear output of the network."""
+    shapes: dict = {}
+
+    def interceptor(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        if context.method_name == "__call__" and _is_gated(context.module):
+            shapes[context.module.path] = (out.shape[0], out.shape[-1])
+        return out
+
+    with nn.intercept_methods(interceptor):
+        jax.eval_shape(lambda: logits(net, variables["params"], variables["batch_stats"], images, enc))
+    return shapes
+
+
+def gated_logits(net, params, batch_stats, images, enc, gates):
+    """Logits with every conv/linear output ``out`` replaced by ``out * (1 + gate)``, one gate
+    per (sample, channel). At ``gate = 0`` nothing changes and
+    ``dL/dgate[n, c] = sum_spatial act[n, ., c] * dL/dact[n, ., c]``: zero-cost NAS's
+    per-sample, per-channel Fisher term, without capturing activations (so it also works
+    inside ``lax.switch`` branches, whose values cannot leave the branch)."""
+    if not gates:
+        return logits(net, params, batch_stats, images, enc)
+
+    def interceptor(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        if context.method_name == "__call__" and _is_gated(context.module):
+            g = gates[context.module.path]
+            g = g.reshape(g.shape[:1] + (1,) * (out.ndim - 2) + g.shape[-1:])
+            out = out * (1.0 + g).astype(out.dtype)
+        return out
+
+    with nn.intercept_methods(interceptor):
+        return logits(net, params, batch_stats, images, enc)
+
+
+CE_FAMILY = ("snip", "grad_norm", "grasp", "fisher")
+
+
+def ce_family(net, variables, images, labels, enc, want=CE_FAMILY) -> dict:
+    """The cross-entropy-gradient proxies ``want`` (subset of :data:`CE_FAMILY`) from ONE
+    forward/backward (GraSP adds the Hessian-gradient product on top of it).
+
+    * snip: ``sum |w * dL/dw|``; grad_norm: ``sum_layers ||dL/dw||_2`` (w: conv/linear kernels);
+    * fisher: ``sum_layers sum_c 0.5 * mean_n (dL/dgate[n, c])^2`` (:func:`gated_logits`);
+    * grasp: ``-sum w * (H g)``, ``H g = d/dw <stop_gradient(g), g(w)>`` (reverse over
+      reverse, as the reference: forward mode is unavailable for canonical-gradient convs).
+    """
+    unknown = sorted(set(want) - set(CE_FAMILY))
+    if unknown:
+        raise ValueError(f"ce_family computes {CE_FAMILY}, not {unknown}")
+    w, rest = split(variables["params"], is_weight)
+    gates = {}
+    if "fisher" in want:
+        gates = {k: jnp.zeros(shape, jnp.float32) for k, shape in _gate_shapes(net, variables, images, enc).items()}
+
+    def loss(w, gates):
+        out = gated_logits(net, merge(w, rest), variables["batch_stats"], images, enc, gates)
+        return cross_entropy(out.astype(jnp.float32), labels)
+
+    grads = jax.grad(loss, argnums=(0, 1))
+    if "grasp" in want:
+        def z(w):
+            gw, gg = grads(w, gates)
+            return sum(jnp.vdot(jax.lax.stop_gradient(gw[k]), gw[k]) for k in gw), (gw, gg)
+
+        hg, (gw, gg) = jax.grad(z, has_aux=True)(w)
+    else:
+        gw, gg = grads(w, gates)
+    zero = jnp.zeros((), jnp.float32)
+    out = {}
+    if "snip" in want:
+        out["snip"] = sum((jnp.sum(jnp.abs(w[k] * gw[k])) for k in w), zero)
+    if "grad_norm" in want:
+        out["grad_norm"] = sum((jnp.sqrt(jnp.sum(jnp.square(gw[k]))) for k in gw), zero)
+    if "grasp" in want:
+        out["grasp"] = -sum((jnp.sum(w[k] * hg[k]) for k in w), zero)
+    if "fisher" in want:
+        out["fisher"] = sum((jnp.sum(0.5 * jnp.mean(jnp.square(g), axis=0)) for g in gg.values()), zero)
+    return out
+
+
 def snip(net, variables, images, labels, enc):
-    w, g = weight_grads(net, variables, images, labels, enc)
-    return sum((jnp.sum(jnp.abs(w[k] * g[k])) for k in w), jnp.zeros((), jnp.float32))
+    return ce_family(net, variables, images, labels, enc, ("snip",))["snip"]
 
 
 def grad_norm(net, variables, images, labels, enc):
-    _, g = weight_grads(net, variables, images, labels, enc)
-    return sum((jnp.sqrt(jnp.sum(jnp.square(g[k]))) for k in g), jnp.zeros((), jnp.float32))
+    return ce_family(net, variables, images, labels, enc, ("grad_norm",))["grad_norm"]
 
 
 def grasp(net, variables, images, labels, enc):
     """-sum theta * (H g) over conv/linear kernels (Hessian of the CE loss w.r.t. them)."""
-    w, rest = split(variables["params"], is_weight)
-    loss = lambda w: cross_entropy(logits(net, merge(w, rest), variables["batch_stats"], images, enc), labels)
-    grad_fn = jax.grad(loss)
-    g = grad_fn(w)
-    _, hg = jax.jvp(grad_fn, (w,), (g,))
-    return -sum((jnp.sum(w[k] * hg[k]) for k in w), jnp.zeros((), jnp.float32))
+    return ce_family(net, variables, images, labels, enc, ("grasp",))["grasp"]
 
 
 def fisher(net, variables, images, labels, enc):
-    """Zero-cost NAS fisher on the outputs of every conv and linear layer.
+    """Zero-cost NAS fisher on the outputs of every conv and linear layer: per layer and
+    channel ``0.5 * mean_n (sum_spatial act * dL/dact)^2``, summed over channels and layers."""
+    return ce_family(net, variables, images, labels, enc, ("fisher",))["fisher"]
 
-    A Flax method interceptor adds a zero "perturbation" to the output of each ``nn.Conv``
-    and ``nn.Dense``; its gradient is dL/dact. Per layer and channel,
-    ``0.5 * mean_n (sum_spatial act * dL/dact)^2``, summed over channels and layers.
-    """
-    shapes: dict = {}
 
-    def run(perturb):
-        acts: dict = {}
+def input_family(net, variables, images, enc, want=("jacob_cov", "naswot")) -> dict:
+    """From ONE train-mode forward: the NASWOT ReLU-code kernel (``"naswot"``, (B, B)) and the
+    input Jacobian of the summed output (``"jacob_cov"``, (B, H*W*C), one backward)."""
+    mode = ForwardMode(train=True, relu_kernel="naswot" in want)
+    params, stats = variables["params"], variables["batch_stats"]
 
-        def interceptor(next_fun, args, kwargs, context):
-            out = next_fun(*args, **kwargs)
-            mod = context.module
-            if context.method_name == "__call__" and isinstance(mod, (nn.Conv, nn.Dense)):
-                key = mod.path if hasattr(mod, "path") else mod.scope.path
-                if perturb is None:
-                    shapes[key] = jax.ShapeDtypeStruct(out.shape, out.dtype)
-                else:
-                    acts[key] = out
-                    out = out + perturb[key]
-            return out
+    def f(x):
+        out, state = net.apply({"params": params, "batch_stats": stats}, x, enc, mode=mode, mutable=["relu_kernel"])
+        k = sum(jax.tree.leaves(state.get("relu_kernel", {}))) if "naswot" in want else jnp.zeros(())
+        return jnp.sum(out.astype(jnp.float32)), k
 
-        with nn.intercept_methods(interceptor):
-            out = logits(net, variables["params"], variables["batch_stats"], images, enc)
-        return cross_entropy(out, labels), acts
-
-    jax.eval_shape(lambda: run(None))
-    zeros = {k: jnp.zeros(s.shape, s.dtype) for k, s in shapes.items()}
-    grads, acts = jax.grad(run, has_aux=True)(zeros)
-    total = jnp.zeros((), jnp.float32)
-    for key, act in acts.items():
-        prod = act * grads[key]
-        g_nk = jnp.sum(prod, axis=tuple(range(1, prod.ndim - 1))) if prod.ndim > 2 else prod
-        total = total + jnp.sum(0.5 * jnp.mean(jnp.square(g_nk), axis=0))
-    return total
+    out = {}
+    if "jacob_cov" in want:
+        (_, k), gx = jax.value_and_grad(f, has_aux=True)(images)
+        out["jacob_cov"] = gx.reshape(images.shape[0], -1)
+    else:
+        _, k = f(images)
+    if "naswot" in want:
+        out["naswot"] = k
+    return out
 
 
 def ntk_gram(net, variables, images, enc):
     """TE-NAS empirical NTK: Gram matrix (B, B) of per-sample gradients of the summed logits
     w.r.t. conv/linear kernels and BN scales, BN in train mode (one batched forward)."""
     w, rest = split(variables["params"], is_ntk_weight)
-    f = lambda w: jnp.sum(logits(net, merge(w, rest), variables["batch_stats"], images, enc), axis=1)
+    f = lambda w: jnp.sum(logits(net, merge(w, rest), variables["batch_stats"], images, enc).astype(jnp.float32),
+                          axis=1)
     b = images.shape[0]
     _, vjp = jax.vjp(f, w)
-    # One VJP per sample, *mapped* (not jacrev's vmap): batching the weight-gradient
-    # convolutions turns them into grouped convolutions that XLA:CPU runs ~50x slower.
-    rows = jax.lax.map(lambda ct: jnp.concatenate([g.reshape(-1) for g in jax.tree.leaves(vjp(ct)[0])]),
-                       jnp.eye(b, dtype=jnp.float32))
-    return rows @ rows.T
+    # One VJP per sample, *mapped* (sequential): a vmap over the cotangents batches the
+    # weight-gradient convolutions, which XLA:CPU runs far slower; inside the map, the
+    # networks' canonical-gradient convolutions (strategy="switch") keep the fast path.
+    rows = jax.lax.map(lambda ct: vjp(ct)[0], jnp.eye(b, dtype=jnp.float32))  # {leaf: (B, *shape)}
+    return sum((r.reshape(b, -1) @ r.reshape(b, -1).T for r in jax.tree.leaves(rows)),
+               jnp.zeros((b, b), jnp.float32))
 
 
 def count_patterns(kernel) -> jax.Array:

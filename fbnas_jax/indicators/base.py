@@ -7,6 +7,19 @@ encodings, int32 shape ``(n, *encoding_shape)`` of the network's search space (N
 (:mod:`fbnas_jax.scoring`) jit-compiles it once, chunks the architecture list to fit memory
 and shards chunks over devices; indicators never loop over architectures in Python.
 
+Per-architecture indicators (everything that runs the network) are written for ONE
+architecture instead: ``build_arch(ctx)`` returns ``score = fn(encoding)`` (a scalar), and
+the engine decides how to run it over many (:func:`vectorize`): ``jax.vmap`` (the supernet
+computes every op; one launch for the chunk -- GPUs), ``lax.map`` or a Python loop over a
+jitted call (the supernet runs only the chosen op, ``strategy="switch"`` -- CPUs). For
+such indicators ``build`` is derived (the ``vmap`` form), so ``build(ctx)(encodings)``
+keeps working everywhere.
+
+Indicators that need the same forward/backward declare a ``group``
+(:data:`GROUPS`): when several members are requested with matching options, the engine
+builds one function computing all of them from one pass (e.g. snip, grad_norm, fisher and
+grasp from one cross-entropy gradient).
+
 Every indicator is oriented so that **higher predicts better**; ``sign_note`` documents the
 orientation (e.g. TE-NAS's NTK condition number is negated).
 
@@ -19,8 +32,11 @@ import dataclasses
 import functools
 from typing import Any, Callable
 
+import jax
+
 
 ScoreFn = Callable[[Any], Any]  # encodings (n, *encoding_shape) int32 -> scores (n,) float32
+ArchFn = Callable[[Any], Any]  # one encoding (*encoding_shape,) int32 -> score () float32 (or a dict of them)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +74,68 @@ class Indicator:
     description: str = ""
     components: tuple[str, ...] = ()  # for composite (rank-based) indicators
     per_arch_cost: str = "forward"  # "table" | "forward" | "gradient" | "free" -- for planning/progress
+    #: per-architecture builder (see the module doc); when set, ``build`` is its vmap form
+    build_arch: Callable[[ScoringContext], ArchFn] | None = None
+    #: name of a :class:`Group` sharing one forward/backward with other members
+    group: str | None = None
+
+    def __post_init__(self):
+        if self.build is None and self.build_arch is not None:
+            build_arch = self.build_arch
+            object.__setattr__(self, "build", lambda ctx: vectorize(build_arch(ctx), "vmap"))
+
+    @property
+    def per_arch(self) -> bool:
+        return self.build_arch is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """Indicators computed together from one pass.
+
+    ``key(ctx, name)``: a hashable summary of what member ``name`` needs (batch, repeats);
+    members with equal keys share. ``build(ctx, names)``: a per-architecture function
+    returning ``{name: score}`` for those members (same state-as-arguments convention).
+    """
+
+    name: str
+    members: tuple[str, ...]
+    key: Callable[[ScoringContext, str], Any]
+    build: Callable[[ScoringContext, tuple[str, ...]], ArchFn]
 
 
 REGISTRY: dict[str, Indicator] = {}
+GROUPS: dict[str, Group] = {}
+
+STRATEGIES = ("vmap", "map", "loop")
+
+
+def split_state(fn) -> tuple[Callable, tuple]:
+    """``(f, state)`` of a :func:`bind_state` partial (positional arrays); ``(fn, ())`` otherwise."""
+    if isinstance(fn, functools.partial) and not fn.keywords:
+        return fn.func, tuple(fn.args)
+    return fn, ()
+
+
+def vectorize(fn: ArchFn, strategy: str = "vmap") -> ScoreFn:
+    """A chunk function ``encodings (n, ...) -> scores (n,)`` from a per-architecture one.
+
+    ``"vmap"``: ``jax.vmap`` (every architecture at once; the supernet must compute every
+    op, and does: a vmapped ``lax.switch`` is a select). ``"map"``: ``lax.map`` (one
+    architecture after another inside one program; with ``strategy="switch"`` networks only
+    the chosen ops run). The state of a :func:`bind_state` partial stays an argument.
+    """
+    if strategy not in ("vmap", "map"):
+        raise ValueError(f"vectorize: strategy must be 'vmap' or 'map', got {strategy!r}")
+    f, state = split_state(fn)
+
+    def chunk(*args):
+        *st, encodings = args
+        one = lambda e: f(*st, e)  # noqa: E731
+        return (jax.vmap(one) if strategy == "vmap" else functools.partial(jax.lax.map, one))(encodings)
+
+    chunk.__name__ = f"{strategy}_{getattr(f, '__name__', 'indicator')}"
+    return functools.partial(chunk, *state)
 
 
 def bind_state(fn: Callable, *state: Any, **static: Any) -> ScoreFn:
@@ -89,6 +164,13 @@ def register(indicator: Indicator) -> Indicator:
         raise ValueError(f"indicator {indicator.name!r} registered twice")
     REGISTRY[indicator.name] = indicator
     return indicator
+
+
+def register_group(group: Group) -> Group:
+    if group.name in GROUPS:
+        raise ValueError(f"group {group.name!r} registered twice")
+    GROUPS[group.name] = group
+    return group
 
 
 def get(name: str) -> Indicator:

@@ -63,7 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fbnas_jax.indicators._proxies import naswot_logdet, relu_kernel
-from fbnas_jax.indicators.base import Indicator, ScoringContext, bind_state, register
+from fbnas_jax.indicators.base import Group, Indicator, ScoringContext, bind_state, register, register_group
 from fbnas_jax.models.layers import ForwardMode
 from fbnas_jax.ranking import rank_average
 from fbnas_jax.spaces import of_network
@@ -85,64 +85,96 @@ def _build_table(ctx: ScoringContext, kind: str):
 
 # --------------------------------------------------------------------------- forwards
 
-def _expressivity_fn(variables, images, encodings, *, net):
-    kernels = jax.vmap(lambda e: relu_kernel(net, variables, images, e))(encodings)
-    return naswot_logdet(kernels)
+SUPERNET_FORWARD = ("expressivity", "supernet_accuracy", "supernet_neg_loss")
 
 
-def _accuracy_fn(variables, images, labels, encodings, *, net, what):
-    def one(e):
-        logits = net.apply(variables, images, e, mode=ForwardMode(train=True))
-        if what == "accuracy":
-            return jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
-        logp = jax.nn.log_softmax(logits)
-        return jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))  # = -cross-entropy
+def supernet_forward(net, variables, images, labels, encoding, want=SUPERNET_FORWARD) -> dict:
+    """``want`` (subset of :data:`SUPERNET_FORWARD`) from ONE forward of the held batch with
+    inherited weights and batch statistics (NASWOT codes recorded only if expressivity is wanted)."""
+    mode = ForwardMode(train=True, relu_kernel="expressivity" in want)
+    logits, state = net.apply(variables, images, encoding, mode=mode, mutable=["relu_kernel"])
+    out = {}
+    if "expressivity" in want:
+        out["expressivity"] = naswot_logdet(sum(jax.tree.leaves(state["relu_kernel"])))
+    if "supernet_accuracy" in want:
+        out["supernet_accuracy"] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+    if "supernet_neg_loss" in want:
+        logp = jax.nn.log_softmax(logits.astype(jnp.float32))
+        out["supernet_neg_loss"] = jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))  # = -CE
+    return out
 
-    return jax.vmap(one)(encodings)
+
+def _forward_arch(variables, images, labels, e, *, net, names):
+    out = supernet_forward(net, variables, images, labels, e, names)
+    return out[names[0]] if len(names) == 1 else out
 
 
-def mc_bn_probs(net, variables, train_images, images, encoding):
-    """Softmax outputs ``(T, B, classes)`` of the eval batch under T MC-BN statistics."""
+def _expressivity_arch(variables, images, e, *, net):
+    return naswot_logdet(relu_kernel(net, variables, images, e))
+
+
+def mc_bn_probs(net, variables, train_images, images, encoding, *, stacked: bool = False):
+    """Softmax outputs ``(T, B, classes)`` of the eval batch under T MC-BN statistics.
+
+    One forward of ``concat([train_t, eval])`` per MC sample t, statistics from the training
+    part only. ``stacked``: the T forwards as one (``vmap`` over t: a T-times larger batch,
+    what a GPU wants); otherwise a ``lax.scan`` (sequential: faster on CPU, measured).
+    """
     n_train = train_images.shape[1]
     w = jnp.concatenate([jnp.ones((n_train,), jnp.float32), jnp.zeros((images.shape[0],), jnp.float32)])
     mode = ForwardMode(train=True, stat_weights=w)
 
-    def body(carry, batch):
+    def one(batch):
         x = jnp.concatenate([batch, images], axis=0)
         logits = net.apply(variables, x, encoding, mode=mode)[n_train:]
-        return carry, jax.nn.softmax(logits, axis=-1)
+        return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
-    _, probs = jax.lax.scan(body, None, train_images)
-    return probs
+    if stacked:
+        return jax.vmap(one)(train_images)
+    return jax.lax.scan(lambda c, b: (c, one(b)), None, train_images)[1]
 
 
-def _uncertainty_fn(variables, train_images, images, encodings, *, net):
-    def one(e):
-        probs = mc_bn_probs(net, variables, train_images, images, e)
-        return -jnp.mean(jnp.var(probs, axis=0))
+def _uncertainty_arch(variables, train_images, images, e, *, net, stacked):
+    probs = mc_bn_probs(net, variables, train_images, images, e, stacked=stacked)
+    return -jnp.mean(jnp.var(probs, axis=0))
 
-    return jax.vmap(one)(encodings)
+
+def mc_stacked(ctx: ScoringContext) -> bool:
+    """``ctx.options['uncertainty']['mc_batching']``: "stacked" | "sequential" | "auto"
+    (stacked on accelerators, sequential on CPU, where it measured faster)."""
+    how = ((ctx.options or {}).get("uncertainty", {}) or {}).get("mc_batching", "auto")
+    if how not in ("auto", "stacked", "sequential"):
+        raise ValueError(f"uncertainty mc_batching must be 'auto', 'stacked' or 'sequential', got {how!r}")
+    return how == "stacked" or (how == "auto" and jax.default_backend() != "cpu")
 
 
 def _build_expressivity(ctx):
-    return bind_state(_expressivity_fn, ctx.variables, jnp.asarray(ctx.images), net=ctx.net)
+    return bind_state(_expressivity_arch, ctx.variables, jnp.asarray(ctx.images), net=ctx.net)
+
+
+def _forward_state(ctx):
+    return ctx.variables, jnp.asarray(ctx.images), jnp.asarray(ctx.labels, jnp.int32)
 
 
 def _build_accuracy(ctx):
-    return bind_state(_accuracy_fn, ctx.variables, jnp.asarray(ctx.images), jnp.asarray(ctx.labels, jnp.int32),
-                 net=ctx.net, what="accuracy")
+    return bind_state(_forward_arch, *_forward_state(ctx), net=ctx.net, names=("supernet_accuracy",))
 
 
 def _build_neg_loss(ctx):
-    return bind_state(_accuracy_fn, ctx.variables, jnp.asarray(ctx.images), jnp.asarray(ctx.labels, jnp.int32),
-                 net=ctx.net, what="neg_loss")
+    return bind_state(_forward_arch, *_forward_state(ctx), net=ctx.net, names=("supernet_neg_loss",))
+
+
+def _build_forward_group(ctx, names):
+    """expressivity / supernet_accuracy / supernet_neg_loss from one forward (needs labels)."""
+    return bind_state(_forward_arch, *_forward_state(ctx), net=ctx.net, names=tuple(names))
 
 
 def _build_uncertainty(ctx):
     train_images = jnp.asarray(ctx.train_images)
     if train_images.ndim != 5:
         raise ValueError(f"train_images must be (T, B', H, W, 3) MC mini-batches, got {train_images.shape}")
-    return bind_state(_uncertainty_fn, ctx.variables, train_images, jnp.asarray(ctx.images), net=ctx.net)
+    return bind_state(_uncertainty_arch, ctx.variables, train_images, jnp.asarray(ctx.images), net=ctx.net,
+                      stacked=mc_stacked(ctx))
 
 
 # --------------------------------------------------------------------------- composite
@@ -185,23 +217,28 @@ register(Indicator(
     per_arch_cost="table", sign_note="higher = larger BN gain |gamma|/sqrt(var+eps) (FBN-NAS)",
     description="sum over cells/ops of mean |gamma|/sqrt(running_var+eps) of each chosen op's last BN"))
 register(Indicator(
-    "expressivity", _build_expressivity, "supernet", needs=_SUPERNET + ("images",),
+    "expressivity", None, "supernet", needs=_SUPERNET + ("images",), build_arch=_build_expressivity,
+    group="supernet_forward",
     sign_note="higher = larger NASWOT log|det K| (more distinct ReLU codes)",
     description="NASWOT Hamming-kernel log-det of the subnet with inherited weights, batch statistics, "
                 "float64 slogdet on host; -inf if singular"))
 register(Indicator(
-    "supernet_accuracy", _build_accuracy, "supernet", needs=_SUPERNET + ("images", "labels"),
+    "supernet_accuracy", None, "supernet", needs=_SUPERNET + ("images", "labels"), build_arch=_build_accuracy,
+    group="supernet_forward",
     sign_note="higher = more accurate", description="top-1 accuracy of the subnet (inherited weights, batch stats) "
                                                     "on the held batch"))
 register(Indicator(
-    "supernet_neg_loss", _build_neg_loss, "supernet", needs=_SUPERNET + ("images", "labels"),
+    "supernet_neg_loss", None, "supernet", needs=_SUPERNET + ("images", "labels"), build_arch=_build_neg_loss,
+    group="supernet_forward",
     sign_note="minus cross-entropy: higher = better",
     description="minus mean cross-entropy of the subnet (inherited weights, batch stats) on the held batch"))
 register(Indicator(
-    "uncertainty", _build_uncertainty, "supernet", needs=_SUPERNET + ("images", "train_images"),
+    "uncertainty", None, "supernet", needs=_SUPERNET + ("images", "train_images"), build_arch=_build_uncertainty,
     sign_note="minus MC-BN predictive variance: <= 0, higher = more certain",
     description="Monte-Carlo BatchNorm: -mean over eval samples and classes of the variance of softmax "
                 "outputs across T train-batch normalisations"))
+register_group(Group("supernet_forward", SUPERNET_FORWARD,
+                     lambda ctx, name: "labels" if ctx.labels is not None else name, _build_forward_group))
 register(Indicator(
     "cpi", None, "composite", components=CPI_COMPONENTS, per_arch_cost="free",
     sign_note="mean rank (1..n, higher = better) of expressivity, trainability, uncertainty",

@@ -106,7 +106,9 @@ import numpy as np
 
 from fbnas_jax.indicators import _proxies as P
 from fbnas_jax.indicators._proxies import condition_number, count_patterns, naswot_logdet  # noqa: F401
-from fbnas_jax.indicators.base import Indicator, ScoringContext, bind_state, register
+from fbnas_jax.indicators.base import (
+    Group, Indicator, ScoringContext, bind_state, register, register_group, vectorize,
+)
 from fbnas_jax.spaces import of_network
 
 __all__ = ["DEFAULT_OPTIONS", "resolve_options", "naswot_logdet", "condition_number", "count_patterns"]
@@ -177,68 +179,63 @@ def _single(ctx, opts, labels=False):
     return _variables(ctx), images, jnp.asarray(np.asarray(ctx.labels)[:b], jnp.int32)
 
 
-def _vmapped(per_arch, encodings):
-    return jax.vmap(per_arch)(jnp.asarray(encodings, jnp.int32)).astype(jnp.float32)
-
-
 # ----------------------------------------------------------------------------- builders
-# Each builder returns ``bind_state(f, *arrays, **static)``: the engine passes the fresh
-# supernet and the image batch to the compiled ``f`` as arguments, never as constants.
+# Per-architecture builders (``build_arch``): ``bind_state(f, *arrays, **static)`` with
+# ``f(*arrays, encoding) -> score``; the engine runs them over a chunk with vmap, lax.map or
+# a loop (see :func:`fbnas_jax.indicators.base.vectorize`) and passes the fresh supernet and
+# the image batch to the compiled ``f`` as arguments, never as constants.
 
 
-def _naswot_fn(v, x, encodings, *, net):
-    kernels = jax.vmap(lambda e: P.relu_kernel(net, v, x, e))(jnp.asarray(encodings, jnp.int32))
-    return naswot_logdet(kernels)
+def _naswot_arch(v, x, e, *, net):
+    return naswot_logdet(P.relu_kernel(net, v, x, e))
 
 
 def build_naswot(ctx: ScoringContext):
     _check(ctx, "naswot")
-    return bind_state(_naswot_fn, *_single(ctx, resolve_options("naswot", ctx)), net=ctx.net)
+    return bind_state(_naswot_arch, *_single(ctx, resolve_options("naswot", ctx)), net=ctx.net)
 
 
-def _jacob_cov_fn(v, x, encodings, *, net, k):
-    jac = jax.vmap(lambda e: P.jacobian_of_sum(net, v, x, e))(jnp.asarray(encodings, jnp.int32))
-    return P.jacob_cov_score(jac, k)
+def _jacob_cov_arch(v, x, e, *, net, k):
+    return P.jacob_cov_score(P.jacobian_of_sum(net, v, x, e), k)
 
 
 def build_jacob_cov(ctx: ScoringContext):
     _check(ctx, "jacob_cov")
     opts = resolve_options("jacob_cov", ctx)
-    return bind_state(_jacob_cov_fn, *_single(ctx, opts), net=ctx.net, k=float(opts["k"]))
+    return bind_state(_jacob_cov_arch, *_single(ctx, opts), net=ctx.net, k=float(opts["k"]))
 
 
-def _synflow_fn(v, encodings, *, net, shape):
-    return _vmapped(lambda e: P.synflow(net, v, shape, e), encodings)
+def _synflow_arch(v, e, *, net, shape):
+    return P.synflow(net, v, shape, e)
 
 
 def build_synflow(ctx: ScoringContext):
     _check(ctx, "synflow")
-    return bind_state(_synflow_fn, _variables(ctx), net=ctx.net, shape=tuple(np.asarray(ctx.images).shape[1:]))
+    return bind_state(_synflow_arch, _variables(ctx), net=ctx.net, shape=tuple(np.asarray(ctx.images).shape[1:]))
 
 
-def _loss_fn(v, x, y, encodings, *, net, proxy):
-    return _vmapped(lambda e: proxy(net, v, x, y, e), encodings)
+def _ce_arch(v, x, y, e, *, net, names):
+    out = P.ce_family(net, v, x, y, e, names)
+    return out[names[0]] if len(names) == 1 else out
 
 
-def _loss_builder(name, proxy):
+def _ce_builder(name):
     def build(ctx: ScoringContext):
         _check(ctx, name, labels=True)
-        return bind_state(_loss_fn, *_single(ctx, resolve_options(name, ctx), labels=True), net=ctx.net,
-                          proxy=proxy)
+        return bind_state(_ce_arch, *_single(ctx, resolve_options(name, ctx), labels=True), net=ctx.net,
+                          names=(name,))
     build.__name__ = f"build_{name}"
     return build
 
 
-build_snip = _loss_builder("snip", P.snip)
-build_grasp = _loss_builder("grasp", P.grasp)
-build_fisher = _loss_builder("fisher", P.fisher)
-build_grad_norm = _loss_builder("grad_norm", P.grad_norm)
+build_snip = _ce_builder("snip")
+build_grasp = _ce_builder("grasp")
+build_fisher = _ce_builder("fisher")
+build_grad_norm = _ce_builder("grad_norm")
 
 
-def _ntk_cond_fn(vs, xs, encodings, *, net):
-    def per_arch(e):
-        return jax.lax.map(lambda vx: P.ntk_gram(net, vx[0], vx[1], e), (vs, xs))  # (R, B, B)
-    grams = jax.lax.map(per_arch, jnp.asarray(encodings, jnp.int32))  # see _proxies.ntk_gram
+def _ntk_cond_arch(vs, xs, e, *, net):
+    grams = jax.lax.map(lambda vx: P.ntk_gram(net, vx[0], vx[1], e), (vs, xs))  # (R, B, B)
     cond = condition_number(grams)
     cond = jnp.where(cond > 0, cond, jnp.inf)  # lambda_min <= 0: ill-conditioned
     return -jnp.mean(cond, axis=-1)
@@ -246,19 +243,54 @@ def _ntk_cond_fn(vs, xs, encodings, *, net):
 
 def build_ntk_cond(ctx: ScoringContext):
     _check(ctx, "ntk_cond")
-    return bind_state(_ntk_cond_fn, *_repeats(ctx, resolve_options("ntk_cond", ctx)), net=ctx.net)
+    return bind_state(_ntk_cond_arch, *_repeats(ctx, resolve_options("ntk_cond", ctx)), net=ctx.net)
 
 
-def _linear_regions_fn(vs, xs, encodings, *, net):
-    def per_arch(e):
-        counts = jax.lax.map(lambda vx: count_patterns(P.relu_kernel(net, vx[0], vx[1], e)), (vs, xs))
-        return jnp.mean(counts)
-    return _vmapped(per_arch, encodings)
+def _linear_regions_arch(vs, xs, e, *, net):
+    return jnp.mean(jax.lax.map(lambda vx: count_patterns(P.relu_kernel(net, vx[0], vx[1], e)), (vs, xs)))
 
 
 def build_linear_regions(ctx: ScoringContext):
     _check(ctx, "linear_regions")
-    return bind_state(_linear_regions_fn, *_repeats(ctx, resolve_options("linear_regions", ctx)), net=ctx.net)
+    return bind_state(_linear_regions_arch, *_repeats(ctx, resolve_options("linear_regions", ctx)), net=ctx.net)
+
+
+# ----------------------------------------------------------------------------- shared passes
+
+
+def _batch_key(ctx: ScoringContext, name: str):
+    return int(resolve_options(name, ctx)["batch_size"])
+
+
+def _ce_group_arch(v, x, y, e, *, net, names):
+    return P.ce_family(net, v, x, y, e, names)
+
+
+def build_ce_group(ctx: ScoringContext, names):
+    """snip / grad_norm / fisher / grasp from one cross-entropy gradient (same batch)."""
+    for n in names:
+        _check(ctx, n, labels=True)
+    return bind_state(_ce_group_arch, *_single(ctx, resolve_options(names[0], ctx), labels=True), net=ctx.net,
+                      names=tuple(names))
+
+
+def _input_group_arch(v, x, e, *, net, names, k):
+    out = P.input_family(net, v, x, e, names)
+    res = {}
+    if "naswot" in out:
+        res["naswot"] = naswot_logdet(out["naswot"])
+    if "jacob_cov" in out:
+        res["jacob_cov"] = P.jacob_cov_score(out["jacob_cov"], k)
+    return res
+
+
+def build_input_group(ctx: ScoringContext, names):
+    """naswot's ReLU codes and jacob_cov's input Jacobian from one forward (same batch)."""
+    for n in names:
+        _check(ctx, n)
+    k = float(resolve_options("jacob_cov", ctx)["k"])
+    return bind_state(_input_group_arch, *_single(ctx, resolve_options(names[0], ctx)), net=ctx.net,
+                      names=tuple(names), k=k)
 
 
 def _host_costs(encodings, *, space, settings, which):
@@ -297,36 +329,39 @@ build_flops = _cost_builder(1)
 _NEEDS = ("net", "init_variables", "images")
 _NEEDS_L = _NEEDS + ("labels",)
 
-register(Indicator("naswot", build_naswot, "training_free", _NEEDS,
+register(Indicator("naswot", None, "training_free", _NEEDS,
                    "log|det| of the ReLU-code Hamming kernel; higher = more distinct codes = better",
-                   "NASWOT (Mellor et al. 2021)", per_arch_cost="forward"))
-register(Indicator("jacob_cov", build_jacob_cov, "training_free", _NEEDS,
+                   "NASWOT (Mellor et al. 2021)", per_arch_cost="forward", build_arch=build_naswot, group="input_pass"))
+register(Indicator("jacob_cov", None, "training_free", _NEEDS,
                    "-sum(log(v+k)+1/(v+k)) of Jacobian-correlation eigenvalues; higher = less correlated = better",
-                   "Jacobian covariance (Mellor et al., NASWOT v1)", per_arch_cost="gradient"))
-register(Indicator("synflow", build_synflow, "training_free", _NEEDS,
+                   "Jacobian covariance (Mellor et al., NASWOT v1)", per_arch_cost="gradient", build_arch=build_jacob_cov, group="input_pass"))
+register(Indicator("synflow", None, "training_free", _NEEDS,
                    "natural log of SynFlow (monotone transform); higher = better",
-                   "SynFlow (Tanaka et al. 2020; Abdelfattah et al. 2021)", per_arch_cost="gradient"))
-register(Indicator("snip", build_snip, "training_free", _NEEDS_L,
+                   "SynFlow (Tanaka et al. 2020; Abdelfattah et al. 2021)", per_arch_cost="gradient", build_arch=build_synflow))
+register(Indicator("snip", None, "training_free", _NEEDS_L,
                    "sum |theta * dL/dtheta|; higher = better (zero-cost NAS orientation)",
-                   "SNIP saliency (Lee et al. 2019)", per_arch_cost="gradient"))
-register(Indicator("grasp", build_grasp, "training_free", _NEEDS_L,
+                   "SNIP saliency (Lee et al. 2019)", per_arch_cost="gradient", build_arch=build_snip, group="ce_grads"))
+register(Indicator("grasp", None, "training_free", _NEEDS_L,
                    "-sum theta * (H g); higher = better (zero-cost NAS orientation)",
-                   "GraSP (Wang et al. 2020)", per_arch_cost="gradient"))
-register(Indicator("fisher", build_fisher, "training_free", _NEEDS_L,
+                   "GraSP (Wang et al. 2020)", per_arch_cost="gradient", build_arch=build_grasp, group="ce_grads"))
+register(Indicator("fisher", None, "training_free", _NEEDS_L,
                    "sum of per-channel Fisher information of conv/linear outputs; higher = better",
-                   "Fisher (Turner et al. 2020; zero-cost NAS)", per_arch_cost="gradient"))
-register(Indicator("grad_norm", build_grad_norm, "training_free", _NEEDS_L,
+                   "Fisher (Turner et al. 2020; zero-cost NAS)", per_arch_cost="gradient", build_arch=build_fisher, group="ce_grads"))
+register(Indicator("grad_norm", None, "training_free", _NEEDS_L,
                    "sum over layers of ||dL/dW||_2; higher = better",
-                   "Gradient norm (Abdelfattah et al. 2021)", per_arch_cost="gradient"))
-register(Indicator("ntk_cond", build_ntk_cond, "training_free", _NEEDS,
+                   "Gradient norm (Abdelfattah et al. 2021)", per_arch_cost="gradient", build_arch=build_grad_norm, group="ce_grads"))
+register(Indicator("ntk_cond", lambda ctx: vectorize(build_ntk_cond(ctx), "map"), "training_free", _NEEDS,
                    "NEGATED NTK condition number (TE-NAS: higher condition = worse), so higher = better",
-                   "TE-NAS NTK condition number (Chen et al. 2021)", per_arch_cost="gradient"))
-register(Indicator("linear_regions", build_linear_regions, "training_free", _NEEDS,
+                   "TE-NAS NTK condition number (Chen et al. 2021)", per_arch_cost="gradient", build_arch=build_ntk_cond))
+register(Indicator("linear_regions", None, "training_free", _NEEDS,
                    "number of distinct ReLU activation patterns; higher = more expressive = better",
-                   "TE-NAS number of linear regions (Chen et al. 2021)", per_arch_cost="forward"))
+                   "TE-NAS number of linear regions (Chen et al. 2021)", per_arch_cost="forward", build_arch=build_linear_regions))
 register(Indicator("params", build_params, "cost", ("net",),
                    "parameters in millions; naive baseline: higher = better",
                    "parameter count (the space's benchmark counting)", per_arch_cost="table"))
 register(Indicator("flops", build_flops, "cost", ("net",),
                    "FLOPs in millions; naive baseline: higher = better",
                    "FLOPs (the space's benchmark counting)", per_arch_cost="table"))
+
+register_group(Group("ce_grads", ("snip", "grad_norm", "fisher", "grasp"), _batch_key, build_ce_group))
+register_group(Group("input_pass", ("naswot", "jacob_cov"), _batch_key, build_input_group))

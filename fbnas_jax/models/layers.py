@@ -14,6 +14,15 @@ Why our own BatchNorm rather than ``flax.linen.BatchNorm``:
 Variable names follow flax (``params/scale``, ``params/bias``, ``batch_stats/mean``,
 ``batch_stats/var``). Running variance is the unbiased estimate, as in PyTorch (which the
 benchmark used), and ``momentum`` is flax-style: ``new = momentum * old + (1 - momentum) * batch``.
+
+Mixed precision: convolutions take a compute ``dtype`` (e.g. bfloat16, see :func:`conv2d`);
+BatchNorm always computes its statistics and normalisation in float32 and returns the input's
+dtype; parameters stay float32.
+
+Conditional execution: the supernet's choice between candidate ops lives in
+:mod:`fbnas_jax.models.execution` (``choose_op``: all ops masked, or ``lax.switch``);
+convolutions built with ``canonical_grads=True`` keep XLA:CPU's fast gradient path inside
+such branches and loops (:mod:`fbnas_jax.models.conv`).
 """
 from __future__ import annotations
 
@@ -24,6 +33,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from fbnas_jax.models.conv import canonical_grad_conv
+from fbnas_jax.models.execution import STRATEGIES, check_strategy, choose_op, with_strategy  # noqa: F401
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +59,17 @@ def kaiming_normal():
     return nn.initializers.variance_scaling(2.0, "fan_in", "normal")
 
 
+def conv2d(features: int, kernel: int, stride: int = 1, *, name: str, canonical_grads: bool = False,
+           dtype: Any = None, pad: int | None = None) -> nn.Conv:
+    """Bias-free ``kernel x kernel`` convolution, He-normal init, symmetric padding (default
+    ``kernel // 2``). ``canonical_grads``: gradients as canonical convolutions (fast on
+    XLA:CPU inside ``lax.switch``/loops; no forward-mode autodiff). ``dtype``: compute dtype."""
+    pad = kernel // 2 if pad is None else pad
+    return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
+                   use_bias=False, kernel_init=kaiming_normal(), name=name, dtype=dtype,
+                   conv_general_dilated=canonical_grad_conv if canonical_grads else None)
+
+
 class BatchNorm(nn.Module):
     momentum: float = 0.9
     epsilon: float = 1e-5
@@ -58,6 +81,8 @@ class BatchNorm(nn.Module):
         ra_var = self.variable("batch_stats", "var", jnp.ones, (features,), jnp.float32)
         scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
         bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+        out_dtype = x.dtype
+        x = x.astype(jnp.float32)
         if mode.train:
             mean, var, count = _batch_moments(x, mode.stat_weights)
             if self.is_mutable_collection("batch_stats") and not self.is_initializing():
@@ -71,7 +96,7 @@ class BatchNorm(nn.Module):
         else:
             mean, var = ra_mean.value, ra_var.value
         y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
-        return y * scale + bias
+        return (y * scale + bias).astype(out_dtype)
 
 
 def _batch_moments(x, weights):
@@ -132,15 +157,14 @@ class ReLUConvBN(nn.Module):
     kernel: int
     stride: int = 1
     bn_momentum: float = 0.9
+    canonical_grads: bool = False
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, mode: ForwardMode, active=None):
         x = ReLU(name="relu")(x, mode, active)
-        pad = self.kernel // 2
-        x = nn.Conv(
-            self.features, (self.kernel, self.kernel), strides=(self.stride, self.stride),
-            padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=kaiming_normal(), name="conv",
-        )(x)
+        x = conv2d(self.features, self.kernel, self.stride, name="conv", canonical_grads=self.canonical_grads,
+                   dtype=self.dtype)(x)
         return BatchNorm(self.bn_momentum, name="bn")(x, mode, active)
 
 
@@ -150,12 +174,12 @@ class ConvBNReLU(nn.Module):
     features: int
     kernel: int
     bn_momentum: float = 0.9
+    canonical_grads: bool = False
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, mode: ForwardMode, active=None):
-        pad = self.kernel // 2
-        x = nn.Conv(self.features, (self.kernel, self.kernel), padding=((pad, pad), (pad, pad)), use_bias=False,
-                    kernel_init=kaiming_normal(), name="conv")(x)
+        x = conv2d(self.features, self.kernel, name="conv", canonical_grads=self.canonical_grads, dtype=self.dtype)(x)
         x = BatchNorm(self.bn_momentum, name="bn")(x, mode, active)
         return ReLU(name="relu")(x, mode, active)
 
@@ -174,8 +198,8 @@ def avg_pool_3x3(x):
     count = (rows[:, None] * cols[None, :]).astype(np.float32)[:, :, None]
     window = (1,) * (x.ndim - 3) + (3, 3, 1)
     padding = ((0, 0),) * (x.ndim - 3) + ((1, 1), (1, 1), (0, 0))
-    summed = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, (1,) * x.ndim, padding)
-    return summed / count
+    summed = jax.lax.reduce_window(x, np.zeros((), x.dtype)[()], jax.lax.add, window, (1,) * x.ndim, padding)
+    return summed / count.astype(x.dtype)
 
 
 class ResNetBasicBlock(nn.Module):
@@ -183,11 +207,14 @@ class ResNetBasicBlock(nn.Module):
 
     features: int
     bn_momentum: float = 0.9
+    canonical_grads: bool = False
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, mode: ForwardMode):
-        y = ReLUConvBN(self.features, 3, 2, self.bn_momentum, name="conv_a")(x, mode)
-        y = ReLUConvBN(self.features, 3, 1, self.bn_momentum, name="conv_b")(y, mode)
+        kw = dict(canonical_grads=self.canonical_grads, dtype=self.dtype)
+        y = ReLUConvBN(self.features, 3, 2, self.bn_momentum, name="conv_a", **kw)(x, mode)
+        y = ReLUConvBN(self.features, 3, 1, self.bn_momentum, name="conv_b", **kw)(y, mode)
         s = nn.avg_pool(x, (2, 2), strides=(2, 2))
-        s = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=kaiming_normal(), name="shortcut")(s)
+        s = conv2d(self.features, 1, name="shortcut", **kw)(s)
         return y + s

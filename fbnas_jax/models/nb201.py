@@ -6,10 +6,12 @@ BN-ReLU, global average pool, linear head.
 
 * ``arch=None`` (the default) builds the **weight-sharing supernet**: every edge of every
   cell owns every candidate op with its own parameters and BatchNorm statistics, and the
-  architecture is an *input* (``encoding``, int array of shape (6,)). Every candidate op is
-  computed and the chosen one selected, so the forward is jit-compiled once and can be
-  ``jax.vmap``-ed over many encodings with one set of parameters. Unchosen ops get zero
-  gradient and their BN running statistics are left untouched.
+  architecture is an *input* (``encoding``, int array of shape (6,)), so the forward is
+  jit-compiled once for every architecture. ``strategy="select"`` computes every candidate
+  op and selects the chosen one (``jax.vmap``-able over encodings); ``strategy="switch"``
+  runs only the chosen op (``lax.switch``; for per-architecture execution under ``lax.map``
+  or a loop). Same parameters and values either way (:mod:`fbnas_jax.models.execution`).
+  Unchosen ops get zero gradient and their BN running statistics are left untouched.
 * ``arch=(…6 ints…)`` builds a **stand-alone** network holding only the chosen ops.
 
 BatchNorm placement (``bn_mode``):
@@ -28,6 +30,7 @@ are the network contract of :mod:`fbnas_jax.spaces.base`.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar, Mapping, Sequence
 
 import flax.linen as nn
@@ -35,7 +38,8 @@ import jax
 import jax.numpy as jnp
 
 from fbnas_jax.models.layers import (
-    BatchNorm, ForwardMode, ReLU, ReLUConvBN, ResNetBasicBlock, avg_pool_3x3, kaiming_normal,
+    BatchNorm, ForwardMode, ReLU, ReLUConvBN, ResNetBasicBlock, avg_pool_3x3, check_strategy, choose_op, conv2d,
+    relu_code_kernel,
 )
 from fbnas_jax.spaces import nb201
 
@@ -64,15 +68,18 @@ class Edge(nn.Module):
     bn_mode: str
     choice: int | None = None  # stand-alone: the op index; supernet: None
     bn_momentum: float = 0.9
+    strategy: str = "select"
+    dtype: Any = None
 
     def _op(self, k: int, x, mode: ForwardMode, active):
         name = nb201.OPS[k]
         if name == "none":
             return jnp.zeros_like(x)
+        kw = dict(canonical_grads=self.strategy == "switch", dtype=self.dtype)
         if name == "nor_conv_1x1":
-            return ReLUConvBN(self.features, 1, 1, self.bn_momentum, name=name)(x, mode, active)
+            return ReLUConvBN(self.features, 1, 1, self.bn_momentum, name=name, **kw)(x, mode, active)
         if name == "nor_conv_3x3":
-            return ReLUConvBN(self.features, 3, 1, self.bn_momentum, name=name)(x, mode, active)
+            return ReLUConvBN(self.features, 3, 1, self.bn_momentum, name=name, **kw)(x, mode, active)
         y = x if name == "skip_connect" else avg_pool_3x3(x)
         if self.bn_mode == "fair":
             y = BatchNorm(self.bn_momentum, name=f"{name}_bn")(y, mode, active)
@@ -82,11 +89,17 @@ class Edge(nn.Module):
     def __call__(self, x, choice, mode: ForwardMode):
         if self.choice is not None:
             return self._op(self.choice, x, mode, None)
-        out = jnp.zeros_like(x)
-        for k in range(1, nb201.NUM_OPS):  # k = 0 is `none`: contributes zero
-            active = choice == k
-            out = out + jnp.where(active, self._op(k, x, mode, active), 0.0)
-        return out
+        if mode.relu_kernel:
+            # Both convolution ops start with a ReLU of the edge input, so the chosen op's
+            # NASWOT codes are those of `x` when it is a convolution: recorded once here
+            # (a `sow` inside a switch branch would give the branches different variables).
+            has_relu = jnp.asarray([name.startswith("nor_conv") for name in nb201.OPS], jnp.float32)[choice]
+            self.sow("relu_kernel", "K", relu_code_kernel(x) * has_relu, init_fn=lambda: 0.0,
+                     reduce_fn=lambda a, b: a + b)
+            mode = dataclasses.replace(mode, relu_kernel=False)
+        branches = [None] + [(lambda mdl, x, active, k=k: mdl._op(k, x, mode, active))
+                             for k in range(1, nb201.NUM_OPS)]  # op 0 is `none`: exactly zero
+        return choose_op(self, choice, branches, x, strategy=self.strategy)
 
 
 class Cell(nn.Module):
@@ -94,6 +107,8 @@ class Cell(nn.Module):
     bn_mode: str
     arch: tuple[int, ...] | None = None
     bn_momentum: float = 0.9
+    strategy: str = "select"
+    dtype: Any = None
 
     @nn.compact
     def __call__(self, x, encoding, mode: ForwardMode):
@@ -104,8 +119,8 @@ class Cell(nn.Module):
             for j in range(node):
                 choice = None if self.arch is not None else encoding[e]
                 fixed = None if self.arch is None else self.arch[e]
-                total = total + Edge(self.features, self.bn_mode, fixed, self.bn_momentum, name=f"edge_{e}")(
-                    nodes[j], choice, mode)
+                total = total + Edge(self.features, self.bn_mode, fixed, self.bn_momentum, self.strategy, self.dtype,
+                                     name=f"edge_{e}")(nodes[j], choice, mode)
                 e += 1
             nodes.append(total)
         return nodes[-1]
@@ -120,27 +135,39 @@ class NB201Net(nn.Module):
     bn_mode: str = "fair"
     arch: tuple[int, ...] | None = None
     bn_momentum: float = 0.9
+    #: "select" (every op computed, vmap-able) | "switch" (only the chosen op; per
+    #: architecture): see :mod:`fbnas_jax.models.execution`. Same parameters, same values.
+    strategy: str = "select"
+    #: compute dtype of convolutions / the head ("float32" | "bfloat16"); BN stays float32
+    compute_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, x, encoding=None, *, mode: ForwardMode = ForwardMode()):
         check_bn_mode(self.bn_mode)
+        check_strategy(self.strategy)
         if self.arch is None and encoding is None:
             raise ValueError("the supernet (arch=None) needs an architecture `encoding` of shape (6,)")
         c = self.channels
-        x = nn.Conv(c, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, kernel_init=kaiming_normal(),
-                    name="stem_conv")(x)
+        # Convolutions outside the cells run inside loops too (lax.map over architectures
+        # or samples): canonical gradients whenever the network executes per architecture.
+        dtype = None if self.compute_dtype == "float32" else jnp.dtype(self.compute_dtype)
+        kw = dict(canonical_grads=self.strategy == "switch", dtype=dtype)
+        x = conv2d(c, 3, name="stem_conv", **kw)(x)
         x = BatchNorm(self.bn_momentum, name="stem_bn")(x, mode)
         cell = 0
         for stage, width in enumerate((c, 2 * c, 4 * c)):
             if stage > 0:
-                x = ResNetBasicBlock(width, self.bn_momentum, name=f"reduction_{stage - 1}")(x, mode)
+                x = ResNetBasicBlock(width, self.bn_momentum, name=f"reduction_{stage - 1}", **kw)(x, mode)
             for _ in range(self.cells_per_stage):
-                x = Cell(width, self.bn_mode, self.arch, self.bn_momentum, name=f"cell_{cell}")(x, encoding, mode)
+                x = Cell(width, self.bn_mode, self.arch, self.bn_momentum, self.strategy, dtype,
+                         name=f"cell_{cell}")(x, encoding, mode)
                 cell += 1
         x = BatchNorm(self.bn_momentum, name="lastact_bn")(x, mode)
         x = ReLU(name="lastact_relu")(x, mode)
         x = jnp.mean(x, axis=(1, 2))
-        return nn.Dense(self.num_classes, kernel_init=nn.initializers.lecun_normal(), name="classifier")(x)
+        out = nn.Dense(self.num_classes, kernel_init=nn.initializers.lecun_normal(), name="classifier",
+                       dtype=dtype)(x)
+        return out.astype(jnp.float32)
 
     @property
     def num_cells(self) -> int:
@@ -149,7 +176,7 @@ class NB201Net(nn.Module):
 
 def build_network(model_config: Any = None, num_classes: int | None = None, *, channels: int = 16,
                   cells_per_stage: int = 5, bn_mode: str = "fair", arch: Sequence[int] | str | None = None,
-                  bn_momentum: float = 0.9) -> NB201Net:
+                  bn_momentum: float = 0.9, strategy: str = "select", compute_dtype: str = "float32") -> NB201Net:
     """Validated constructor: ``arch`` may be None (supernet), an encoding or a cell string.
 
     ``build_network(model_config, num_classes)`` (the network contract) takes the sizes from a
@@ -167,7 +194,10 @@ def build_network(model_config: Any = None, num_classes: int | None = None, *, c
     for name, value in (("channels", channels), ("cells_per_stage", cells_per_stage), ("num_classes", num_classes)):
         if int(value) < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
-    return NB201Net(channels, cells_per_stage, num_classes, bn_mode, arch, bn_momentum)
+    check_strategy(strategy)
+    if compute_dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {compute_dtype!r}")
+    return NB201Net(channels, cells_per_stage, num_classes, bn_mode, arch, bn_momentum, strategy, compute_dtype)
 
 
 def init_variables(net: NB201Net, key, input_shape) -> dict:

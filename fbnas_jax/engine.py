@@ -1,0 +1,190 @@
+"""How the scoring engine executes indicators: which pass, which strategy, which precision.
+
+:mod:`fbnas_jax.scoring` decides *what* to score; this module decides *how*:
+
+Jobs (one compiled program each)
+    Requested per-architecture indicators that belong to the same :class:`~fbnas_jax.
+    indicators.base.Group` and agree on their options (batch) become one job computing all of
+    them from one forward/backward (e.g. snip, grad_norm, fisher, grasp from one
+    cross-entropy gradient; expressivity and supernet_accuracy from one forward). Every
+    other indicator is a job of its own.
+
+Execution (``execution=``)
+    ``"vmap"``: the chunk of architectures in one vmapped launch; the supernet computes every
+    op (``strategy="select"``), ~5x the work of the subnet, paid back by parallel hardware.
+    ``"map"``: ``lax.map`` over the chunk inside one program, the supernet running only the
+    chosen ops (``strategy="switch"``). ``"loop"``: the same per-architecture program
+    compiled once, called from Python per architecture (no XLA ``while`` loop).
+    ``"auto"``: :data:`DEFAULT_EXECUTION` for the backend, measured by
+    ``benchmarks/vs_pytorch.py`` (``--execution``). Every execution gives the same scores
+    (``tests/test_execution.py``).
+
+Precision (``precision=``)
+    ``"bfloat16"`` runs convolutions and the head in bfloat16 (BatchNorm, losses and the
+    host linear algebra stay float32/float64) for the indicators of :data:`BF16_SAFE`: those
+    whose fp32 and bf16 scores of 64 architectures are shown to rank-agree (Kendall tau >=
+    0.98). **No indicator has been validated yet, so the set is empty and every indicator
+    runs in float32 whatever is asked** (the network side, ``compute_dtype``, is in place).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fbnas_jax.indicators import base
+from fbnas_jax.models.execution import with_strategy
+
+EXECUTIONS = ("vmap", "map", "loop")
+#: measured defaults per JAX backend (see the module doc); unknown backends vmap
+DEFAULT_EXECUTION = {"cpu": "map", "gpu": "vmap", "cuda": "vmap", "rocm": "vmap", "tpu": "vmap"}
+PRECISIONS = ("float32", "bfloat16")
+#: indicators whose bf16 scores keep the fp32 ranking (none validated yet: see the module doc)
+BF16_SAFE = frozenset()
+
+
+def resolve_execution(execution: str | None = "auto") -> str:
+    if execution in (None, "auto"):
+        return DEFAULT_EXECUTION.get(jax.default_backend(), "vmap")
+    if execution not in EXECUTIONS:
+        raise ValueError(f"execution must be 'auto' or one of {EXECUTIONS}, got {execution!r}")
+    return execution
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Indicators computed by one compiled program."""
+
+    names: tuple[str, ...]
+    group: str | None = None  # set when several indicators share one pass
+    execution: str = "vmap"  # for per-architecture jobs; table jobs are always chunk functions
+    precision: str = "float32"
+
+    @property
+    def label(self) -> str:
+        return "+".join(self.names)
+
+
+def plan(ctx: base.ScoringContext, names: Sequence[str], *, execution: str = "auto",
+         precision: str = "float32", share: bool = True) -> list[Job]:
+    """Jobs for the (non-composite) indicators ``names``, in request order."""
+    execution = resolve_execution(execution)
+    check_precision(precision)
+    jobs, done = [], set()
+    for name in names:
+        if name in done:
+            continue
+        ind = base.get(name)
+        members = (name,)
+        if share and ind.per_arch and ind.group is not None:
+            group = base.GROUPS[ind.group]
+            key = group.key(ctx, name)
+            members = tuple(n for n in names if n in group.members and n not in done
+                            and base.get(n).group == ind.group and group.key(ctx, n) == key)
+        prec = precision if all(n in BF16_SAFE for n in members) else "float32"
+        if len(members) > 1 and precision != "float32" and prec == "float32":
+            members = (name,)  # keep bf16 for the safe ones: do not share with an unsafe one
+            prec = precision if name in BF16_SAFE else "float32"
+        jobs.append(Job(members, ind.group if len(members) > 1 else None,
+                        execution if ind.per_arch else "vmap", prec))
+        done.update(members)
+    return jobs
+
+
+def job_context(ctx: base.ScoringContext, job: Job) -> base.ScoringContext:
+    """``ctx`` with its network set to the job's execution strategy and precision."""
+    net = with_strategy(ctx.net, "select" if job.execution == "vmap" else "switch")
+    if job.precision != "float32" and hasattr(net, "compute_dtype"):
+        net = net.clone(compute_dtype=job.precision)
+    return dataclasses.replace(ctx, net=net) if net is not ctx.net else ctx
+
+
+def build_job(ctx: base.ScoringContext, job: Job) -> Callable:
+    """The job's function: per-architecture (``map``/``loop``/``vmap`` of per-arch
+    indicators, returning ``{name: score}``) or a chunk function (table indicators)."""
+    jctx = job_context(ctx, job)
+    if job.group is not None:
+        return base.GROUPS[job.group].build(jctx, job.names)
+    ind = base.get(job.names[0])
+    if not ind.per_arch:
+        return ind.build(jctx)
+    return ind.build_arch(jctx)
+
+
+@dataclasses.dataclass
+class Compiled:
+    """A compiled job: ``run(encodings chunk) -> {name: (chunk,) array}``."""
+
+    run: Callable[[np.ndarray], dict[str, Any]]
+    compile_s: float
+    memory_mb: float | None
+    chunk: int
+
+
+def _as_dict(job: Job, out) -> dict:
+    return out if isinstance(out, dict) else {job.names[0]: out}
+
+
+def _memory_mb(compiled) -> float | None:
+    try:
+        m = compiled.memory_analysis()
+        total = m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+        return float(total) / 2**20
+    except Exception:  # noqa: BLE001  (not every backend reports it)
+        return None
+
+
+def compile_job(ctx: base.ScoringContext, job: Job, chunk: int, devs: list,
+                encoding_shape: tuple[int, ...]) -> Compiled:
+    """Build and compile ``job`` for chunks of ``chunk`` architectures on ``devs``."""
+    t0 = time.perf_counter()
+    fn = build_job(ctx, job)
+    ind = base.get(job.names[0])
+    per_arch = ind.per_arch or job.group is not None
+    if per_arch and job.execution == "loop" and len(devs) == 1:
+        f, state = base.split_state(fn)
+        compiled, state, place = _lower(f, state, jax.ShapeDtypeStruct(tuple(encoding_shape), jnp.int32), devs)
+
+        def run(enc):
+            outs = [_as_dict(job, compiled(*state, place(e))) for e in enc]
+            return {k: jnp.stack([o[k] for o in outs]) for k in outs[0]}
+    else:
+        if per_arch:
+            fn = base.vectorize(fn, "vmap" if job.execution == "vmap" else "map")
+        f, state = base.split_state(fn)
+        compiled, state, place = _lower(f, state, jax.ShapeDtypeStruct((chunk,) + tuple(encoding_shape), jnp.int32),
+                                        devs, sharded=True)
+
+        def run(enc):
+            return _as_dict(job, compiled(*state, place(enc)))
+    return Compiled(run, time.perf_counter() - t0, _memory_mb(compiled), chunk)
+
+
+def _lower(f, state, enc_struct, devs, sharded: bool = False):
+    """(compiled, state placed on devices, placement of encodings)."""
+    if len(devs) > 1 and sharded:
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+        mesh = Mesh(np.asarray(devs), ("arch",))
+        arch_sh, rep = NamedSharding(mesh, P("arch")), NamedSharding(mesh, P())
+        state = jax.device_put(state, rep)
+        jitted = jax.jit(f, in_shardings=(rep,) * len(state) + (arch_sh,), out_shardings=arch_sh)
+        enc_struct = jax.ShapeDtypeStruct(enc_struct.shape, enc_struct.dtype, sharding=arch_sh)
+        place = lambda e: jax.device_put(e, arch_sh)  # noqa: E731
+    else:
+        state = jax.device_put(state, devs[0])
+        jitted = jax.jit(f)
+        place = lambda e: jax.device_put(e, devs[0])  # noqa: E731
+    structs = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=getattr(a, "sharding", None)),
+                           state)
+    return jitted.lower(*structs, enc_struct).compile(), state, place

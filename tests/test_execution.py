@@ -1,0 +1,132 @@
+"""Execution strategies of the engine give the same scores (fbnas_jax.engine).
+
+The all-ops ``vmap`` (the supernet computes every candidate op and selects) and the
+per-architecture ``lax.map`` / Python ``loop`` (``lax.switch``: only the chosen op runs,
+canonical-gradient convolutions) must agree to float tolerance for every indicator; so must
+shared passes (several indicators from one forward/backward) and their one-by-one versions,
+and uncertainty's stacked vs sequential Monte-Carlo forwards. Tiny sizes: C=4, N=1, 16x16.
+The training-free indicators' check lives in tests/test_training_free.py (it reuses that
+module's compiled vmapped scores instead of compiling every gradient proxy twice more).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fbnas_jax import engine
+from fbnas_jax.indicators import base
+from fbnas_jax.models.layers import ForwardMode
+from fbnas_jax.models.nb201 import build_network
+from fbnas_jax.scoring import Scorer, score_architectures
+
+H = 16
+#: the supernet's per-architecture indicators (the training-free ones: tests/test_training_free.py
+#: compares lax.map + shared passes with its vmapped one-by-one scores)
+PER_ARCH = ["expressivity", "supernet_accuracy", "supernet_neg_loss", "uncertainty"]
+ARCHS = np.array([[1, 2, 3, 4, 1, 2], [3, 3, 3, 3, 3, 3], [0, 0, 0, 0, 0, 0], [2, 0, 3, 1, 4, 3],
+                  [4, 4, 2, 1, 0, 3]], np.int32)
+
+
+def _perturbed(net, seed=0):
+    """Random BN scales/statistics so that every op (and every BN) matters."""
+    shapes = jax.eval_shape(lambda k: net.init(k, jnp.zeros((1, H, H, 3)), jnp.zeros(6, jnp.int32)),
+                            jax.random.key(seed))
+    rng = np.random.default_rng(seed)
+
+    def draw(path, x):
+        name = path[-1].key
+        if name == "scale":
+            return rng.uniform(0.5, 1.5, size=x.shape).astype(np.float32)
+        if name == "var":
+            return rng.uniform(0.5, 2.0, size=x.shape).astype(np.float32)
+        if name in ("bias", "mean"):
+            return (0.1 * rng.normal(size=x.shape)).astype(np.float32)
+        fan_in = int(np.prod(x.shape[:-1]))
+        return (np.sqrt(2.0 / fan_in) * rng.normal(size=x.shape)).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    net = build_network(channels=4, cells_per_stage=1, bn_mode="fair")
+    v = _perturbed(net)
+    rng = np.random.default_rng(0)
+    options = {n: {"batch_size": 8} for n in ("naswot", "jacob_cov", "snip", "grasp", "fisher", "grad_norm")}
+    options["ntk_cond"] = {"batch_size": 8, "repeats": 2}
+    options["linear_regions"] = {"batch_size": 8, "repeats": 2}
+    return base.ScoringContext(
+        net=net, variables=v, init_variables=v, images=rng.normal(size=(8, H, H, 3)).astype(np.float32),
+        labels=rng.integers(0, 10, 8).astype(np.int32),
+        train_images=rng.normal(0.5, 1.5, size=(3, 8, H, H, 3)).astype(np.float32),
+        key=jax.random.key(1), options=options)
+
+
+def _close(a, b, name):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, name
+    same_inf = np.isinf(a) & (a == b)
+    both_nan = np.isnan(a) & np.isnan(b)
+    ok = same_inf | both_nan | np.isclose(a, b, rtol=2e-4, atol=1e-5)
+    assert ok.all(), f"{name}: {a} vs {b}"
+
+
+@pytest.fixture(scope="module")
+def both(ctx):
+    """The supernet indicators one by one under the all-ops vmap with stacked MC forwards, and
+    under the per-architecture lax.map (lax.switch) with one shared forward and sequential MC
+    forwards."""
+    stacked = dataclasses.replace(ctx, options={**ctx.options, "uncertainty": {"mc_batching": "stacked"}})
+    seq = dataclasses.replace(ctx, options={**ctx.options, "uncertainty": {"mc_batching": "sequential"}})
+    kw = dict(chunk_size=len(ARCHS), progress=False)
+    return (score_architectures(stacked, PER_ARCH, ARCHS, execution="vmap", share=False, **kw),
+            score_architectures(seq, PER_ARCH, ARCHS, execution="map", share=True, **kw))
+
+
+def test_vmap_select_vs_map_switch_every_indicator(both):
+    a, b = both
+    jobs = {b.timings[n]["job"] for n in PER_ARCH}
+    assert "expressivity+supernet_accuracy+supernet_neg_loss" in jobs, jobs
+    assert {a.timings[n]["execution"] for n in PER_ARCH} == {"vmap"}
+    assert {b.timings[n]["execution"] for n in PER_ARCH} == {"map"}
+    for n in PER_ARCH:
+        _close(a.scores[n], b.scores[n], n)
+        assert np.all(np.isfinite(a.scores[n][[0, 1, 3, 4]])), (n, a.scores[n])  # all-`none` may be -inf/NaN
+
+
+def test_loop_execution_and_scorer(ctx, both):
+    """The Python loop over one compiled per-architecture program, through the Scorer."""
+    loop = Scorer(ctx, chunk_size=2, execution="loop")("expressivity", ARCHS)
+    _close(loop, both[0].scores["expressivity"], "expressivity")
+
+
+def test_switch_forward_equals_select_forward(ctx):
+    """The network itself: lax.switch runs only the chosen op and gives the same logits."""
+    x = jnp.asarray(ctx.images)
+    for train in (True, False):
+        sel, sw = (jax.jit(lambda e, net=net, train=train: net.apply(ctx.variables, x, e, mode=ForwardMode(train=train)))
+                   for net in (ctx.net, ctx.net.clone(strategy="switch")))
+        for arch in ARCHS:
+            np.testing.assert_allclose(np.asarray(sw(arch)), np.asarray(sel(arch)), rtol=1e-5, atol=1e-5)
+
+
+def test_plan_and_bad_options(ctx):
+    jobs = engine.plan(ctx, ["snip", "naswot", "grasp", "synflow", "jacob_cov"], execution="map")
+    assert [j.names for j in jobs] == [("snip", "grasp"), ("naswot", "jacob_cov"), ("synflow",)]
+    assert [j.names for j in engine.plan(ctx, ["snip", "grasp"], share=False)] == [("snip",), ("grasp",)]
+    other = dataclasses.replace(ctx, options={**ctx.options, "grasp": {"batch_size": 4}})
+    assert [j.names for j in engine.plan(other, ["snip", "grasp"])] == [("snip",), ("grasp",)]  # batches differ
+    assert engine.resolve_execution("auto") == engine.DEFAULT_EXECUTION.get(jax.default_backend(), "vmap")
+    with pytest.raises(ValueError, match="execution must be"):
+        engine.resolve_execution("parallel")
+    with pytest.raises(ValueError, match="precision must be"):
+        engine.check_precision("fp8")
+    with pytest.raises(ValueError, match="strategy must be"):
+        build_network(channels=4, cells_per_stage=1, strategy="all")
+    with pytest.raises(ValueError, match="mc_batching"):
+        bad = dataclasses.replace(ctx, options={"uncertainty": {"mc_batching": "parallel"}})
+        score_architectures(bad, ["uncertainty"], ARCHS[:1], progress=False)
