@@ -403,7 +403,10 @@ def test_ctrl_c_stops_search_within_seconds(workdir, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "fbnas_jax.cli", "search", "--checkpoint", str(workdir), "--indicator", "cpi",
          "--reference", "0", "--chunk-size", "64", "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+        # a shell's background job (nohup, `cmd &` in a script, some CI runners) inherits SIGINT
+        # ignored, and Python then keeps ignoring it: give the child the default disposition
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # wait until it is working (compiling an indicator)
