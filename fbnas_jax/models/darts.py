@@ -24,7 +24,6 @@ pools and the stride-1 ``skip_connect`` (:mod:`fbnas_jax.models.darts_ops`).
 """
 from __future__ import annotations
 
-import functools
 from typing import ClassVar
 
 import flax.linen as nn
@@ -33,7 +32,7 @@ import jax.numpy as jnp
 
 from fbnas_jax.models.darts_ops import FactorizedReduce, ReLUConvBN, _conv, apply_op, last_bn_path
 from fbnas_jax.models.init import init_from_shapes
-from fbnas_jax.models.layers import BatchNorm, ForwardMode, ReLU
+from fbnas_jax.models.layers import BatchNorm, ForwardMode, ReLU, choose_op
 from fbnas_jax.spaces.darts import (
     CONCAT, ENCODING_SHAPE, NONE, NUM_NODES, NUM_OPS, OPS, SETTINGS, DartsSpace, reduction_cells,
 )
@@ -66,28 +65,17 @@ class Edge(nn.Module):
     def __call__(self, x, choice, mode: ForwardMode):
         if self.fixed is not None:
             return _edge_op(self, self.fixed, x, mode, None)
-        if not self.single_path or mode.relu_kernel or self.is_initializing():
-            out = None
-            for k in range(NUM_OPS):
-                if k == NONE:
-                    continue
-                active = choice == k
-                y = jnp.where(active, _edge_op(self, k, x, mode, active), 0.0)
-                out = y if out is None else out + y
-            return out
-        return nn.switch(choice, [functools.partial(_switch_branch, edge=self, k=k, mode=mode)
-                                  for k in range(NUM_OPS)], self, x)
+        # `none` gets a real branch (not choose_op's `None`): on a reduction edge its zeros
+        # have the strided shape, not the input's
+        branches = [(lambda mdl, x, active, k=k: _edge_op(self, k, x, mode, active)) for k in range(NUM_OPS)]
+        strategy = "switch" if self.single_path and not mode.relu_kernel else "select"
+        return choose_op(self, choice, branches, x, strategy=strategy)
 
 
 def _edge_op(edge: Edge, k: int, x, mode, active):
     """A free function: its modules belong to the current module (the edge or its lifted copy)."""
     return apply_op(OPS[k], x, features=edge.features, stride=edge.stride, bn_mode=edge.bn_mode, mode=mode,
                     active=active, bn_momentum=edge.bn_momentum)
-
-
-def _switch_branch(module, x, *, edge, k, mode):
-    del module  # the lifted copy of the edge is current while the branch runs
-    return _edge_op(edge, k, x, mode, None)
 
 
 class Cell(nn.Module):

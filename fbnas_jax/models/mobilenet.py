@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fbnas_jax.models.init import init_from_shapes
-from fbnas_jax.models.layers import BatchNorm, ForwardMode, kaiming_normal, relu_code_kernel
+from fbnas_jax.models.layers import BatchNorm, ForwardMode, choose_op, kaiming_normal, relu_code_kernel
 from fbnas_jax.spaces.mobilenet import (
     DEFAULT_SKELETON, NUM_OPS, OPS, SKIP, MobileNetSpace, Skeleton, get_skeleton, make_divisible,
     op_kernel_expansion,
@@ -142,21 +142,10 @@ class ChoiceLayer(nn.Module):
     def __call__(self, x, choice, mode: ForwardMode):
         if self.fixed is not None:
             return _candidate(self, self.fixed, x, mode, None)
-        if not self.single_path or mode.relu_kernel or self.is_initializing():
-            out = None
-            for k in self.choices:
-                active = choice == k
-                y = jnp.where(active, _candidate(self, k, x, mode, active), 0.0)
-                out = y if out is None else out + y
-            return out
-        branch = jnp.argmax(jnp.asarray(self.choices) == choice)
-        return nn.switch(branch, [functools.partial(_switch_branch, layer=self, k=k, mode=mode)
-                                  for k in self.choices], self, x)
-
-
-def _switch_branch(module, x, *, layer, k, mode):
-    del module  # the lifted copy: current while the branch runs, so new modules attach to it
-    return _candidate(layer, k, x, mode, None)
+        branches = [(lambda mdl, x, active, k=k: _candidate(self, k, x, mode, active)) for k in self.choices]
+        strategy = "switch" if self.single_path and not mode.relu_kernel else "select"
+        branch = jnp.argmax(jnp.asarray(self.choices) == choice)  # op index -> position in `choices`
+        return choose_op(self, branch, branches, x, strategy=strategy)
 
 
 @functools.lru_cache(maxsize=32)
