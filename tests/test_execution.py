@@ -130,3 +130,62 @@ def test_plan_and_bad_options(ctx):
     with pytest.raises(ValueError, match="mc_batching"):
         bad = dataclasses.replace(ctx, options={"uncertainty": {"mc_batching": "parallel"}})
         score_architectures(bad, ["uncertainty"], ARCHS[:1], progress=False)
+
+
+# --------------------------------------------------------------------------- mixed edges
+
+def _edge_outputs(net, v, x, arch_inputs, train):
+    mode = ForwardMode(train=train)
+    def run(a):
+        out = net.apply(v, x, a, mode=mode, mutable=["batch_stats"] if train else False)
+        return out[0] if train else out
+    return [np.asarray(jax.jit(run)(jnp.asarray(a))) for a in arch_inputs]
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_one_hot_weights_are_bit_identical_to_encodings(train):
+    from fbnas_jax.spaces.nb201 import encodings_to_weights
+    net = build_network(channels=4, cells_per_stage=1, bn_mode="fair")
+    v = _perturbed(net)
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(4, H, H, 3)), jnp.float32)
+    by_index = _edge_outputs(net, v, x, list(ARCHS), train)
+    by_weights = _edge_outputs(net, v, x, list(encodings_to_weights(ARCHS)), train)
+    for a, b in zip(by_index, by_weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_mixed_edge_is_the_sum_of_its_single_ops():
+    """An edge with a 0/1 mask outputs the sum of its live ops; real weights scale each op;
+    running statistics are updated only for live ops."""
+    from fbnas_jax.models.nb201 import Edge
+    from fbnas_jax.spaces.nb201 import NUM_OPS
+    edge = Edge(4, "fair")
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(3, 8, 8, 4)), jnp.float32)
+    v = edge.init(jax.random.key(0), x, jnp.ones(NUM_OPS, jnp.float32), ForwardMode())
+    v = jax.tree_util.tree_map(lambda a: a + 0.1 * np.random.default_rng(3).normal(size=a.shape).astype(a.dtype), v)
+    eye = np.eye(NUM_OPS, dtype=np.float32)
+    single = [np.asarray(edge.apply(v, x, jnp.asarray(eye[k]), ForwardMode())) for k in range(NUM_OPS)]
+    for w in ([0, 1, 1, 0, 1], [1, 1, 1, 1, 1], [0.0, 0.3, -1.2, 2.0, 0.5]):
+        w = np.asarray(w, np.float32)
+        mixed = np.asarray(edge.apply(v, x, jnp.asarray(w), ForwardMode()))
+        np.testing.assert_allclose(mixed, sum(wk * s for wk, s in zip(w, single)), rtol=1e-5, atol=1e-5)
+    # BN running statistics move for live ops only
+    _, upd = edge.apply(v, x, jnp.asarray([0, 1, 0, 1, 0], jnp.float32), ForwardMode(train=True),
+                        mutable=["batch_stats"])
+    moved = {k: not np.allclose(upd["batch_stats"][k]["bn"]["mean"] if "bn" in upd["batch_stats"][k]
+                                else upd["batch_stats"][k]["mean"],
+                                v["batch_stats"][k]["bn"]["mean"] if "bn" in v["batch_stats"][k]
+                                else v["batch_stats"][k]["mean"])
+             for k in upd["batch_stats"]}
+    # OPS: none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3
+    assert moved == {"nor_conv_1x1": False, "nor_conv_3x3": True, "skip_connect_bn": True, "avg_pool_3x3_bn": False}
+
+
+def test_arch_input_of_wrong_shape_is_refused():
+    net = build_network(channels=4, cells_per_stage=1)
+    v = _perturbed(net)
+    x = jnp.zeros((1, H, H, 3))
+    with pytest.raises(ValueError, match=r"shape \(6, 5\)"):
+        net.apply(v, x, jnp.zeros((6, 4), jnp.float32))
+    with pytest.raises(ValueError, match="integer encoding"):
+        net.apply(v, x, jnp.zeros((6,), jnp.float32))

@@ -18,7 +18,11 @@ execution strategies -- a static ``strategy`` field of the network module:
     ``loop`` execution, the SPOS/FairNAS training steps). Under ``vmap`` JAX turns it back
     into a select. At initialisation every branch runs, so every op gets its variables.
 
-Both give the same values (``tests/test_execution.py``). A branch under ``switch`` must not
+An edge may instead receive a weight per op (:func:`mix_ops`): one-hot is a subnet, a
+0/1 mask with several ones a pruned supernet (the edge sums its live ops), real weights a
+continuous relaxation. Networks accept either form of architecture input.
+
+Both strategies give the same values (``tests/test_execution.py``). A branch under ``switch`` must not
 *create* variables that other branches lack after initialisation: in particular it must not
 ``sow`` (the variable structure would differ per branch); NB201 records the NASWOT codes of
 its convolutions' ReLUs once per edge instead (they all read the edge input). Networks
@@ -64,6 +68,31 @@ def choose_op(module: nn.Module, choice, branches: Sequence[Branch], x, *, strat
     fns = [(lambda mdl, x: jnp.zeros_like(x)) if b is None else (lambda mdl, x, b=b: b(mdl, x, None))
            for b in branches]
     return nn.switch(choice, fns, module, x)
+
+
+def mix_ops(module: nn.Module, weights, branches: Sequence[Branch], x):
+    """``sum_k weights[k] * branches[k](module, x, weights[k] != 0)``: a mixed edge.
+
+    ``weights``: float array of shape ``(len(branches),)`` (traced). A one-hot vector is a
+    subnet and gives exactly the value of :func:`choose_op` (``1 * y + 0 * z = y`` in floating
+    point; ``active`` masks BN running statistics the same way); a 0/1 mask with several ones
+    is a pruned supernet whose edge outputs the sum of its live ops (TE-NAS, DARTS); real
+    weights are a continuous relaxation (DARTS, BaLeNAS). Every branch runs: the gradient
+    with respect to ``weights`` needs every op's output.
+    """
+    out = None
+    for k, branch in enumerate(branches):
+        if branch is None:
+            continue
+        w = weights[k]
+        y = w.astype(x.dtype) * branch(module, x, w != 0)
+        out = y if out is None else out + y
+    return jnp.zeros_like(x) if out is None else out
+
+
+def is_mixed(choice) -> bool:
+    """True when an edge's ``choice`` is a weight vector (mixed op) rather than an op index."""
+    return getattr(choice, "ndim", 0) == 1
 
 
 def with_strategy(net: nn.Module, strategy: str) -> nn.Module:

@@ -7,7 +7,10 @@ BN-ReLU, global average pool, linear head.
 * ``arch=None`` (the default) builds the **weight-sharing supernet**: every edge of every
   cell owns every candidate op with its own parameters and BatchNorm statistics, and the
   architecture is an *input* (``encoding``, int array of shape (6,)), so the forward is
-  jit-compiled once for every architecture. ``strategy="select"`` computes every candidate
+  jit-compiled once for every architecture. The input may instead be a float array of
+  shape (6, 5), a weight per (edge, op): each edge outputs ``sum_k w[e, k] * op_k(x)``
+  (one-hot = the subnet, bit-identical; a 0/1 mask = a pruned supernet as in TE-NAS; real
+  weights = the DARTS/BaLeNAS relaxation; :func:`fbnas_jax.models.execution.mix_ops`). ``strategy="select"`` computes every candidate
   op and selects the chosen one (``jax.vmap``-able over encodings); ``strategy="switch"``
   runs only the chosen op (``lax.switch``; for per-architecture execution under ``lax.map``
   or a loop). Same parameters and values either way (:mod:`fbnas_jax.models.execution`).
@@ -37,6 +40,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from fbnas_jax.models.execution import is_mixed, mix_ops
 from fbnas_jax.models.layers import (
     BatchNorm, ForwardMode, ReLU, ReLUConvBN, ResNetBasicBlock, avg_pool_3x3, check_strategy, choose_op, conv2d,
     relu_code_kernel,
@@ -93,12 +97,15 @@ class Edge(nn.Module):
             # Both convolution ops start with a ReLU of the edge input, so the chosen op's
             # NASWOT codes are those of `x` when it is a convolution: recorded once here
             # (a `sow` inside a switch branch would give the branches different variables).
-            has_relu = jnp.asarray([name.startswith("nor_conv") for name in nb201.OPS], jnp.float32)[choice]
+            has_relu = jnp.asarray([name.startswith("nor_conv") for name in nb201.OPS], jnp.float32)
+            has_relu = jnp.dot(choice, has_relu) if is_mixed(choice) else has_relu[choice]
             self.sow("relu_kernel", "K", relu_code_kernel(x) * has_relu, init_fn=lambda: 0.0,
                      reduce_fn=lambda a, b: a + b)
             mode = dataclasses.replace(mode, relu_kernel=False)
         branches = [None] + [(lambda mdl, x, active, k=k: mdl._op(k, x, mode, active))
                              for k in range(1, nb201.NUM_OPS)]  # op 0 is `none`: exactly zero
+        if is_mixed(choice):
+            return mix_ops(self, choice, branches, x)
         return choose_op(self, choice, branches, x, strategy=self.strategy)
 
 
@@ -146,7 +153,10 @@ class NB201Net(nn.Module):
         check_bn_mode(self.bn_mode)
         check_strategy(self.strategy)
         if self.arch is None and encoding is None:
-            raise ValueError("the supernet (arch=None) needs an architecture `encoding` of shape (6,)")
+            raise ValueError("the supernet (arch=None) needs an architecture `encoding` of shape (6,) "
+                             "or op weights of shape (6, 5)")
+        if self.arch is None:
+            check_arch_input(encoding)
         c = self.channels
         # Convolutions outside the cells run inside loops too (lax.map over architectures
         # or samples): canonical gradients whenever the network executes per architecture.
@@ -212,6 +222,18 @@ def init_variables(net: NB201Net, key, input_shape) -> dict:
     x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
     enc = None if net.arch is not None else jnp.zeros((nb201.NUM_EDGES,), jnp.int32)
     return jax.jit(lambda k: net.init(k, x, enc))(key)
+
+
+def check_arch_input(encoding) -> None:
+    """Raise ``ValueError`` unless ``encoding`` is an op index per edge, shape (6,) integer, or a
+    weight per (edge, op), shape (6, 5) floating (mixed edges)."""
+    shape, dtype = tuple(jnp.shape(encoding)), jnp.result_type(encoding)
+    if shape == (nb201.NUM_EDGES,) and jnp.issubdtype(dtype, jnp.integer):
+        return
+    if shape == (nb201.NUM_EDGES, nb201.NUM_OPS) and jnp.issubdtype(dtype, jnp.floating):
+        return
+    raise ValueError(f"an NB201 architecture input is an integer encoding of shape ({nb201.NUM_EDGES},) or float "
+                     f"op weights of shape ({nb201.NUM_EDGES}, {nb201.NUM_OPS}); got shape {shape} of {dtype}")
 
 
 def cost_settings(net: NB201Net, input_size: int) -> dict:

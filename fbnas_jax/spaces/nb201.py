@@ -148,6 +148,23 @@ def sample_encodings(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.integers(0, NUM_OPS, size=(n, NUM_EDGES), dtype=np.int32)
 
 
+def encodings_to_weights(encodings) -> np.ndarray:
+    """One-hot op weights, shape ``(..., 6, 5)`` float32, of encodings of shape ``(..., 6)``:
+    the mixed-edge form of a subnet (:func:`fbnas_jax.models.execution.mix_ops`)."""
+    enc = np.asarray(encodings)
+    validate_encodings(enc.reshape(-1, NUM_EDGES))
+    return np.eye(NUM_OPS, dtype=np.float32)[enc]
+
+
+def weights_to_encodings(weights) -> np.ndarray:
+    """The strongest op per edge (``argmax`` over the last axis) of op weights ``(..., 6, 5)``:
+    how DARTS, BaLeNAS and TE-NAS pruning read a subnet off a mixed supernet."""
+    w = np.asarray(weights)
+    if w.shape[-2:] != (NUM_EDGES, NUM_OPS):
+        raise ValueError(f"op weights must end in shape ({NUM_EDGES}, {NUM_OPS}), got {w.shape}")
+    return np.argmax(w, axis=-1).astype(np.int32)
+
+
 def op_counts(encodings: np.ndarray) -> np.ndarray:
     """Count of each op per architecture, shape ``(n, NUM_OPS)``."""
     enc = validate_encodings(encodings)
