@@ -52,7 +52,7 @@ def _copy_subtree(super_params, sub_params):
 
 
 def _check_subnet_equals_standalone(supernet, make_standalone, encodings, images, init, modes=(True, False),
-                                    vmapped=False):
+                                    vmapped=False, cut=None):
     """The supernet's forward for one encoding (single path: ``nn.switch``) and, with
     ``vmapped``, for all encodings at once (``jax.vmap``: the switch becomes a select of every
     op) equals the stand-alone net's on the same weights."""
@@ -71,8 +71,12 @@ def _check_subnet_equals_standalone(supernet, make_standalone, encodings, images
     for i, enc in enumerate(encodings):
         alone = make_standalone(enc)
         alone_vars = init(alone)
-        params = _copy_subtree(variables["params"], alone_vars["params"])
-        stats = _copy_subtree(variables["batch_stats"], alone_vars["batch_stats"])
+        if cut is None:  # the stand-alone net's variables are a sub-tree of the supernet's
+            params = _copy_subtree(variables["params"], alone_vars["params"])
+            stats = _copy_subtree(variables["batch_stats"], alone_vars["batch_stats"])
+        else:
+            cut_vars = cut(variables, alone_vars)
+            params, stats = cut_vars["params"], cut_vars["batch_stats"]
         for train in modes:
             want = apply_super(variables, images, jnp.asarray(enc), train)
             got = alone.apply({"params": params, "batch_stats": stats}, images, None, mode=TRAIN if train else EVAL)
@@ -106,9 +110,32 @@ def test_darts_subnet_of_fresh_supernet_equals_standalone():
     space = DartsSpace()
     encs = [space.parse("DARTS_V2"), space.sample(np.random.default_rng(4), 1)[0]]
     images = jax.random.normal(jax.random.key(5), (4, 8, 8, 3))
-    _check_subnet_equals_standalone(  # train mode only: one supernet compilation (the slow part)
+    _check_subnet_equals_standalone(  # the supernet stacks its edges: cut the subnet's with subnet_variables
         supernet, lambda e: D.make_network(channels=4, layers=3, num_classes=10, bn_mode="fair", arch=e), encs,
-        images, lambda net: D.init_variables(net, 6, (8, 8, 3)), modes=(True,))
+        images, lambda net: D.init_variables(net, 6, (8, 8, 3)), vmapped=True,
+        cut=lambda sup, alone: D.subnet_variables(sup, alone, layers=3))
+
+
+def test_darts_supernet_layout_mapping():
+    """subnet_variables / merge_subnet_variables: edge (i, j) of a cell is row edge_position(i, j)
+    of its group's stack; the round trip writes exactly the stand-alone sub-tree."""
+    supernet = D.make_network(channels=4, layers=3, bn_mode="fair")
+    alone = D.make_network(channels=4, layers=3, bn_mode="fair", arch="DARTS_V2")
+    sup = D.init_variables(supernet, 0, (8, 8, 3))
+    sub = D.init_variables(alone, 1, (8, 8, 3))
+    assert D.edge_position(False, 3, 4) == ("edges", 13) and D.edge_position(True, 3, 4) == ("edges", 5)
+    assert D.edge_position(True, 2, 1) == ("strided_edges", 5)
+    with pytest.raises(ValueError, match="no edge"):
+        D.edge_position(False, 0, 2)
+    merged = D.merge_subnet_variables(sup, sub, layers=3)
+    back = D.subnet_variables(merged, sub, layers=3)
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(sub)):
+        np.testing.assert_array_equal(a, b)
+    # cell 1 is a reduction cell; DARTS_V2's reduce node 0 takes max_pool_3x3 from state 0 (strided row 0)
+    got = merged["params"]["cell_1"]["strided_edges"]["max_pool_3x3_bn"]["scale"]
+    np.testing.assert_array_equal(got[0], sub["params"]["cell_1"]["edge_0_0"]["max_pool_3x3_bn"]["scale"])
+    np.testing.assert_array_equal(got[2], sup["params"]["cell_1"]["strided_edges"]["max_pool_3x3_bn"]["scale"][2])
+    assert merged["params"]["cell_0"]["edges"]["sep_conv_3x3"]["bn"]["scale"].shape == (14, 4)
 
 
 def test_bn_partition_and_tables():

@@ -88,12 +88,9 @@ def test_darts_bn_only_training_and_bn_tables():
     # the supernet's BN tables read the trained stand-alone BNs at the same paths
     supernet = D.make_network(channels=4, layers=3, num_classes=10, bn_mode="fair")
     sup = D.init_variables(supernet, 0, (8, 8, 3))
-    flat_p = traverse_util.flatten_dict(sup["params"])
-    flat_p.update({p: v for p, v in after.items() if p in flat_p})
-    flat_s = traverse_util.flatten_dict(sup["batch_stats"])
-    flat_s.update({p: v for p, v in traverse_util.flatten_dict(jax.device_get(state.batch_stats)).items()
-                   if p in flat_s})
-    params, stats = traverse_util.unflatten_dict(flat_p), traverse_util.unflatten_dict(flat_s)
+    trained = {"params": jax.device_get(state.params), "batch_stats": jax.device_get(state.batch_stats)}
+    merged = D.merge_subnet_variables(sup, trained, layers=3)  # the supernet stacks its edges
+    params, stats = merged["params"], merged["batch_stats"]
     space = D.DartsSpace()
     encs = np.stack([space.parse("DARTS_V2"), space.parse("DARTS_V1")])
     gamma = np.asarray(D.bn_scores(params, stats, encs, net=supernet, kind="gamma"))

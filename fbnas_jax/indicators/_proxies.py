@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from fbnas_jax.models.layers import ForwardMode
+from fbnas_jax.models.layers import ForwardMode, relu_kernel_total
 
 TRAIN = ForwardMode(train=True)
 EVAL = ForwardMode(train=False)
@@ -75,7 +75,7 @@ def relu_kernel(net, variables, images, enc) -> jax.Array:
     _, state = net.apply(
         {"params": variables["params"], "batch_stats": variables["batch_stats"]}, images, enc,
         mode=ForwardMode(train=True, relu_kernel=True), mutable=["relu_kernel"])
-    return sum(jax.tree.leaves(state["relu_kernel"]))
+    return relu_kernel_total(state["relu_kernel"])
 
 
 # ----------------------------------------------------------------------------- host linear algebra
@@ -300,7 +300,7 @@ def input_family(net, variables, images, enc, want=("jacob_cov", "naswot")) -> d
 
     def f(x):
         out, state = net.apply({"params": params, "batch_stats": stats}, x, enc, mode=mode, mutable=["relu_kernel"])
-        k = sum(jax.tree.leaves(state.get("relu_kernel", {}))) if "naswot" in want else jnp.zeros(())
+        k = relu_kernel_total(state.get("relu_kernel", {})) if "naswot" in want else jnp.zeros(())
         return jnp.sum(out.astype(jnp.float32)), k
 
     out = {}

@@ -64,7 +64,7 @@ import numpy as np
 
 from fbnas_jax.indicators._proxies import naswot_logdet, relu_kernel
 from fbnas_jax.indicators.base import Group, Indicator, ScoringContext, bind_state, register, register_group
-from fbnas_jax.models.layers import ForwardMode
+from fbnas_jax.models.layers import ForwardMode, relu_kernel_total
 from fbnas_jax.ranking import rank_average
 from fbnas_jax.spaces import of_network
 
@@ -95,7 +95,7 @@ def supernet_forward(net, variables, images, labels, encoding, want=SUPERNET_FOR
     logits, state = net.apply(variables, images, encoding, mode=mode, mutable=["relu_kernel"])
     out = {}
     if "expressivity" in want:
-        out["expressivity"] = naswot_logdet(sum(jax.tree.leaves(state["relu_kernel"])))
+        out["expressivity"] = naswot_logdet(relu_kernel_total(state["relu_kernel"]))
     if "supernet_accuracy" in want:
         out["supernet_accuracy"] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
     if "supernet_neg_loss" in want:

@@ -29,8 +29,10 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
 
-from fbnas_jax.models.darts_ops import FactorizedReduce, ReLUConvBN, _conv, apply_op, last_bn_path
+from fbnas_jax.models.darts_ops import FactorizedReduce, ReLUConvBN, _conv, apply_op, last_bn_path, max_pool_3x3
 from fbnas_jax.models.init import init_from_shapes
 from fbnas_jax.models.layers import BatchNorm, ForwardMode, ReLU, choose_op
 from fbnas_jax.spaces.darts import (
@@ -78,7 +80,69 @@ def _edge_op(edge: Edge, k: int, x, mode, active):
                     active=active, bn_momentum=edge.bn_momentum)
 
 
+#: The 14 edges ``(node i, input j)`` of a cell, node-major (the supernet's summation order).
+EDGES: tuple[tuple[int, int], ...] = tuple((i, j) for i in range(NUM_NODES) for j in range(i + 2))
+
+
+def edge_groups(reduction: bool) -> dict[str, tuple[tuple[int, int], ...]]:
+    """The supernet's stacked edge groups of a cell: ``{group name: edges, in stacking order}``.
+
+    A normal cell stacks its 14 edges (all stride 1) in one group ``edges``; a reduction cell
+    stacks the 8 stride-2 edges from its inputs in ``strided_edges`` and the 6 stride-1 edges
+    between its nodes in ``edges`` (different shapes cannot share a stack)."""
+    if not reduction:
+        return {"edges": EDGES}
+    return {"strided_edges": tuple(e for e in EDGES if e[1] < 2), "edges": tuple(e for e in EDGES if e[1] >= 2)}
+
+
+def edge_position(reduction: bool, i: int, j: int) -> tuple[str, int]:
+    """``(group, index)`` of edge ``(i, j)`` in the supernet's stacked parameters."""
+    for group, edges in edge_groups(reduction).items():
+        if (i, j) in edges:
+            return group, edges.index((i, j))
+    raise ValueError(f"no edge from state {j} to node {i} (nodes 0..{NUM_NODES - 1} take states 0..i+1)")
+
+
+class EdgeStep(nn.Module):
+    """One step of a cell's scan over its stacked edges: ``buf[write] += edge(src[read])``.
+
+    The step's parameters are one edge's (every op, named after the op, exactly as a
+    stand-alone :class:`Edge`); ``nn.scan`` stacks them over the edges of the group, so XLA
+    compiles the 8 candidate ops once per group instead of once per edge. ``src`` is the
+    buffer read from (the carried ``buf`` itself when ``read_carry``: a normal cell's nodes read
+    earlier nodes). Execution of the chosen op as :class:`Edge` (``nn.switch`` when
+    ``single_path``, a masked select under ``relu_kernel`` / initialisation / ``jax.vmap``)."""
+
+    features: int
+    stride: int
+    bn_mode: str
+    mode: ForwardMode
+    read_carry: bool
+    bn_momentum: float = 0.9
+    single_path: bool = True
+
+    @nn.compact
+    def __call__(self, buf, xs, src):
+        read, write, choice = xs
+        x = jax.lax.dynamic_index_in_dim(buf if self.read_carry else src, read, keepdims=False)
+        branches = [(lambda mdl, x, active, k=k: _edge_op(self, k, x, self.mode, active)) for k in range(NUM_OPS)]
+        strategy = "switch" if self.single_path and not self.mode.relu_kernel else "select"
+        y = choose_op(self, choice, branches, x, strategy=strategy)
+        total = jax.lax.dynamic_index_in_dim(buf, write, keepdims=False) + y
+        return jax.lax.dynamic_update_index_in_dim(buf, total, write, 0), None
+
+
+_ScanEdges = nn.scan(EdgeStep, variable_axes={"params": 0, "batch_stats": 0, "relu_kernel": 0},
+                     split_rngs={"params": True}, in_axes=(0, nn.broadcast))
+
+
 class Cell(nn.Module):
+    """A DARTS cell. Stand-alone (``genes`` given): its 8 edges unrolled, ``edge_{i}_{j}``.
+    Supernet: the edges of each :func:`edge_groups` group run as one ``nn.scan`` whose step
+    computes edge ``(i, j)`` (the op chosen for it, ``none`` if node ``i`` does not take input
+    ``j``) and adds it to node ``i``: node-major, inputs ascending -- the stand-alone net's
+    summation order, so a subnet gives the stand-alone values."""
+
     features: int
     reduction: bool
     reduction_prev: bool
@@ -96,24 +160,47 @@ class Cell(nn.Module):
         else:
             s0 = ReLUConvBN(c, 1, 1, m, name="preprocess0")(s0, mode)
         s1 = ReLUConvBN(c, 1, 1, m, name="preprocess1")(s1, mode)
+        if self.genes is None:
+            return self._supernet_nodes(s0, s1, genes, mode)
         states = [s0, s1]
         for i in range(NUM_NODES):
             total = None
-            if self.genes is not None:
-                for op, j in self.genes[2 * i: 2 * i + 2]:
-                    stride = 2 if self.reduction and j < 2 else 1
-                    y = Edge(c, stride, self.bn_mode, op, m, name=f"edge_{i}_{j}")(states[j], None, mode)
-                    total = y if total is None else total + y
-            else:
-                (op_a, in_a), (op_b, in_b) = genes[2 * i], genes[2 * i + 1]
-                for j in range(i + 2):
-                    choice = jnp.where(in_a == j, op_a, jnp.where(in_b == j, op_b, NONE))
-                    stride = 2 if self.reduction and j < 2 else 1
-                    y = Edge(c, stride, self.bn_mode, None, m, self.single_path, name=f"edge_{i}_{j}")(
-                        states[j], choice, mode)
-                    total = y if total is None else total + y
+            for op, j in self.genes[2 * i: 2 * i + 2]:
+                stride = 2 if self.reduction and j < 2 else 1
+                y = Edge(c, stride, self.bn_mode, op, m, name=f"edge_{i}_{j}")(states[j], None, mode)
+                total = y if total is None else total + y
             states.append(total)
         return jnp.concatenate([states[k] for k in CONCAT], axis=-1)
+
+    def _supernet_nodes(self, s0, s1, genes, mode):
+        c, m = self.features, self.bn_momentum
+        ops, inputs = genes[:, 0], genes[:, 1]
+        groups = edge_groups(self.reduction)
+
+        def scan(name, stride, buf, src, read_offset, write_offset, read_carry):
+            edges = groups[name]
+            node = np.asarray([i for i, _ in edges])
+            j = np.asarray([j for _, j in edges])
+            # op of edge (i, j): node i's first or second chosen op if it takes input j, else none
+            choice = jnp.where(inputs[2 * node] == j, ops[2 * node],
+                               jnp.where(inputs[2 * node + 1] == j, ops[2 * node + 1], NONE)).astype(jnp.int32)
+            xs = (jnp.asarray(j - read_offset, jnp.int32), jnp.asarray(node + write_offset, jnp.int32), choice)
+            step = _ScanEdges(c, stride, self.bn_mode, mode, read_carry, m, self.single_path, name=name)
+            return step(buf, xs, src)[0]
+
+        if not self.reduction:  # states 0..5 in one buffer; nodes start at zero
+            zeros = jnp.zeros((NUM_NODES,) + s1.shape, s1.dtype)
+            buf = jnp.concatenate([jnp.stack([s0, s1]), zeros])
+            buf = scan("edges", 1, buf, jnp.zeros((), s1.dtype), 0, 2, True)
+            nodes = [buf[k] for k in CONCAT]
+        else:  # strided edges from the two inputs first, then node -> node edges (stride 1)
+            inputs_buf = jnp.stack([s0, s1])
+            probe = jax.eval_shape(lambda x: max_pool_3x3(x, 2), s1)
+            buf = jnp.zeros((NUM_NODES,) + probe.shape[:-1] + (c,), s1.dtype)
+            buf = scan("strided_edges", 2, buf, inputs_buf, 0, 0, False)
+            buf = scan("edges", 1, buf, jnp.zeros((), s1.dtype), 2, 0, True)
+            nodes = [buf[k - 2] for k in CONCAT]
+        return jnp.concatenate(nodes, axis=-1)
 
 
 class DartsNet(nn.Module):
@@ -214,29 +301,29 @@ def init_variables(net: DartsNet, key, input_shape) -> dict:
 def bn_table(params, batch_stats, *, net: DartsNet, kind: str = "gamma"):
     """``T[cell kind, node, input, op]`` (``(2, 4, 5, 8)`` float32): mean |gamma| (``"gamma"``)
     or mean |gamma| / sqrt(var + eps) (``"trainability"``) of each op's last BN, summed over
-    the cells of that kind (they share the genotype); 0 for ops without a BN."""
+    the cells of that kind (they share the genotype); 0 for ops without a BN. Reads the
+    supernet's stacked edge groups (:func:`edge_groups`)."""
     if kind not in ("gamma", "trainability"):
         raise ValueError(f"kind must be 'gamma' or 'trainability', got {kind!r}")
     reductions = reduction_cells(net.layers)
     table = jnp.zeros((2, NUM_NODES, NUM_NODES + 1, NUM_OPS), jnp.float32)
     for cell in range(net.layers):
         reduction = cell in reductions
-        for i in range(NUM_NODES):
-            for j in range(i + 2):
-                stride = 2 if reduction and j < 2 else 1
-                edge_p = params[f"cell_{cell}"][f"edge_{i}_{j}"]
-                edge_s = batch_stats[f"cell_{cell}"][f"edge_{i}_{j}"]
-                for k, op in enumerate(OPS):
-                    path = last_bn_path(op, stride, net.bn_mode)
-                    if path is None:
-                        continue
-                    node_p, node_s = edge_p, edge_s
-                    for key in path:
-                        node_p, node_s = node_p[key], node_s[key]
-                    g = jnp.abs(node_p["scale"].astype(jnp.float32))
-                    if kind == "trainability":
-                        g = g * jax.lax.rsqrt(node_s["var"].astype(jnp.float32) + BN_EPS)
-                    table = table.at[int(reduction), i, j, k].add(jnp.mean(g))
+        for group, edges in edge_groups(reduction).items():
+            stride = 2 if group == "strided_edges" else 1
+            node_idx = np.asarray([i for i, _ in edges])
+            input_idx = np.asarray([j for _, j in edges])
+            for k, op in enumerate(OPS):
+                path = last_bn_path(op, stride, net.bn_mode)
+                if path is None:
+                    continue
+                node_p, node_s = params[f"cell_{cell}"][group], batch_stats[f"cell_{cell}"][group]
+                for key in path:
+                    node_p, node_s = node_p[key], node_s[key]
+                g = jnp.abs(node_p["scale"].astype(jnp.float32))  # (edges, C)
+                if kind == "trainability":
+                    g = g * jax.lax.rsqrt(node_s["var"].astype(jnp.float32) + BN_EPS)
+                table = table.at[int(reduction), node_idx, input_idx, k].add(jnp.mean(g, axis=-1))
     return table
 
 
@@ -248,6 +335,50 @@ def bn_scores(params, batch_stats, encodings, *, net: DartsNet, kind: str = "gam
     kinds = jnp.arange(2)[None, :, None]
     nodes = (jnp.arange(8) // 2)[None, None, :]
     return jnp.sum(table[kinds, nodes, enc[..., 1], enc[..., 0]], axis=(1, 2))
+
+
+# ---------------------------------------------------------------------- parameter layout
+
+def _supernet_path(path: tuple, reductions) -> tuple[tuple, int | None]:
+    """Supernet path and stack index of a stand-alone variable path (``[collection/]cell_c/edge_i_j/...``)."""
+    for at in (0, 1):  # a variables tree starts with the collection, a params tree with the cell
+        if len(path) > at + 1 and path[at].startswith("cell_") and path[at + 1].startswith("edge_"):
+            i, j = (int(v) for v in path[at + 1].split("_")[1:])
+            group, index = edge_position(int(path[at].split("_")[1]) in reductions, i, j)
+            return tuple(path[:at + 1]) + (group,) + tuple(path[at + 2:]), index
+    return tuple(path), None
+
+
+def subnet_variables(supernet_variables: dict, standalone_variables: dict, *, layers: int) -> dict:
+    """The stand-alone net's variables cut out of the supernet's (same structure as
+    ``standalone_variables``, values from the supernet).
+
+    Layout: a stand-alone cell keeps one sub-tree per chosen edge, ``cell_c/edge_{i}_{j}/<op>/...``;
+    the supernet stacks its edges, ``cell_c/<group>/<op>/...`` with a leading axis over the
+    edges of the group in :func:`edge_groups` order (:func:`edge_position` maps ``(i, j)``);
+    everything else (stems, preprocessing, classifier) has the same path in both."""
+    reductions = reduction_cells(layers)
+    flat_super = traverse_util.flatten_dict(supernet_variables)
+    out = {}
+    for path in traverse_util.flatten_dict(standalone_variables):
+        src, index = _supernet_path(path, reductions)
+        if src not in flat_super:
+            raise KeyError(f"stand-alone variable {'/'.join(path)} has no supernet counterpart {'/'.join(src)}")
+        out[path] = flat_super[src] if index is None else flat_super[src][index]
+    return traverse_util.unflatten_dict(out)
+
+
+def merge_subnet_variables(supernet_variables: dict, standalone_variables: dict, *, layers: int) -> dict:
+    """The supernet's variables with the stand-alone net's written over its sub-tree (the
+    inverse of :func:`subnet_variables`): e.g. BNs trained stand-alone, read by :func:`bn_table`."""
+    reductions = reduction_cells(layers)
+    flat = dict(traverse_util.flatten_dict(supernet_variables))
+    for path, value in traverse_util.flatten_dict(standalone_variables).items():
+        dst, index = _supernet_path(path, reductions)
+        if dst not in flat:
+            raise KeyError(f"stand-alone variable {'/'.join(path)} has no supernet counterpart {'/'.join(dst)}")
+        flat[dst] = value if index is None else jnp.asarray(flat[dst]).at[index].set(value)
+    return traverse_util.unflatten_dict(flat)
 
 
 def genotype_of(net: DartsNet) -> str:

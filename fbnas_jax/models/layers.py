@@ -135,6 +135,14 @@ def relu_code_kernel(x, channel_mask=None):
     return on @ on.T + off @ off.T
 
 
+def relu_kernel_total(collection) -> jax.Array:
+    """The NASWOT kernel ``(B, B)`` of a ``relu_kernel`` collection: the sum of every sown
+    leaf, each summed over its leading axes (a ReLU inside ``nn.scan`` -- the DARTS supernet's
+    edges -- sows one ``(B, B)`` kernel per scan step, stacked)."""
+    leaves = jax.tree.leaves(collection)
+    return sum(jnp.sum(k.reshape((-1,) + k.shape[-2:]), axis=0) if jnp.ndim(k) > 2 else k for k in leaves)
+
+
 class ReLU(nn.Module):
     """ReLU that optionally records NASWOT codes (masked by ``active``: a scalar, or a
     per-channel mask over the last axis)."""
