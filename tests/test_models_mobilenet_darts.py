@@ -86,8 +86,9 @@ def _check_subnet_equals_standalone(supernet, make_standalone, encodings, images
 
 
 def tiny_skeleton(**changes):
-    """3 searchable layers at 16x16: 8 -> 8 (skip legal), 8 -> 16 stride 2, 16 -> 16 (skip legal)."""
-    sk = SM.Skeleton("tiny", stem_channels=8, first_channels=0, widths=(8, 16), depths=(1, 2), strides=(1, 2),
+    """4 searchable layers at 16x16: 8 -> 8 (skip legal), 8 -> 16 stride 2, twice 16 -> 16 (skip
+    legal; the supernet scans over these two: ``layers_2_3``)."""
+    sk = SM.Skeleton("tiny", stem_channels=8, first_channels=0, widths=(8, 16), depths=(1, 3), strides=(1, 2),
                      mix_channels=16, stem_stride=1, input_size=16, num_classes=10)
     return sk.replace(**changes)
 
@@ -95,14 +96,17 @@ def tiny_skeleton(**changes):
 def test_mobilenet_subnet_of_fresh_supernet_equals_standalone():
     sk = tiny_skeleton(se="search")
     space = SM.MobileNetSpace(sk)
-    assert [s.skip_ok for s in space.layers] == [True, False, True]
+    assert [s.skip_ok for s in space.layers] == [True, False, True, True]
+    assert M.layer_runs(space) == [(0, 0), (1, 1), (2, 3)] and M.layer_position(space, 3) == ("layers_2_3", 1)
     supernet = M.make_network(sk, bn_mode="fair")
-    encs = np.asarray([[SM.SKIP, 3, 12], [4, 7, SM.SKIP]], np.int32)  # skip, k5e6, k7e6_se / k7e3, k3e3_se, skip
+    # skip, k5e6, k7e6_se, k3e6 / k7e3, k3e3_se, skip, k5e3_se
+    encs = np.asarray([[SM.SKIP, 3, 12, 1], [4, 7, SM.SKIP, 8]], np.int32)
     space.validate_batch(encs)
     images = jax.random.normal(jax.random.key(2), (6, 16, 16, 3))
     _check_subnet_equals_standalone(
         supernet, lambda e: M.make_network(sk, bn_mode="fair", arch=e), encs, images,
-        lambda net: M.init_variables(net, 3, (16, 16, 3)), vmapped=True)
+        lambda net: M.init_variables(net, 3, (16, 16, 3)), vmapped=True,
+        cut=lambda sup, alone: M.subnet_variables(sup, alone, net=supernet))
 
 
 def test_darts_subnet_of_fresh_supernet_equals_standalone():
@@ -161,10 +165,11 @@ def test_bn_partition_and_tables():
                 path = M.last_bn_path(int(op), bn_mode)
                 if path is None:
                     continue
-                node = params[f"layer_{layer}"]
+                name, pos = M.layer_position(space, layer)  # layers 2, 3 stacked in layers_2_3
+                node = params[name]
                 for key in path:
                     node = node[key]
-                want += float(np.mean(np.abs(node["scale"])))
+                want += float(np.mean(np.abs(node["scale"] if pos is None else node["scale"][pos])))
             assert score == pytest.approx(want, rel=1e-5)
     dnet = D.make_network(channels=4, layers=3, bn_mode="bnnas")
     dvars = D.init_variables(dnet, 0, (8, 8, 3))

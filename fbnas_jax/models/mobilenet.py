@@ -34,6 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 from fbnas_jax.models.init import init_from_shapes
 from fbnas_jax.models.layers import BatchNorm, ForwardMode, choose_op, kaiming_normal, relu_code_kernel
@@ -142,10 +143,51 @@ class ChoiceLayer(nn.Module):
     def __call__(self, x, choice, mode: ForwardMode):
         if self.fixed is not None:
             return _candidate(self, self.fixed, x, mode, None)
-        branches = [(lambda mdl, x, active, k=k: _candidate(self, k, x, mode, active)) for k in self.choices]
-        strategy = "switch" if self.single_path and not mode.relu_kernel else "select"
-        branch = jnp.argmax(jnp.asarray(self.choices) == choice)  # op index -> position in `choices`
-        return choose_op(self, branch, branches, x, strategy=strategy)
+        return _choice(self, x, choice, mode)
+
+
+class ChoiceStep(ChoiceLayer):
+    """:class:`ChoiceLayer` as a step of ``nn.scan``: ``(x, choice) -> (y, None)``."""
+
+    mode: ForwardMode = ForwardMode()
+
+    @nn.compact
+    def __call__(self, x, choice):
+        return _choice(self, x, choice, self.mode), None
+
+
+def _choice(layer, x, choice, mode):
+    branches = [(lambda mdl, x, active, k=k: _candidate(layer, k, x, mode, active)) for k in layer.choices]
+    strategy = "switch" if layer.single_path and not mode.relu_kernel else "select"
+    branch = jnp.argmax(jnp.asarray(layer.choices) == choice)  # op index -> position in `choices`
+    return choose_op(layer, branch, branches, x, strategy=strategy)
+
+
+_ScanLayers = nn.scan(ChoiceStep, variable_axes={"params": 0, "batch_stats": 0, "relu_kernel": 0},
+                      split_rngs={"params": True}, in_axes=0)
+
+
+def layer_runs(space: MobileNetSpace) -> list[tuple[int, int]]:
+    """``[(first, last), ...]``: maximal runs of consecutive searchable layers with identical
+    shapes and candidates (a stage's layers after its first). The supernet stacks a run of two or
+    more layers into one ``nn.scan`` (``layers_{first}_{last}``) so XLA compiles its ops once."""
+    runs = []
+    for spec, choices in zip(space.layers, space.layer_choices):
+        key = (spec.c_in, spec.c_out, spec.stride, spec.size_in, spec.skip_ok, tuple(int(c) for c in choices))
+        if runs and runs[-1][2] == key:
+            runs[-1][1] = spec.index
+        else:
+            runs.append([spec.index, spec.index, key])
+    return [(a, b) for a, b, _ in runs]
+
+
+def layer_position(space: MobileNetSpace, index: int) -> tuple[str, int | None]:
+    """``(module name, stack index)`` of searchable layer ``index`` in the supernet: ``layer_{i}``
+    (not stacked, index None) or ``layers_{first}_{last}`` and the position in that run."""
+    for a, b in layer_runs(space):
+        if a <= index <= b:
+            return (f"layer_{index}", None) if a == b else (f"layers_{a}_{b}", index - a)
+    raise ValueError(f"no searchable layer {index} (the skeleton has {len(space.layers)})")
 
 
 @functools.lru_cache(maxsize=32)
@@ -193,12 +235,20 @@ class MobileNet(nn.Module):
         if sk.first_channels:
             x = MBConv(sk.first_channels, 3, 1, 1, None, self.bn_momentum, name="first")(x, mode)
         space = _space_of(sk)
-        for spec, choices in zip(space.layers, space.layer_choices):
-            fixed = None if self.arch is None else int(self.arch[spec.index])
-            choice = None if self.arch is not None else encoding[spec.index]
-            x = ChoiceLayer(spec.c_out, spec.stride, spec.skip_ok, tuple(int(c) for c in choices), self.bn_mode,
-                            sk.se == "all", sk.se_ratio, fixed, self.bn_momentum, self.single_path,
-                            name=f"layer_{spec.index}")(x, choice, mode)
+        if self.arch is not None:  # stand-alone: every layer its own module
+            for spec, choices in zip(space.layers, space.layer_choices):
+                x = ChoiceLayer(spec.c_out, spec.stride, spec.skip_ok, tuple(int(c) for c in choices), self.bn_mode,
+                                sk.se == "all", sk.se_ratio, int(self.arch[spec.index]), self.bn_momentum,
+                                self.single_path, name=f"layer_{spec.index}")(x, None, mode)
+        else:  # supernet: runs of identical layers scanned over stacked parameters (layer_runs)
+            for a, b in layer_runs(space):
+                spec, choices = space.layers[a], tuple(int(c) for c in space.layer_choices[a])
+                args = (spec.c_out, spec.stride, spec.skip_ok, choices, self.bn_mode, sk.se == "all", sk.se_ratio,
+                        None, self.bn_momentum, self.single_path)
+                if a == b:
+                    x = ChoiceLayer(*args, name=f"layer_{a}")(x, encoding[a], mode)
+                else:
+                    x = _ScanLayers(*args, mode=mode, name=f"layers_{a}_{b}")(x, encoding[a:b + 1])[0]
         x = conv(sk.mix_channels, 1, name="mix_conv")(x)
         x = BatchNorm(self.bn_momentum, name="mix_bn")(x, mode)
         x = ReLU6(name="mix_act")(x, mode)
@@ -265,17 +315,20 @@ def bn_table(params, batch_stats, *, net: MobileNet, kind: str = "gamma"):
     rows = []
     for spec, choices in zip(space.layers, space.layer_choices):
         vals = [jnp.zeros((), jnp.float32)] * NUM_OPS
-        layer_p = params[f"layer_{spec.index}"]
+        name, pos = layer_position(_space_of(net.net_skeleton), spec.index)
         for k in choices:
             path = last_bn_path(int(k), net.bn_mode)
             if path is None:
                 continue
-            node_p, node_s = layer_p, batch_stats[f"layer_{spec.index}"]
+            node_p, node_s = params[name], batch_stats[name]
             for key in path:
                 node_p, node_s = node_p[key], node_s[key]
-            g = jnp.abs(node_p["scale"].astype(jnp.float32))
+            scale, var = node_p["scale"], node_s["var"]
+            if pos is not None:
+                scale, var = scale[pos], var[pos]
+            g = jnp.abs(scale.astype(jnp.float32))
             if kind == "trainability":
-                g = g * jax.lax.rsqrt(node_s["var"].astype(jnp.float32) + BN_EPS)
+                g = g * jax.lax.rsqrt(var.astype(jnp.float32) + BN_EPS)
             vals[int(k)] = jnp.mean(g)
         rows.append(jnp.stack(vals))
     return jnp.stack(rows)
@@ -287,6 +340,46 @@ def bn_scores(params, batch_stats, encodings, *, net: MobileNet, kind: str = "ga
     table = bn_table(params, batch_stats, net=net, kind=kind)
     enc = jnp.asarray(encodings, jnp.int32)
     return jnp.sum(table[jnp.arange(table.shape[0])[None, :], enc], axis=1)
+
+
+# ---------------------------------------------------------------------- parameter layout
+
+def _supernet_path(path: tuple, space: MobileNetSpace) -> tuple[tuple, int | None]:
+    for at in (0, 1):  # a variables tree starts with the collection, a params tree with the layer
+        if len(path) > at and path[at].startswith("layer_"):
+            name, pos = layer_position(space, int(path[at].split("_")[1]))
+            return tuple(path[:at]) + (name,) + tuple(path[at + 1:]), pos
+    return tuple(path), None
+
+
+def subnet_variables(supernet_variables: dict, standalone_variables: dict, *, net: MobileNet) -> dict:
+    """The stand-alone net's variables cut out of supernet ``net``'s (structure of
+    ``standalone_variables``). Layout: a stand-alone net has one module per searchable layer,
+    ``layer_{i}/<op>/...``; the supernet stacks each run of identical layers (:func:`layer_runs`)
+    as ``layers_{first}_{last}/<op>/...`` with a leading axis over the run
+    (:func:`layer_position`); every other path is the same in both."""
+    space = _space_of(net.net_skeleton)
+    flat_super = traverse_util.flatten_dict(supernet_variables)
+    out = {}
+    for path in traverse_util.flatten_dict(standalone_variables):
+        src, pos = _supernet_path(path, space)
+        if src not in flat_super:
+            raise KeyError(f"stand-alone variable {'/'.join(path)} has no supernet counterpart {'/'.join(src)}")
+        out[path] = flat_super[src] if pos is None else flat_super[src][pos]
+    return traverse_util.unflatten_dict(out)
+
+
+def merge_subnet_variables(supernet_variables: dict, standalone_variables: dict, *, net: MobileNet) -> dict:
+    """The supernet's variables with the stand-alone net's written over its sub-tree (inverse of
+    :func:`subnet_variables`)."""
+    space = _space_of(net.net_skeleton)
+    flat = dict(traverse_util.flatten_dict(supernet_variables))
+    for path, value in traverse_util.flatten_dict(standalone_variables).items():
+        dst, pos = _supernet_path(path, space)
+        if dst not in flat:
+            raise KeyError(f"stand-alone variable {'/'.join(path)} has no supernet counterpart {'/'.join(dst)}")
+        flat[dst] = value if pos is None else jnp.asarray(flat[dst]).at[pos].set(value)
+    return traverse_util.unflatten_dict(flat)
 
 
 def count_params(variables: dict[str, Any]) -> int:
