@@ -50,14 +50,15 @@ def _network(space, settings):
     return net, jnp.zeros((net.skeleton.num_layers,), jnp.int32) + 3, M.init_variables  # all k5e6
 
 
-def measure(case: str) -> dict:
+def measure(case: str, batch: int | None = None, runs: int = 3) -> dict:
     import jax
     import jax.numpy as jnp
 
     from fbnas_jax.models.layers import ForwardMode
     from fbnas_jax.training import partition, steps
 
-    space, settings, size, batch = CASES[case]
+    space, settings, size, default_batch = CASES[case]
+    batch = batch or default_batch
     net, encoding, init = _network(space, settings)
     variables = init(net, 0, (size, size, 3))
     labels = partition.param_labels(variables["params"])
@@ -89,9 +90,15 @@ def measure(case: str) -> dict:
     w3, c3 = time.time(), time.process_time()
     jax.block_until_ready(compiled(*args))
     w4 = time.time()
+    step_s = []
+    for _ in range(runs):  # steady state: the step's run time (wall), after the first call
+        t = time.time()
+        jax.block_until_ready(compiled(*args))
+        step_s.append(time.time() - t)
     out.update(trace_wall_s=round(w1 - w0, 1), trace_cpu_s=round(c1 - c0, 1), lower_wall_s=round(w2 - w1, 1),
                lower_cpu_s=round(c2 - c1, 1), compile_wall_s=round(w3 - w2, 1), compile_cpu_s=round(c3 - c2, 1),
                total_wall_s=round(w3 - w0, 1), total_cpu_s=round(c3 - c0, 1), first_run_s=round(w4 - w3, 2),
+               step_wall_s_median=round(sorted(step_s)[len(step_s) // 2], 3) if step_s else None,
                stablehlo_chars=len(text), case_ops=text.count("stablehlo.case"),
                while_ops=text.count("stablehlo.while"), conv_ops=text.count("stablehlo.convolution"),
                loadavg=list(os.getloadavg()), date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -102,16 +109,18 @@ def measure(case: str) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--case", action="append", choices=tuple(CASES), help="repeatable (default: darts-tiny)")
+    p.add_argument("--batch", type=int, help="batch size (default: the case's)")
+    p.add_argument("--runs", type=int, default=3, help="timed steps after the first (median reported)")
     p.add_argument("--label", default="current", help="key of these measurements in --out (e.g. before, after)")
     p.add_argument("--out", help="JSON file to update (measurements under label/case)")
     args = p.parse_args(argv)
     for case in args.case or ["darts-tiny"]:
-        res = measure(case)
+        res = measure(case, args.batch, args.runs)
         print(json.dumps(res), flush=True)
         if args.out:
             path = Path(args.out)
             data = json.loads(path.read_text()) if path.exists() else {}
-            data.setdefault(args.label, {})[case] = res
+            data.setdefault(args.label, {})[case + (f"-b{args.batch}" if args.batch else "")] = res
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(data, indent=2))
     return 0

@@ -186,3 +186,20 @@ def _has_bn(op, from_input):
 
     name = OPS[op]
     return name.startswith(("sep", "dil")) or (name == "skip_connect" and from_input)
+
+
+def test_darts_supernet_naswot_kernel_equals_standalone():
+    """The ReLUs inside the scanned edges sow one kernel per edge (stacked); relu_kernel_total
+    sums them, masked to the chosen ops: the supernet's NASWOT kernel = the stand-alone net's."""
+    from fbnas_jax.indicators._proxies import relu_kernel
+
+    supernet = D.make_network(channels=4, layers=3, bn_mode="fair")
+    enc = DartsSpace().parse("DARTS_V1")
+    alone = D.make_network(channels=4, layers=3, bn_mode="fair", arch=enc)
+    sup = D.init_variables(supernet, 2, (8, 8, 3))
+    images = jax.random.normal(jax.random.key(7), (6, 8, 8, 3))
+    cut = D.subnet_variables(sup, D.init_variables(alone, 0, (8, 8, 3)), layers=3)
+    want = jax.jit(lambda v, x: relu_kernel(alone, v, x, None))(cut, images)
+    got = jax.jit(lambda v, x, e: relu_kernel(supernet, v, x, e))(sup, images, jnp.asarray(enc))
+    assert got.shape == (6, 6) and float(got[0, 0]) > 0
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6)
