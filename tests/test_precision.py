@@ -39,11 +39,12 @@ def test_bf16_safe_indicators_keep_the_fp32_ranking(ctx):
     if not engine.BF16_SAFE:
         pytest.skip("no indicator is declared bf16-safe")
     enc = np.random.default_rng(7).integers(1, 5, size=(16, 6)).astype(np.int32)  # no `none`: no degenerate ties
-    res = engine.precision_agreement(ctx, sorted(engine.BF16_SAFE), enc, execution="vmap")
+    res = engine.precision_agreement(ctx, sorted(engine.BF16_SAFE), enc, execution="map")
     for name in engine.BF16_SAFE:
         assert res[name]["n"] == 16, (name, res[name])
         assert res[name]["tau"] >= 0.98, (name, res[name])
-        assert res[name]["max_rel_diff"] > 0, (name, "bf16 changed nothing: is it applied?")
+    continuous = [n for n in engine.BF16_SAFE if n != "supernet_accuracy"]  # accuracy is discrete
+    assert all(res[n]["max_rel_diff"] > 0 for n in continuous), ("bf16 changed nothing: is it applied?", res)
 
 
 def test_plan_runs_bf16_only_for_safe_indicators(ctx):
