@@ -75,3 +75,33 @@ def indicator_scorer(net, dataset, indicator: str = "synflow", *, seed: int = 0,
                                seed=seed, fresh_init=True)
     scorer = scoring.Scorer(ctx, chunk_size=chunk_size if jax.default_backend() == "cpu" else 256, log=log)
     return lambda enc: scorer(indicator, enc)
+
+
+def read_off(run, *, log=None) -> dict[str, dict]:
+    """Every pick of a finished search (:class:`fbnas_jax.search.differentiable.SearchRun`):
+
+    ``argmax`` (of alpha or mu); for BaLeNAS also ``tf<k>`` (BaLeNAS-TF: best of the first k of
+    ``max(sizes)`` draws from q by ``search.select_indicator``) and ``zero_cost<k>`` (the same on
+    ``search.control_samples`` uniformly random architectures). Each pick: ``encoding`` and,
+    when scored, ``score`` and ``unique`` (distinct architectures among the k). Draws are keyed
+    by ``train.seed``.
+    """
+    acfg, seed = run.arch_config, run.config.train.seed
+    picks = {"argmax": {"encoding": argmax_encoding(run.state.arch)}}
+    if acfg.algo != "balenas":
+        return picks
+    sizes = acfg.sample_sizes()
+    score = indicator_scorer(run.net, run.dataset, acfg.select_indicator, seed=seed, log=log)
+    key = jax.random.fold_in(jax.random.key(seed), 0x7F)
+    cands = sample_encodings(key, run.arch_opt, run.state.arch, run.state.arch_opt_state, max(sizes))
+    if log is not None:
+        log(f"BaLeNAS-TF: {len(np.unique(cands, axis=0))} distinct of {len(cands)} architectures sampled from q; "
+            f"scoring them with {acfg.select_indicator}")
+    for k, v in select_by_score(score, cands, sizes).items():
+        picks[f"tf{k}"] = v
+    if acfg.control_samples:
+        rand = run.space.sample(np.random.default_rng([seed, 0xC0]), acfg.control_samples)
+        sizes_c = [k for k in sizes if k <= acfg.control_samples] or [acfg.control_samples]
+        for k, v in select_by_score(score, rand, sizes_c).items():
+            picks[f"zero_cost{k}"] = v
+    return picks

@@ -166,7 +166,8 @@ def _loss(net, params, batch_stats, batch, op_weights):
 
 def make_weight_step(net, tx: optax.GradientTransformation, labels) -> Callable:
     """``weight_step(state, batch) -> (state, metrics)``: one masked-SGD step on the network
-    weights at ``softmax(state.arch)`` (no gradient to the architecture). Non-finite: unchanged."""
+    weights at ``softmax(state.arch)`` (no gradient to the architecture); it ends the search
+    step, so it counts ``state.step``. A non-finite loss leaves the weights unchanged."""
     opt = partition.masked_optimizer(tx, labels)
 
     @jax.jit
@@ -178,7 +179,7 @@ def make_weight_step(net, tx: optax.GradientTransformation, labels) -> Callable:
 
         (loss, (batch_stats, acc)), grads = jax.value_and_grad(f, has_aux=True)(state.params)
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
-        new = state.replace(params=partition.apply_updates(state.params, updates, labels),
+        new = state.replace(step=state.step + 1, params=partition.apply_updates(state.params, updates, labels),
                             batch_stats=batch_stats, opt_state=opt_state)
         finite = jnp.isfinite(loss)
         kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
