@@ -60,9 +60,13 @@ def run_one(algo: str, preset: str, seed: int, root: Path, extra: list[str], tru
     t1 = time.perf_counter()
     picks = B.read_off(res, log=lambda m: print(m, flush=True))
     select_s = time.perf_counter() - t1
+    # every epoch of the run, also those of an earlier (interrupted) call: seconds include compiling
+    epochs = [json.loads(line) for line in (root / f"{algo}-seed{seed}" / "epochs.jsonl").read_text().splitlines()]
+    if len(epochs) > len(res.epochs):  # resumed: this call's wall time misses the earlier epochs
+        search_s = sum(e["seconds"] for e in epochs)
     out = {"algo": algo, "seed": seed, "steps": int(res.state.step), "search_s": round(search_s, 1),
            "select_s": round(select_s, 1), "loadavg_start": [round(x, 2) for x in load0],
-           "loadavg_end": [round(x, 2) for x in os.getloadavg()], "epochs": res.epochs,
+           "loadavg_end": [round(x, 2) for x in os.getloadavg()], "epochs": epochs,
            "op_weights": np.round(weights_of(res), 4).tolist(), "picks": {}}
     if algo == "balenas":
         out["sigma_mean"] = float(np.mean(np.asarray(res.arch_opt.std(res.state.arch_opt_state))))

@@ -101,7 +101,7 @@ def read_off(run, *, log=None) -> dict[str, dict]:
         picks[f"tf{k}"] = v
     if acfg.control_samples:
         rand = run.space.sample(np.random.default_rng([seed, 0xC0]), acfg.control_samples)
-        sizes_c = [k for k in sizes if k <= acfg.control_samples] or [acfg.control_samples]
+        sizes_c = sorted({k for k in sizes if k <= acfg.control_samples} | {acfg.control_samples})
         for k, v in select_by_score(score, rand, sizes_c).items():
             picks[f"zero_cost{k}"] = v
     return picks

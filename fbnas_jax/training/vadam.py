@@ -104,7 +104,7 @@ class VAdam:
 
     def std(self, state: VAdamState):
         """``sigma = 1 / sqrt(N (s + delta~))`` per parameter: the posterior spread now."""
-        return jax.tree.map(lambda s: jax.lax.rsqrt(self.dataset_size * (s + self.prior_term)), state.precision)
+        return jax.tree.map(lambda s: jax.lax.rsqrt(float(self.dataset_size) * (s + self.prior_term)), state.precision)
 
     def sample(self, key, params, state: VAdamState, num: int | None = None):
         """``num`` (default ``M``) draws ``mu + sigma * eps``, stacked on a new leading axis."""
