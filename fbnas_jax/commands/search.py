@@ -1,4 +1,5 @@
-"""``fbnas search``: pick an architecture with random or evolutionary search.
+"""``fbnas search``: pick an architecture with random or evolutionary search (``--algo darts|balenas``:
+differentiable search, :mod:`fbnas_jax.commands.search_differentiable`).
 
 The objective is either a trained supernet checkpoint scored through
 :mod:`fbnas_jax.scoring` (``--checkpoint``) or a precomputed full-space scores CSV
@@ -20,9 +21,10 @@ from fbnas_jax.commands._common import add_engine_flags
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "search", help="random / evolutionary search driven by an indicator",
+        "search", help="random / evolutionary search driven by an indicator; DARTS / BaLeNAS",
         description="Search a space (NAS-Bench-201 by default) for the architecture with the best "
-                    "indicator score.")
+                    "indicator score (--algo ea | random), or search NB201 differentiably (--algo darts | balenas: "
+                    "trains a mixed-op supernet and its architecture from --config in --workdir).")
     src = p.add_mutually_exclusive_group()  # ea / random need one of them (checked in _search)
     src.add_argument("--checkpoint", help="supernet work directory (scored via fbnas_jax.scoring)")
     src.add_argument("--scores", help="precomputed scores CSV ('arch' + indicator columns)")

@@ -24,7 +24,7 @@ def add_arguments(p) -> None:
     g = p.add_argument_group("differentiable search (--algo darts | balenas)")
     g.add_argument("--config", default=None,
                    help="search config: model/data/train sections (the supernet and its SGD) and a 'search' "
-                        "section (architecture optimiser, selection); e.g. configs/balenas_cifar10_cpu.yaml")
+                        "section (architecture optimiser, selection); e.g. configs/balenas_nb201_cifar10_cpu.yaml")
     g.add_argument("--workdir", default=None, help="run directory (checkpoints, run.json, epochs.jsonl); "
                                                  "resumes when it holds a run of the same config")
     g.add_argument("--set", nargs="+", default=[], action="extend", metavar="SECTION.KEY=VALUE",
