@@ -238,10 +238,14 @@ def make_arch_step(net, arch_opt, *, algo: str, seed: int, second_order: bool = 
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
     arch_grad = make_arch_grad(net, second_order=second_order, xi=xi, weight_decay=weight_decay)
+    # the key is an argument, not a constant: one compiled program (and disk-cache entry) for every seed
     base_key = jax.random.key(seed)
 
-    @jax.jit
     def arch_step(state: SearchState, train_batch, val_batch):
+        return compiled(state, train_batch, val_batch, base_key)
+
+    @jax.jit
+    def compiled(state: SearchState, train_batch, val_batch, base_key):
         if algo == "darts":
             loss, grad = arch_grad(state.params, state.batch_stats, state.arch, train_batch, val_batch, state.step)
             updates, arch_opt_state = arch_opt.update(grad, state.arch_opt_state, state.arch)
