@@ -64,8 +64,8 @@ def parse_args(argv=None):
     p.add_argument("--ntk-batch", type=int, default=None,
                    help="batch of ntk_cond and of each teg_generalization half (default: preset; papers: 64)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop scoring after this long, then analyse")
-    p.add_argument("--out", default="benchmarks/results/teg_nb201/teg_nb201_cpu",
-                   help="output prefix: <out>.csv (rows), <out>.json, <out>.md")
+    p.add_argument("--out", default=None, help="output prefix: <out>.csv (rows; a rerun resumes it), <out>.json, "
+                                                "<out>.md (default: benchmarks/results/teg_nb201/teg_nb201_<preset>)")
     p.add_argument("--analyze-only", action="store_true", help="only recompute the tables from <out>.csv")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -73,6 +73,7 @@ def parse_args(argv=None):
     args.archs = preset["archs"] if args.archs is None else args.archs
     args.chunk = preset["chunk"] if args.chunk is None else args.chunk
     args.execution = preset["execution"]
+    args.out = args.out or f"benchmarks/results/teg_nb201/teg_nb201_{args.preset}"
     args.ntk_batch = preset["ntk_batch"] if args.ntk_batch is None else args.ntk_batch
     if args.archs < 1 or args.chunk < 1 or args.ntk_batch < 2:
         p.error("--archs and --chunk must be >= 1, --ntk-batch >= 2")

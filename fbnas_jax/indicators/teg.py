@@ -353,13 +353,14 @@ register(Indicator(
     ("net", "init_variables", "images", "labels"),
     "minus TEG-NAS's NTK kernel-regression MSE on a held-out batch; higher = better generalization",
     "TEG-NAS generalization: NTK kernel regression K_yx K_xx^-1 Y_x, cell parameters, 64+64 images, 3 inits",
-    per_arch_cost="gradient", build_arch=build_generalization))
+    per_arch_cost="gradient", build_arch=build_generalization, spaces=("nb201",)))
 register(Indicator(
     "linear_regions_tenas", None, "training_free", ("net", "images"),
     "number of distinct ReLU patterns of TE-NAS's thin net (C=1, 3x3 crops); higher = more expressive",
     "TE-NAS/TEG-NAS linear regions: thin NB201 cell, 3 x 1,000 crops counted together, 3 inits",
-    per_arch_cost="forward", build_arch=build_linear_regions_tenas))
+    per_arch_cost="forward", build_arch=build_linear_regions_tenas, spaces=("nb201",)))
 register(Indicator(
     "teg", None, "composite", components=TEG_COMPONENTS, per_arch_cost="free",
     sign_note="mean rank (1..n, higher = better) of ntk_cond, linear_regions_tenas, teg_generalization",
+    spaces=("nb201",),
     description="TEG-NAS composite: sum (here mean) of per-indicator ranks over the scored set"))
