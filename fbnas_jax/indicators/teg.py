@@ -48,11 +48,12 @@ them by the sum of their ranks (``teg``, a composite like FBN-NAS's ``cpi``). Al
     every parameter PyTorch names ``weight`` (conv/linear kernels and BN scales, no biases),
     ``lambda_max / lambda_min``, mean of 3 fresh inits. Different: (1) TE-NAS and TEG-NAS
     compute it on the C=3, N=1 NB201 supernet; ours on ``ctx.net`` (``fbnas score``: the
-    checkpoint's network, e.g. C=16, N=5); (2) TE-NAS re-initialises conv AND linear weights
-    Kaiming-normal **fan_out** (TEG-NAS's code asks for ``kaiming_norm``, which its
-    ``init_model`` does not recognise, so it keeps PyTorch's default uniform init); ours is
-    He-normal fan_in for convs and LeCun-normal for the head; (3) TE-NAS's NB201 launch uses
-    batch 72 (TEG-NAS 64; ours 64), each repeat drawing a fresh random batch (ours: batch
+    checkpoint's network, e.g. C=16, N=5); (2) initialisation: ours is He-normal fan_in for
+    convs and LeCun-normal for the head; TE-NAS's launcher asks for ``kaiming_normal``, a name
+    its ``init_model`` (``kaiming_norm_fanin/_fanout``) does not match in the revision read
+    for :mod:`.training_free`, so it keeps PyTorch's default init (TEG-NAS's ``kaiming_norm``
+    likewise); (3) TE-NAS's NB201 launch uses batch 72 (TEG-NAS 64; ours 72 by default),
+    each repeat drawing a fresh random batch (ours: batch
     ``r`` of ``ctx.images`` when there are enough images, else the same batch); (4) TE-NAS's
     pruned supernet weights live ops ``1/k`` (see below). It accepts ``(6, 5)`` op weights
     through its per-architecture function (``build_arch``); the engine path (``fbnas
