@@ -1,4 +1,5 @@
-"""``fbnas search``: pick an architecture with random or evolutionary search.
+"""``fbnas search``: pick an architecture with random or evolutionary search (``--algo darts|balenas``:
+differentiable search, :mod:`fbnas_jax.commands.search_differentiable`).
 
 The objective is either a trained supernet checkpoint scored through
 :mod:`fbnas_jax.scoring` (``--checkpoint``) or a precomputed full-space scores CSV
@@ -14,24 +15,28 @@ from __future__ import annotations
 
 import json
 
+from fbnas_jax.commands import search_differentiable as differentiable
 from fbnas_jax.commands._common import add_engine_flags
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "search", help="random / evolutionary search driven by an indicator",
+        "search", help="random / evolutionary search driven by an indicator; DARTS / BaLeNAS",
         description="Search a space (NAS-Bench-201 by default) for the architecture with the best "
-                    "indicator score.")
-    src = p.add_mutually_exclusive_group(required=True)
+                    "indicator score (--algo ea | random), or search NB201 differentiably (--algo darts | balenas: "
+                    "trains a mixed-op supernet and its architecture from --config in --workdir).")
+    src = p.add_mutually_exclusive_group()  # ea / random need one of them (checked in _search)
     src.add_argument("--checkpoint", help="supernet work directory (scored via fbnas_jax.scoring)")
     src.add_argument("--scores", help="precomputed scores CSV ('arch' + indicator columns)")
-    p.add_argument("--indicator", required=True,
-                   help="indicator to maximise: a registered name (--checkpoint), or a column of --scores "
-                        "(gamma@fair; a bare name matches its only tagged column)")
+    p.add_argument("--indicator", default=None,
+                   help="ea / random: indicator to maximise: a registered name (--checkpoint), or a column of "
+                        "--scores (gamma@fair; a bare name matches its only tagged column)")
     p.add_argument("--space", default=None,
                    help="search space of --scores (default nb201); --checkpoint: the checkpoint's")
-    p.add_argument("--algo", choices=("ea", "random"), default="ea")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--algo", choices=("ea", "random") + differentiable.ALGOS, default="ea",
+                   help="ea / random: search an indicator's scores (--checkpoint or --scores, --indicator); "
+                        "darts / balenas: differentiable search that trains its own supernet (--config, --workdir)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (0); darts / balenas: train.seed")
     p.add_argument("--samples", type=int, default=1000, help="random search: architectures (1000)")
     p.add_argument("--population", type=int, default=50)
     p.add_argument("--top-k", type=int, default=10)
@@ -59,6 +64,7 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true")
     add_engine_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    differentiable.add_arguments(p)
     p.set_defaults(func=_search)
 
 
@@ -157,6 +163,14 @@ def _search(args) -> int:
     from fbnas_jax.search.algorithms import evolutionary_search, random_search
     from fbnas_jax.spaces import get
 
+    if args.algo in differentiable.ALGOS:
+        return differentiable.run(args)
+    if args.seed is None:
+        args.seed = 0
+    if not (args.checkpoint or args.scores) or args.indicator is None:
+        raise UsageError(f"--algo {args.algo} needs --checkpoint or --scores, and --indicator")
+    if args.config or args.workdir or args.set:
+        raise UsageError("--config / --workdir / --set go with --algo darts | balenas")
     if args.chunk_size is not None and args.chunk_size < 1:
         raise UsageError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     if args.reference < 0:
