@@ -1,0 +1,238 @@
+"""TE-NAS / TEG-NAS searches on NB201 CIFAR-10 (issue 11): pick accuracy over seeds and search time.
+
+Methods (``--methods``, all training-free, on freshly initialised NB201 supernets):
+
+* ``tenas_prune``: TE-NAS pruning (``ntk_cond`` + ``linear_regions``),
+  :func:`fbnas_jax.commands.search.run_prune`;
+* ``teg_prune``: the same loop with TEG's three indicators (``--teg-indicators``);
+* ``teg_ea``: TEG evolution (regularized evolution, parent = lowest rank sum of the three),
+  :func:`fbnas_jax.search.evolution.rank_sum_evolution`;
+* ``naswot_ea``: the same evolution driven by NASWOT alone (a baseline run at the same scale).
+
+FBN-NAS (CPI) and BN-NAS (gamma) need trained supernets: their rows are *reused* from
+``benchmarks/results/nb201_cifar10.md`` (its protocol is stated next to them), not rerun.
+
+Presets: ``cpu`` (what this 2-core machine allows: C=4, N=1, CIFAR-10 images average-pooled
+to 16x16, NTK batch 32, 100 inputs for linear regions, 3 repeats; evolution population 32,
+sample 8, 64 steps; 5 seeds) and ``gpu`` (TE-NAS / TEG-NAS settings: C=16, N=5, 32x32, NTK
+batch 72, 1,000 inputs, 3 repeats; evolution population 256, sample 64 and -- to fit a device
+call -- 200 steps instead of 1,000; an ESTIMATE, never run). Results (JSON, rewritten after every
+run, so a cut-off run keeps what finished) and a markdown table go to ``--out``.
+
+    python benchmarks/teg_searches.py --preset cpu --out benchmarks/results/teg_searches
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PRESETS = {
+    "cpu": dict(channels=4, cells=1, image_size=16, bn_mode="bnnas", repeats=3,
+                batch={"ntk_cond": 32, "linear_regions": 100}, teg_batch={}, prune_chunk=8,
+                population=32, sample=8, steps=64, seeds=5, ea_chunk=1),
+    "gpu": dict(channels=16, cells=5, image_size=32, bn_mode="bnnas", repeats=3,
+                batch={"ntk_cond": 72, "linear_regions": 1000}, teg_batch={}, prune_chunk=32,
+                population=256, sample=64, steps=200, seeds=5, ea_chunk=64),
+}
+METHODS = ("tenas_prune", "teg_prune", "teg_ea", "naswot_ea")
+TRUTH_COLUMN = "cifar10_test_200ep"
+PAPERS = {"tenas_prune": "TE-NAS 93.9 ± 0.47, 1,558 GPU-s", "teg_prune": "TE-NAS + TEG 93.94 ± 0.2, 3,330.5 GPU-s",
+          "teg_ea": "Evolution + TEG 91.00 ± 0.33, 9,939.5 GPU-s", "naswot_ea": "NASWOT (random) 91.78 ± 1.45"}
+#: rows of benchmarks/results/nb201_cifar10.md (Table 2), reused as they are
+REUSED = [
+    ("FBN-NAS (cpi)", "93.07 ± 0.39", "43.40", "best of 100 of a 300-arch pool by CPI of a trained C=8 N=1 fair supernet, 5 seeds"),
+    ("BN-NAS (gamma_bnnas)", "92.93 ± 0.79", "0.00", "best of 100 of the pool by gamma of a trained C=8 N=1 supernet, 5 seeds"),
+    ("NASWOT", "93.21 ± 0.29", "6.43", "best of 100 of the pool, C=8 N=1 32x32, 5 seeds"),
+]
+
+
+def _teg_default() -> list[str]:
+    try:
+        from fbnas_jax.indicators import teg
+    except ImportError:
+        return []
+    return list(getattr(teg, "TEG_COMPONENTS", ()))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    p.add_argument("--out", default="benchmarks/results/teg_searches")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {METHODS}")
+    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (preset)")
+    p.add_argument("--teg-indicators", default=None,
+                   help="comma-separated TEG indicators (default: fbnas_jax.indicators.teg.TEG_COMPONENTS)")
+    p.add_argument("--data", default=os.environ.get("FBNAS_CIFAR10_ARCHIVE"), help="CIFAR-10 archive")
+    p.add_argument("--truth", default=os.environ.get("FBNAS_NB201_CSV"), help="NB201 ground-truth CSV")
+    p.add_argument("--deadline-s", type=float, default=None, help="start no run after this many seconds")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    args.cfg = dict(PRESETS[args.preset])
+    if args.seeds is not None:
+        args.cfg["seeds"] = args.seeds
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in args.methods if m not in METHODS]
+    if bad:
+        p.error(f"unknown methods {bad}; choose from {METHODS}")
+    args.teg = ([x.strip() for x in args.teg_indicators.split(",") if x.strip()] if args.teg_indicators
+                else _teg_default())
+    if not args.data or not args.truth:
+        p.error("set FBNAS_CIFAR10_ARCHIVE and FBNAS_NB201_CSV (or --data / --truth)")
+    return args
+
+
+def load_images(cfg, data: str):
+    """CIFAR-10 training split, average-pooled to the preset's size; returns (dataset, pooled images uint8-scale)."""
+    from fbnas_jax.data import load_dataset
+
+    ds = load_dataset(data, cache_dir=os.environ.get("FBNAS_CACHE_DIR"))
+    x = ds.train_images.astype(np.float32)
+    f = x.shape[1] // cfg["image_size"]
+    if f > 1:
+        x = x.reshape(x.shape[0], cfg["image_size"], f, cfg["image_size"], f, 3).mean(axis=(2, 4))
+    return ds, x
+
+
+class _PooledData:
+    """The dataset view ``run_prune`` reads: pooled training images, labels, mean/std."""
+
+    def __init__(self, ds, images):
+        self.train_images, self.train_labels = images, ds.train_labels
+        self.mean, self.std, self.num_classes = ds.mean, ds.std, ds.num_classes
+
+
+def ea_objective(net, data, names, cfg, seed):
+    """``objective(enc) -> {name: scores}`` of registered indicators on a fresh supernet (engine-scored)."""
+    import jax
+
+    from fbnas_jax import scoring
+    from fbnas_jax.commands.search import _prune_images
+    from fbnas_jax.indicators.base import ScoringContext
+    from fbnas_jax.spaces import of_network
+
+    opts = {n: {"batch_size": cfg["batch"].get(n, cfg["teg_batch"].get(n, 64)), "repeats": cfg["repeats"]}
+            for n in names}
+    opts.setdefault("naswot", {"batch_size": 64})
+    per = max(o["batch_size"] for o in opts.values())
+    images, labels = _prune_images(data, per * cfg["repeats"], seed)
+    variables = of_network(net).network().init_variables(net, int(seed), images.shape[1:])
+    ctx = ScoringContext(net=net, init_variables=variables, images=images, labels=labels,
+                         key=jax.random.key(int(seed)), options=opts)
+    scorer = scoring.Scorer(ctx, chunk_size=cfg["ea_chunk"], progress=False)
+    return lambda enc: {n: scorer(n, enc) for n in names}
+
+
+def run_one(method, args, net, data, gt, seed):
+    from fbnas_jax.commands.search import run_prune
+    from fbnas_jax.search.evolution import rank_sum_evolution
+
+    cfg = args.cfg
+    t0 = time.perf_counter()
+    if method.endswith("_prune"):
+        names = ["ntk_cond", "linear_regions"] if method == "tenas_prune" else args.teg
+        batch = {n: {"batch_size": b} for n, b in {**cfg["batch"], **cfg["teg_batch"]}.items() if n in names}
+        res = run_prune(net, data, names, seed=seed, repeats=cfg["repeats"], batch=batch,
+                        chunk_size=cfg["prune_chunk"], execution="map" if cfg["ea_chunk"] == 1 else "vmap",
+                        progress=not args.no_progress, log=None)
+        enc, n_eval, detail = res.encoding, res.n_evaluated, {"rounds": res.to_dict()["rounds"]}
+    else:
+        names = args.teg if method == "teg_ea" else ["naswot"]
+        objective = ea_objective(net, data, names, cfg, seed)
+        res = rank_sum_evolution(objective, np.random.default_rng(seed), population=cfg["population"],
+                                 sample=cfg["sample"], steps=cfg["steps"])
+        enc, n_eval, detail = res.encoding, res.n_evaluated, {"scores": res.scores}
+    wall = time.perf_counter() - t0
+    from fbnas_jax.spaces import nb201
+
+    acc = float(gt.values(TRUTH_COLUMN, np.asarray(enc)[None])[0])
+    return {"method": method, "seed": seed, "indicators": names, "arch": nb201.encoding_to_string(enc),
+            "encoding": [int(x) for x in enc], "acc": acc, "search_s": wall, "n_evaluated": int(n_eval),
+            "load": list(os.getloadavg()), **detail}
+
+
+def summarise(runs):
+    out = {}
+    for m in METHODS:
+        rs = [r for r in runs if r["method"] == m]
+        if rs:
+            acc = np.asarray([r["acc"] for r in rs])
+            t = np.asarray([r["search_s"] for r in rs])
+            out[m] = {"n": len(rs), "acc_mean": float(acc.mean()), "acc_std": float(acc.std()),
+                      "search_s_mean": float(t.mean()), "archs": [r["arch"] for r in rs]}
+    return out
+
+
+def write(args, meta, runs):
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(runs)
+    (out / f"{args.preset}.json").write_text(json.dumps({**meta, "summary": summary, "runs": runs}, indent=1))
+    cfg = args.cfg
+    lines = [f"# TE-NAS / TEG-NAS searches on NB201 CIFAR-10 ({meta['date']}, {meta['device']}, JAX {meta['jax']})", "",
+             f"Preset `{args.preset}`: C={cfg['channels']}, N={cfg['cells']}, {cfg['image_size']}x{cfg['image_size']} "
+             f"CIFAR-10 training images, bn_mode={cfg['bn_mode']}, {cfg['repeats']} repeats, batches {cfg['batch']} "
+             f"{cfg['teg_batch'] or ''}; evolution population {cfg['population']}, sample {cfg['sample']}, "
+             f"{cfg['steps']} steps. TEG indicators: {args.teg or 'not available'}. Truth: {TRUTH_COLUMN}. "
+             f"Load average at the runs: {meta.get('load_range', '?')} (2 shared cores: times are upper bounds).", "",
+             "| method | test acc % (mean ± std) | seeds | search s (mean) | paper (CIFAR-10) |", "|---|---|---|---|---|"]
+    for m, s in summary.items():
+        lines.append(f"| {m} | {s['acc_mean']:.2f} ± {s['acc_std']:.2f} | {s['n']} | {s['search_s_mean']:.0f} | "
+                     f"{PAPERS[m]} |")
+    lines += ["", "Reused from `benchmarks/results/nb201_cifar10.md` (trained supernets; a different protocol):", "",
+              "| method | test acc % | search s | protocol |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in REUSED]
+    (out / f"{args.preset}.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import jax
+
+    from fbnas_jax.groundtruth import load_ground_truth
+    from fbnas_jax.models import nb201 as nb201_net
+
+    cfg = args.cfg
+    t_start = time.perf_counter()
+    ds, pooled = load_images(cfg, args.data)
+    data = _PooledData(ds, pooled)
+    gt = load_ground_truth(args.truth, columns=[TRUTH_COLUMN])
+    net = nb201_net.build_network(channels=cfg["channels"], cells_per_stage=cfg["cells"], bn_mode=cfg["bn_mode"],
+                                  num_classes=ds.num_classes)
+    meta = {"date": dt.date.today().isoformat(), "device": jax.devices()[0].device_kind, "jax": jax.__version__,
+            "preset": args.preset, "config": cfg, "teg_indicators": args.teg, "truth_column": TRUTH_COLUMN,
+            "reused": REUSED, "papers": PAPERS}
+    out_json = Path(args.out) / f"{args.preset}.json"
+    runs = json.loads(out_json.read_text())["runs"] if out_json.exists() else []
+    done = {(r["method"], r["seed"]) for r in runs}
+    for method in args.methods:
+        if "teg" in method and not args.teg:
+            print(f"skip {method}: no TEG indicators (fbnas_jax.indicators.teg missing; --teg-indicators)", flush=True)
+            continue
+        for seed in range(cfg["seeds"]):
+            if (method, seed) in done:
+                continue
+            if args.deadline_s is not None and time.perf_counter() - t_start > args.deadline_s:
+                print(f"deadline: {method} seed {seed} not started", flush=True)
+                break
+            r = run_one(method, args, net, data, gt, seed)
+            runs.append(r)
+            loads = [x for q in runs for x in q["load"][:1]]
+            meta["load_range"] = f"{min(loads):.1f}-{max(loads):.1f}"
+            write(args, meta, runs)
+            print(f"{method} seed {seed}: {r['arch']} acc {r['acc']:.2f} in {r['search_s']:.0f} s "
+                  f"(load {r['load'][0]:.1f})", flush=True)
+    write(args, meta, runs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
