@@ -12,7 +12,7 @@ Methods (``--methods``, all training-free, on freshly initialised NB201 supernet
 FBN-NAS (CPI) and BN-NAS (gamma) need trained supernets: their rows are *reused* from
 ``benchmarks/results/nb201_cifar10.md`` (its protocol is stated next to them), not rerun.
 
-Presets: ``cpu`` (what this 2-core machine allows: C=4, N=1, CIFAR-10 images average-pooled
+Presets: ``smoke`` (seconds-scale pipeline check), ``cpu`` (what this 2-core machine allows: C=4, N=1, CIFAR-10 images average-pooled
 to 16x16, NTK batch 32, 100 inputs for linear regions, 3 repeats; evolution population 32,
 sample 8, 64 steps; 5 seeds) and ``gpu`` (TE-NAS / TEG-NAS settings: C=16, N=5, 32x32, NTK
 batch 72, 1,000 inputs, 3 repeats; evolution population 256, sample 64 and -- to fit a device
@@ -36,12 +36,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 PRESETS = {
+    "smoke": dict(channels=4, cells=1, image_size=16, bn_mode="bnnas", repeats=1,
+                  batch={"ntk_cond": 8, "linear_regions": 16}, teg_batch={}, prune_chunk=8, prune_execution="map",
+                  population=6, sample=3, steps=4, seeds=1),
     "cpu": dict(channels=4, cells=1, image_size=16, bn_mode="bnnas", repeats=3,
-                batch={"ntk_cond": 32, "linear_regions": 100}, teg_batch={}, prune_chunk=8,
-                population=32, sample=8, steps=64, seeds=5, ea_chunk=1),
+                batch={"ntk_cond": 32, "linear_regions": 100}, teg_batch={}, prune_chunk=8, prune_execution="map",
+                population=32, sample=8, steps=64, seeds=5),
     "gpu": dict(channels=16, cells=5, image_size=32, bn_mode="bnnas", repeats=3,
-                batch={"ntk_cond": 72, "linear_regions": 1000}, teg_batch={}, prune_chunk=32,
-                population=256, sample=64, steps=200, seeds=5, ea_chunk=64),
+                batch={"ntk_cond": 72, "linear_regions": 1000}, teg_batch={}, prune_chunk=16, prune_execution="vmap",
+                population=256, sample=64, steps=200, seeds=5),
 }
 METHODS = ("tenas_prune", "teg_prune", "teg_ea", "naswot_ea")
 TRUTH_COLUMN = "cifar10_test_200ep"
@@ -127,7 +130,7 @@ def ea_objective(net, data, names, cfg, seed):
     variables = of_network(net).network().init_variables(net, int(seed), images.shape[1:])
     ctx = ScoringContext(net=net, init_variables=variables, images=images, labels=labels,
                          key=jax.random.key(int(seed)), options=opts)
-    scorer = scoring.Scorer(ctx, chunk_size=cfg["ea_chunk"], progress=False)
+    scorer = scoring.Scorer(ctx, chunk_size=1, progress=False)  # evolution scores one child per step
     return lambda enc: {n: scorer(n, enc) for n in names}
 
 
@@ -141,7 +144,7 @@ def run_one(method, args, net, data, gt, seed):
         names = ["ntk_cond", "linear_regions"] if method == "tenas_prune" else args.teg
         batch = {n: {"batch_size": b} for n, b in {**cfg["batch"], **cfg["teg_batch"]}.items() if n in names}
         res = run_prune(net, data, names, seed=seed, repeats=cfg["repeats"], batch=batch,
-                        chunk_size=cfg["prune_chunk"], execution="map" if cfg["ea_chunk"] == 1 else "vmap",
+                        chunk_size=cfg["prune_chunk"], execution=cfg["prune_execution"],
                         progress=not args.no_progress, log=None)
         enc, n_eval, detail = res.encoding, res.n_evaluated, {"rounds": res.to_dict()["rounds"]}
     else:
@@ -199,7 +202,9 @@ def main(argv=None) -> int:
 
     from fbnas_jax.groundtruth import load_ground_truth
     from fbnas_jax.models import nb201 as nb201_net
+    from fbnas_jax.runtime import enable_compilation_cache
 
+    enable_compilation_cache()  # every seed compiles the same programs: later seeds load them
     cfg = args.cfg
     t_start = time.perf_counter()
     ds, pooled = load_images(cfg, args.data)
@@ -213,16 +218,16 @@ def main(argv=None) -> int:
     out_json = Path(args.out) / f"{args.preset}.json"
     runs = json.loads(out_json.read_text())["runs"] if out_json.exists() else []
     done = {(r["method"], r["seed"]) for r in runs}
-    for method in args.methods:
-        if "teg" in method and not args.teg:
-            print(f"skip {method}: no TEG indicators (fbnas_jax.indicators.teg missing; --teg-indicators)", flush=True)
-            continue
-        for seed in range(cfg["seeds"]):
+    methods = [m for m in args.methods if "teg" not in m or args.teg]
+    for m in set(args.methods) - set(methods):
+        print(f"skip {m}: no TEG indicators (fbnas_jax.indicators.teg missing; --teg-indicators)", flush=True)
+    for seed in range(cfg["seeds"]):  # seeds outside: a run cut off by the deadline stays balanced
+        for method in methods:
             if (method, seed) in done:
                 continue
             if args.deadline_s is not None and time.perf_counter() - t_start > args.deadline_s:
                 print(f"deadline: {method} seed {seed} not started", flush=True)
-                break
+                continue
             r = run_one(method, args, net, data, gt, seed)
             runs.append(r)
             loads = [x for q in runs for x in q["load"][:1]]

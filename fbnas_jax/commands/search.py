@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--indicator", required=True,
                    help="indicator to maximise: a registered name (--checkpoint/--config), or a column of --scores "
                         "(gamma@fair; a bare name matches its only tagged column). Several, comma-separated, or a "
-                        f"set ({_SETS_HELP}): ranked and "
+                        f"set ({_SETS_HELP}; teg = TEG-NAS's three): ranked and "
                         "summed, as TE-NAS / TEG-NAS do (--algo prune, or --algo ea = TEG evolution)")
     p.add_argument("--space", default=None,
                    help="search space of --scores (default nb201); --checkpoint: the checkpoint's")
@@ -173,7 +173,7 @@ def _search(args) -> int:
 
     if args.chunk_size is not None and args.chunk_size < 1:
         raise UsageError(f"--chunk-size must be >= 1, got {args.chunk_size}")
-    if args.algo == "prune" or len(_indicator_names(args.indicator)) > 1:
+    if args.algo == "prune" or len(_indicator_names(args.indicator, args.algo)) > 1:
         return _search_rank_sum(args)  # TE-NAS / TEG pruning and TEG evolution
     if args.population is None:
         args.population = 50
@@ -266,12 +266,26 @@ def _add_teg_flags(p) -> None:
     g.add_argument("--out", default=None, help="write the JSON result (rounds, settings, truth) to this file")
 
 
-def _indicator_names(text: str) -> list[str]:
-    """``--indicator``: a set name, or comma-separated names (order kept, duplicates dropped)."""
+def _components(name: str) -> tuple[str, ...]:
+    """A registered composite indicator's components (e.g. ``teg``), else ``()``."""
+    from fbnas_jax.indicators import base as ind_base
+
+    ind = ind_base.REGISTRY.get(name)
+    return tuple(ind.components) if ind is not None and ind.family == "composite" else ()
+
+
+def _indicator_names(text: str, algo: str | None = None) -> list[str]:
+    """``--indicator``: comma-separated names or sets (order kept, duplicates dropped). A set is a
+    name of :data:`INDICATOR_SETS`, or ``teg`` (TEG-NAS's rank combination: its components),
+    or, for ``--algo prune`` (which always ranks components), any composite indicator."""
+    import fbnas_jax.indicators  # noqa: F401  (registers the indicators)
+
     out: list[str] = []
     for part in (x.strip() for x in text.split(",")):
-        if part:
-            out.extend(INDICATOR_SETS.get(part, (part,)))
+        if not part:
+            continue
+        comps = _components(part) if (part == "teg" or algo == "prune") else ()
+        out.extend(INDICATOR_SETS.get(part, comps or (part,)))
     return list(dict.fromkeys(out))
 
 
@@ -442,12 +456,15 @@ def _search_rank_sum(args) -> int:
     from fbnas_jax.indicators import base as ind_base
     from fbnas_jax.search.evolution import rank_sum_evolution
 
-    names = _indicator_names(args.indicator)
+    names = _indicator_names(args.indicator, args.algo)
     if not names:
         raise UsageError("--indicator is empty")
     _check_rank_sum_args(args, names)
     if args.out:
         check_writable(args.out)
+    from fbnas_jax.runtime import enable_compilation_cache
+
+    enable_compilation_cache()
     try:
         if not args.scores:
             for n in names:
