@@ -2,7 +2,8 @@
 
 Methods (``--methods``, all training-free, on freshly initialised NB201 supernets):
 
-* ``tenas_prune``: TE-NAS pruning (``ntk_cond`` + ``linear_regions``),
+* ``tenas_prune``: TE-NAS pruning (``ntk_cond`` + ``linear_regions_tenas``, TE-NAS's count on a thin
+  net and 3x3 crops; ``linear_regions`` where that is not registered: it saturates on full images),
   :func:`fbnas_jax.commands.search.run_prune`;
 * ``teg_prune``: the same loop with TEG's three indicators (``--teg-indicators``);
 * ``teg_ea``: TEG evolution (regularized evolution, parent = lowest rank sum of the three),
@@ -13,7 +14,7 @@ FBN-NAS (CPI) and BN-NAS (gamma) need trained supernets: their rows are *reused*
 ``benchmarks/results/nb201_cifar10.md`` (its protocol is stated next to them), not rerun.
 
 Presets: ``smoke`` (seconds-scale pipeline check), ``cpu`` (what this 2-core machine allows: C=4, N=1, CIFAR-10 images average-pooled
-to 16x16, NTK batch 32, 100 inputs for linear regions, 3 repeats; evolution population 32,
+to 16x16, NTK batch 16, generalization 16 + 16 images, 3 repeats; evolution population 32,
 sample 8, 64 steps; 5 seeds) and ``gpu`` (TE-NAS / TEG-NAS settings: C=16, N=5, 32x32, NTK
 batch 72, 1,000 inputs, 3 repeats; evolution population 256, sample 64 and -- to fit a device
 call -- 200 steps instead of 1,000; an ESTIMATE, never run). Results (JSON, rewritten after every
@@ -40,7 +41,8 @@ PRESETS = {
                   batch={"ntk_cond": 8, "linear_regions": 16}, teg_batch={}, prune_chunk=8, prune_execution="map",
                   population=6, sample=3, steps=4, seeds=1),
     "cpu": dict(channels=4, cells=1, image_size=16, bn_mode="bnnas", repeats=3,
-                batch={"ntk_cond": 32, "linear_regions": 100}, teg_batch={}, prune_chunk=8, prune_execution="map",
+                batch={"ntk_cond": 16, "linear_regions": 100}, teg_batch={"teg_generalization": 16}, prune_chunk=8,
+                prune_execution="map",
                 population=32, sample=8, steps=64, seeds=5),
     "gpu": dict(channels=16, cells=5, image_size=32, bn_mode="bnnas", repeats=3,
                 batch={"ntk_cond": 72, "linear_regions": 1000}, teg_batch={}, prune_chunk=16, prune_execution="vmap",
@@ -135,13 +137,13 @@ def ea_objective(net, data, names, cfg, seed):
 
 
 def run_one(method, args, net, data, gt, seed):
-    from fbnas_jax.commands.search import run_prune
+    from fbnas_jax.commands.search import _tenas_set, run_prune
     from fbnas_jax.search.evolution import rank_sum_evolution
 
     cfg = args.cfg
     t0 = time.perf_counter()
     if method.endswith("_prune"):
-        names = ["ntk_cond", "linear_regions"] if method == "tenas_prune" else args.teg
+        names = list(_tenas_set()) if method == "tenas_prune" else args.teg
         batch = {n: {"batch_size": b} for n, b in {**cfg["batch"], **cfg["teg_batch"]}.items() if n in names}
         res = run_prune(net, data, names, seed=seed, repeats=cfg["repeats"], batch=batch,
                         chunk_size=cfg["prune_chunk"], execution=cfg["prune_execution"],

@@ -17,7 +17,7 @@ import json
 from fbnas_jax.commands._common import add_engine_flags
 
 #: ``--indicator`` names that stand for several indicators (a rank-sum search)
-INDICATOR_SETS: dict[str, tuple[str, ...]] = {"tenas": ("ntk_cond", "linear_regions")}
+INDICATOR_SETS: dict[str, tuple[str, ...]] = {"tenas": ("ntk_cond", "linear_regions_tenas")}
 
 
 _SETS_HELP = ", ".join(f"{k} = {'+'.join(v)}" for k, v in INDICATOR_SETS.items())
@@ -274,6 +274,15 @@ def _components(name: str) -> tuple[str, ...]:
     return tuple(ind.components) if ind is not None and ind.family == "composite" else ()
 
 
+def _tenas_set() -> tuple[str, ...]:
+    """TE-NAS's pair: the NTK condition number and its linear regions -- counted as TE-NAS does
+    (``linear_regions_tenas``: thin net, 3x3 crops) where registered, else ``linear_regions``."""
+    import fbnas_jax.indicators  # noqa: F401  (registers the indicators)
+    from fbnas_jax.indicators import base as ind_base
+
+    return ("ntk_cond", "linear_regions_tenas" if "linear_regions_tenas" in ind_base.REGISTRY else "linear_regions")
+
+
 def _indicator_names(text: str, algo: str | None = None) -> list[str]:
     """``--indicator``: comma-separated names or sets (order kept, duplicates dropped). A set is a
     name of :data:`INDICATOR_SETS`, or ``teg`` (TEG-NAS's rank combination: its components),
@@ -285,7 +294,7 @@ def _indicator_names(text: str, algo: str | None = None) -> list[str]:
         if not part:
             continue
         comps = _components(part) if (part == "teg" or algo == "prune") else ()
-        out.extend(INDICATOR_SETS.get(part, comps or (part,)))
+        out.extend(_tenas_set() if part == "tenas" else INDICATOR_SETS.get(part, comps or (part,)))
     return list(dict.fromkeys(out))
 
 
@@ -411,7 +420,9 @@ def run_prune(net, dataset, names, *, seed: int = 0, repeats: int = 3, batch: di
         opts.setdefault(n, {}).update(o)
     from fbnas_jax.indicators.training_free import DEFAULT_OPTIONS
 
-    per = max(int(opts.get(n, {}).get("batch_size", DEFAULT_OPTIONS.get(n, {}).get("batch_size", 64))) for n in names)
+    # images one repeat needs: the largest batch (teg_generalization: a training and a held-out batch)
+    per = max(int(opts.get(n, {}).get("batch_size", DEFAULT_OPTIONS.get(n, {}).get("batch_size", 64)))
+              * (2 if n == "teg_generalization" else 1) for n in names)
     images, labels = _prune_images(dataset, per * int(repeats), seed)
     measure = indicator_measure(net, names, images, labels, seed=seed, repeats=repeats, options=opts,
                                 execution=execution)
