@@ -124,10 +124,11 @@ def ea_objective(net, data, names, cfg, seed):
     from fbnas_jax.indicators.base import ScoringContext
     from fbnas_jax.spaces import of_network
 
-    opts = {n: {"batch_size": cfg["batch"].get(n, cfg["teg_batch"].get(n, 64)), "repeats": cfg["repeats"]}
-            for n in names}
+    sizes = {**cfg["batch"], **cfg["teg_batch"]}
+    opts = {n: {"repeats": cfg["repeats"], **({"batch_size": sizes[n]} if n in sizes else {})} for n in names}
     opts.setdefault("naswot", {"batch_size": 64})
-    per = max(o["batch_size"] for o in opts.values())
+    # images the context needs: every repeat's batch (generalization: a training and a held-out batch)
+    per = max([64] + [o.get("batch_size", 0) * (2 if n == "teg_generalization" else 1) for n, o in opts.items()])
     images, labels = _prune_images(data, per * cfg["repeats"], seed)
     variables = of_network(net).network().init_variables(net, int(seed), images.shape[1:])
     ctx = ScoringContext(net=net, init_variables=variables, images=images, labels=labels,

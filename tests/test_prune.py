@@ -197,3 +197,12 @@ def test_cli_teg_evolution_from_a_scores_csv(capsys, tmp_path):
     assert code == 0, err
     res = json.loads(out)
     assert res["algo"] == "teg-ea" and res["indicator"] == ["a", "b"] and json.loads(out_json.read_text()) == res
+
+
+def test_indicator_sets_expand():
+    from fbnas_jax.commands.search import _indicator_names
+
+    assert _indicator_names("teg", "ea") == ["ntk_cond", "linear_regions_tenas", "teg_generalization"]
+    assert _indicator_names("tenas", "prune") == ["ntk_cond", "linear_regions_tenas"]
+    assert _indicator_names("cpi", "ea") == ["cpi"]  # the SPOS EA keeps a composite whole (reference ranks)
+    assert _indicator_names("naswot, naswot,snip", "ea") == ["naswot", "snip"]
