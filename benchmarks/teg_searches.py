@@ -91,7 +91,7 @@ def parse_args(argv=None):
         p.error(f"unknown methods {bad}; choose from {METHODS}")
     args.teg = ([x.strip() for x in args.teg_indicators.split(",") if x.strip()] if args.teg_indicators
                 else _teg_default())
-    if not args.data or not args.truth:
+    if not args.report and (not args.data or not args.truth):
         p.error("set FBNAS_CIFAR10_ARCHIVE and FBNAS_NB201_CSV (or --data / --truth)")
     return args
 
