@@ -197,8 +197,9 @@ def write(args, meta, runs):
     for m, s in summary.items():
         lines.append(f"| {m} | {s['acc_mean']:.2f} ± {s['acc_std']:.2f} | {s['n']} | {s['search_s_mean']:.0f} | "
                      f"{PAPERS[m]} |")
-    lines += ["", "Protocol: each search starts from a fresh supernet initialised with its seed (repeat r: seed "
-              "1000 * seed + r) and training images drawn with that seed; pruning drops `none`, then per round "
+    lines += ["", "Protocol: each search starts from a fresh supernet initialised with its seed (pruning: repeat r from "
+              "seed 1000 * seed + r; evolution: the indicators' own repeats from the seed) and training images drawn "
+              "with that seed; linear_regions_tenas keeps TE-NAS's 3 x 1,000 3x3 crops on the thin C=1 net; pruning drops `none`, then per round "
               "measures every single-op removal (relative change, mean over repeats), ranks, prunes the op of "
               "lowest rank sum per edge (TE-NAS's prune_func_rank). Evolution: regularized (aging) evolution, "
               "parent = lowest rank sum within the sample, pick = best of the final population by the same rule. "
