@@ -1,10 +1,12 @@
 """TEG-NAS indicators: closed forms, input forms (encoding / one-hot / mask), orientation.
 
-Compiles dominate: the generalization indicator is compiled once (int encodings and op
-weights traced into one program) on a C=2, N=1 network with 8x8 images and batches of 4;
-the thin linear-region network is tiny.
+Compiles dominate: the generalization indicator is compiled once per input form (int
+encodings, op weights) on a C=2, N=1 network with 8x8 images and batches of 4; the thin
+linear-region network is tiny.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 
 from fbnas_jax.indicators import teg
-from fbnas_jax.indicators.base import REGISTRY, ScoringContext, split_state, vectorize
+from fbnas_jax.indicators.base import REGISTRY, ScoringContext
 from fbnas_jax.indicators.supernet import cpi_from_scores
 from fbnas_jax.models.layers import ForwardMode
 from fbnas_jax.models.nb201 import build_network
@@ -136,12 +138,11 @@ def gen(tiny_dataset):
     v = net.init(jax.random.PRNGKey(0), jnp.asarray(x[:1]), jnp.zeros((6,), jnp.int32))
     ctx = ScoringContext(net=net, init_variables=v, images=x, labels=y, key=jax.random.PRNGKey(1),
                          options={"teg_generalization": {"batch_size": 4, "repeats": 2}})
-    f, state = split_state(vectorize(REGISTRY["teg_generalization"].build_arch(ctx), "map"))
+    score = teg.map_archs(REGISTRY["teg_generalization"].build_arch(ctx))  # one compile per input form
     mask = np.ones((6, 5), np.float32)
     mask[:, 0] = 0
     weights = np.concatenate([_one_hot(ENCS), mask[None], (mask / mask.sum(-1, keepdims=True))[None]])
-    both = jax.jit(lambda st, e, w: (f(*st, e), f(*st, w)))
-    ints, floats = both(state, jnp.asarray(ENCS), jnp.asarray(weights))
+    ints, floats = score(jnp.asarray(ENCS)), score(jnp.asarray(weights))
     return dict(ctx=ctx, ints=np.asarray(ints), floats=np.asarray(floats))
 
 
@@ -155,10 +156,11 @@ def test_generalization_input_forms_and_orientation(gen):
 
 def test_generalization_bad_context(gen):
     ctx = gen["ctx"]
+    small = ScoringContext(net=ctx.net, init_variables=ctx.init_variables, images=ctx.images[:6],
+                           labels=ctx.labels[:6], options=ctx.options)
+    assert teg.resolve_options("teg_generalization", small)["batch_size"] == 3  # capped: 3 + 3 images
     with pytest.raises(ValueError, match="held-out"):
-        teg.build_generalization(ScoringContext(net=ctx.net, init_variables=ctx.init_variables,
-                                                images=ctx.images[:6], labels=ctx.labels[:6],
-                                                options=ctx.options))
+        teg.build_generalization(dataclasses.replace(small, images=ctx.images[:3], labels=ctx.labels[:3]))
     with pytest.raises(ValueError, match="labels"):
         teg.build_generalization(ScoringContext(net=ctx.net, init_variables=ctx.init_variables, images=ctx.images))
     with pytest.raises(ValueError, match="params"):

@@ -18,7 +18,7 @@ them by the sum of their ranks (``teg``, a composite like FBN-NAS's ``cpi``). Al
     ``cells`` list), no stem, no head, no biases (``params="cells"``; ``"all"`` takes every
     conv kernel and BN scale, as ``ntk_cond`` does). ``Y`` are one-hot labels centred by
     their batch mean. ``x`` is a training batch and ``y`` a *disjoint* held-out batch, both
-    of ``batch_size`` 64. Plain inverse in the reference (no regulariser): ``ridge=0``;
+    of ``batch_size`` 64 (capped at half of ``ctx.images``). Plain inverse in the reference (no regulariser): ``ridge=0``;
     ``ridge > 0`` adds ``ridge * mean(diag K_xx) * I``. Solved in float64 on the host.
     Mean over ``repeats`` = 3 fresh inits (TEG-NAS averages three calculations; repeat ``r``
     uses batches ``2r`` and ``2r+1`` of ``ctx.images`` when there are enough, else the first
@@ -42,6 +42,21 @@ them by the sum of their ranks (``teg``, a composite like FBN-NAS's ``cpi``). Al
     count over 3,000), so on 32x32 inputs nearly every image has its own pattern and the
     count saturates at the batch size; the thin network on 3x3 crops is what makes the
     count discriminate between architectures.
+
+``ntk_cond`` (trainability; implemented in :mod:`.training_free`) against TE-NAS's code
+    Same: gradients of each sample's summed logits (train-mode BN, one batched forward) w.r.t.
+    every parameter PyTorch names ``weight`` (conv/linear kernels and BN scales, no biases),
+    ``lambda_max / lambda_min``, mean of 3 fresh inits. Different: (1) TE-NAS and TEG-NAS
+    compute it on the C=3, N=1 NB201 supernet; ours on ``ctx.net`` (``fbnas score``: the
+    checkpoint's network, e.g. C=16, N=5); (2) TE-NAS re-initialises conv AND linear weights
+    Kaiming-normal **fan_out** (TEG-NAS's code asks for ``kaiming_norm``, which its
+    ``init_model`` does not recognise, so it keeps PyTorch's default uniform init); ours is
+    He-normal fan_in for convs and LeCun-normal for the head; (3) TE-NAS's NB201 launch uses
+    batch 72 (TEG-NAS 64; ours 64), each repeat drawing a fresh random batch (ours: batch
+    ``r`` of ``ctx.images`` when there are enough images, else the same batch); (4) TE-NAS's
+    pruned supernet weights live ops ``1/k`` (see below). It accepts ``(6, 5)`` op weights
+    through its per-architecture function (``build_arch``); the engine path (``fbnas
+    score``, ``scoring.Scorer``) validates integer encodings only.
 
 ``teg`` (composite, TEG-NAS Sec. 5.2.2)
     ``rank^kappa + rank^R + rank^MSE`` within the scored set; we return the *mean* rank (the
@@ -86,13 +101,17 @@ PARAM_SETS = ("cells", "all")
 
 
 def resolve_options(name: str, ctx: ScoringContext) -> dict[str, Any]:
-    """Defaults overridden by ``ctx.options[name]``; bad values raise ``ValueError``."""
+    """Defaults overridden by ``ctx.options[name]``; bad values raise ``ValueError``. The
+    generalization batch is capped at half of ``ctx.images`` (as ``training_free`` caps its
+    batches): ``fbnas score --eval-batch-size 128`` gives the paper's 64 + 64."""
     opts = dict(DEFAULT_OPTIONS[name])
     opts.update((ctx.options or {}).get(name, {}) or {})
     for k in ("batch_size", "repeats") + (("batches", "crop", "channels") if name == "linear_regions_tenas" else ()):
         if int(opts[k]) < 1:
             raise ValueError(f"{name}: option {k} must be >= 1, got {opts[k]}")
     if name == "teg_generalization":
+        if ctx.images is not None:  # a training batch and a disjoint held-out batch: at most half each
+            opts["batch_size"] = int(min(int(opts["batch_size"]), len(ctx.images) // 2))
         if opts["params"] not in PARAM_SETS:
             raise ValueError(f"{name}: option params must be one of {PARAM_SETS}, got {opts['params']!r}")
         if float(opts["ridge"]) < 0:
@@ -210,9 +229,9 @@ def regression_batches(ctx: ScoringContext, opts) -> tuple:
     """Stacked ``(variables, x_train, y_train, x_test, y_test)``, leading axis = repeats."""
     images, labels = np.asarray(ctx.images), np.asarray(ctx.labels)
     b, reps = int(opts["batch_size"]), int(opts["repeats"])
-    if len(images) < 2 * b:
-        raise ValueError(f"teg_generalization needs 2 x batch_size = {2 * b} images (a training batch and a "
-                         f"disjoint held-out batch); the scoring context has {len(images)}")
+    if b < 2:
+        raise ValueError(f"teg_generalization needs at least 4 images (a training batch and a disjoint held-out "
+                         f"batch of >= 2 each; the paper uses 64 + 64); the scoring context has {len(images)}")
     vs, xtr, ytr, xte, yte = [], [], [], [], []
     for r in range(reps):
         lo = 2 * r * b if (2 * r + 2) * b <= len(images) else 0
