@@ -9,6 +9,13 @@ NaN / absent = invalid). Rank-based indicators (``cpi``) scored from a checkpoin
 is used as is. The space is the checkpoint's (``--checkpoint``) or ``--space`` (``--scores``);
 a scores CSV of a space that is not enumerated (NB101) restricts the search to its architectures,
 and ``--candidates CSV`` restricts a checkpoint's search (and its reference set) to a CSV's.
+
+TE-NAS / TEG-NAS (issue 11): ``--algo prune`` prunes the op masks of a freshly initialised NB201
+supernet (``--config`` or ``--checkpoint``; :func:`run_prune`); ``--algo ea`` with several
+indicators (``teg``, ``tenas``, ``a,b,c``) is TEG evolution
+(:func:`fbnas_jax.search.evolution.rank_sum_evolution`), from a fresh supernet or from --scores
+columns. ``--config`` also gives the one-indicator searches a fresh supernet (training-free
+indicators, no checkpoint needed).
 """
 from __future__ import annotations
 
