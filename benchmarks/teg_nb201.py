@@ -64,8 +64,8 @@ def parse_args(argv=None):
     p.add_argument("--ntk-batch", type=int, default=None,
                    help="batch of ntk_cond and of each teg_generalization half (default: preset; papers: 64)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop scoring after this long, then analyse")
-    p.add_argument("--out", default="benchmarks/results/teg_nb201/teg_nb201_cpu",
-                   help="output prefix: <out>.csv (rows), <out>.json, <out>.md")
+    p.add_argument("--out", default=None, help="output prefix: <out>.csv (rows; a rerun resumes it), <out>.json, "
+                                                "<out>.md (default: benchmarks/results/teg_nb201/teg_nb201_<preset>)")
     p.add_argument("--analyze-only", action="store_true", help="only recompute the tables from <out>.csv")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -73,6 +73,7 @@ def parse_args(argv=None):
     args.archs = preset["archs"] if args.archs is None else args.archs
     args.chunk = preset["chunk"] if args.chunk is None else args.chunk
     args.execution = preset["execution"]
+    args.out = args.out or f"benchmarks/results/teg_nb201/teg_nb201_{args.preset}"
     args.ntk_batch = preset["ntk_batch"] if args.ntk_batch is None else args.ntk_batch
     if args.archs < 1 or args.chunk < 1 or args.ntk_batch < 2:
         p.error("--archs and --chunk must be >= 1, --ntk-batch >= 2")
@@ -205,13 +206,20 @@ def analyze(out: Path, protocol=None, timing=None, args=None):
     gt = load_ground_truth(_env("FBNAS_NB201_CSV"))
     rows_gt = gt.lookup(enc)
     acc = gt.column(TRUTH)[rows_gt]
+    # degenerate architectures (the cell output does not depend on its input: singular kernels,
+    # -inf generalization, TE-NAS's 1e5 condition) are trivially last for every indicator; the
+    # correlation among the others says more about the indicators
+    connected = np.isfinite(scores["teg_generalization"]) & (scores["ntk_cond"] > -1e5)
     results = {}
     for name, s in scores.items():
         x = _rankable(s)
         ok = np.isfinite(x) & np.isfinite(acc)
         tau = stats.kendalltau(x[ok], acc[ok])[0]
         rho = stats.spearmanr(x[ok], acc[ok])[0]
+        okc = ok & connected
+        tau_c = stats.kendalltau(x[okc], acc[okc])[0] if okc.sum() > 2 else float("nan")
         results[name] = {"kendall_tau": round(float(tau), 4), "spearman": round(float(rho), 4), "n": int(ok.sum()),
+                         "kendall_tau_connected": round(float(tau_c), 4), "n_connected": int(okc.sum()),
                          "n_minus_inf": int(np.isneginf(s).sum()), "n_nan": int(np.isnan(s).sum()),
                          "paper": PAPER.get(name, "")}
     # how the indicators relate to each other (do they carry different information?)
@@ -244,10 +252,14 @@ def markdown(meta) -> str:
              f"load average at start {t.get('loadavg_start')}, end {t.get('loadavg_end')} "
              f"(shared machine: timings are indicative only); {t.get('s_per_arch')} s per architecture "
              "for the four indicators together.", "",
-             f"Ground truth: {meta['truth']}. Rank correlations; -inf scores (singular kernels) rank lowest.", "",
-             "| indicator | Kendall tau | Spearman | n | -inf | published |", "|---|---:|---:|---:|---:|---|"]
+             f"Ground truth: {meta['truth']}. Rank correlations; -inf scores (singular kernels) rank lowest. "
+             "'Connected': without the architectures whose cell output does not depend on the input "
+             "(singular NTK: generalization -inf, condition number 1e5), which every indicator ranks last.", "",
+             "| indicator | Kendall tau | Spearman | n | -inf | tau, connected cells only (n) | published |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for name, r in meta["correlations"].items():
         lines.append(f"| {name} | {r['kendall_tau']:+.3f} | {r['spearman']:+.3f} | {r['n']} | {r['n_minus_inf']} "
+                     f"| {r.get('kendall_tau_connected', float('nan')):+.3f} ({r.get('n_connected')}) "
                      f"| {r['paper']} |")
     lines += ["", "`teg` = mean rank of ntk_cond, linear_regions_tenas, teg_generalization (TEG-NAS's sum of ranks); "
               "`tenas` = mean rank of ntk_cond and linear_regions_tenas.", "",

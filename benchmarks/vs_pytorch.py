@@ -72,7 +72,7 @@ def parse_args(argv=None):
                    help="comma list of C:N:archs (channels, cells per stage, architectures)")
     p.add_argument("--proxies", default=",".join(PROXIES), help=f"subset of {','.join(PROXIES)}")
     p.add_argument("--batch-size", type=int, default=64, help="evaluation batch (every proxy but synflow)")
-    p.add_argument("--ntk-batch-size", type=int, default=64, help="batch of ntk_cond (TE-NAS: 64)")
+    p.add_argument("--ntk-batch-size", type=int, default=72, help="batch of ntk_cond (TE-NAS NB201: 72)")
     p.add_argument("--mc-samples", type=int, default=10, help="uncertainty: MC mini-batches T")
     p.add_argument("--mc-batch-size", type=int, default=64, help="uncertainty: images per MC mini-batch")
     p.add_argument("--bn-mode", default="bnnas", choices=("bnnas", "fair"),

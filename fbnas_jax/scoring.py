@@ -164,8 +164,10 @@ class ScoreResult:
 
 def available(ctx: base.ScoringContext) -> list[str]:
     """Registered indicators whose needs ``ctx`` satisfies (composites: whose components are)."""
+    space = of_network(ctx.net).name if ctx.net is not None else None
     ok = [n for n, ind in base.REGISTRY.items()
-          if ind.family != "composite" and all(getattr(ctx, f, None) is not None for f in ind.needs)]
+          if ind.family != "composite" and all(getattr(ctx, f, None) is not None for f in ind.needs)
+          and (not ind.spaces or space in ind.spaces)]
     ok += [n for n, ind in base.REGISTRY.items()
            if ind.family == "composite" and all(c in ok for c in ind.components)]
     return ok

@@ -183,3 +183,18 @@ def test_teg_composite_is_the_mean_rank(gen):
     assert resolve_indicators(gen["ctx"], ["teg"]) == ["teg", *teg.TEG_COMPONENTS]
     for name in ("teg_generalization", "linear_regions_tenas"):
         assert "higher" in REGISTRY[name].sign_note
+
+
+def test_all_skips_teg_indicators_outside_nb201(gen):
+    from fbnas_jax.scoring import available
+
+    class OtherSpaceNet:
+        space = "nb101"
+
+    ctx = gen["ctx"]
+    assert {"teg", *teg.TEG_COMPONENTS} <= set(available(ctx))
+    other = dataclasses.replace(ctx, net=OtherSpaceNet())
+    names = set(available(other))
+    assert "ntk_cond" in names and not names & {"teg", "teg_generalization", "linear_regions_tenas"}
+    with pytest.raises(ValueError, match="NB201"):
+        teg.build_linear_regions_tenas(other)

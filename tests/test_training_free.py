@@ -51,7 +51,7 @@ def test_registry_entries():
         assert ind.sign_note and ind.build is not None
     assert "NEGATED" in REGISTRY["ntk_cond"].sign_note
     assert tf.DEFAULT_OPTIONS["naswot"]["batch_size"] == 128
-    assert tf.DEFAULT_OPTIONS["ntk_cond"] == {"batch_size": 64, "repeats": 3}
+    assert tf.DEFAULT_OPTIONS["ntk_cond"] == {"batch_size": 72, "repeats": 3}  # TE-NAS's NB201 launcher
 
 
 def test_resolve_options_override_and_cap(setup):
@@ -182,3 +182,26 @@ def _direct_synflow(net, v, x):
 def test_missing_context_fields_error(setup):
     with pytest.raises(ValueError, match="labels"):
         REGISTRY["snip"].build(ScoringContext(net=setup["net"], init_variables=setup["v"], images=setup["x"]))
+
+
+def test_ntk_cond_and_linear_regions_take_mixed_op_weights(setup):
+    """TE-NAS pruning scores a *pruned supernet*: NB201 op weights (6, 5) instead of an
+    encoding. One-hot weights give the encoding's scores (through the engine's per-architecture
+    map with float inputs); a 0/1 mask with several live ops per edge gives finite scores that
+    differ from any single architecture's."""
+    from fbnas_jax import engine
+    from fbnas_jax.spaces.nb201 import encodings_to_weights
+
+    ctx = setup["ctx"]
+    mask = np.zeros((6, 5), np.float32)
+    mask[:, 1:] = 1.0  # every op but `none` alive
+    weights = np.stack([encodings_to_weights(np.asarray([MIXED]))[0], mask]).astype(np.float32)
+    jobs = engine.plan(ctx, ["ntk_cond", "linear_regions"], execution="map")
+    got = {}
+    for job in jobs:
+        comp = engine.compile_job(ctx, job, 2, [jax.local_devices()[0]], (6, 5), jnp.float32)
+        got.update({k: np.asarray(v) for k, v in comp.run(weights).items()})
+    for n in ("ntk_cond", "linear_regions"):
+        np.testing.assert_allclose(got[n][0], setup["a"][n][2], rtol=2e-4, err_msg=n)
+        assert np.isfinite(got[n][1]), (n, got[n])
+    assert got["ntk_cond"][1] != got["ntk_cond"][0]

@@ -1,4 +1,5 @@
-"""``fbnas search``: pick an architecture with random or evolutionary search.
+"""``fbnas search``: pick an architecture with random or evolutionary search (``--algo darts|balenas``:
+differentiable search, :mod:`fbnas_jax.commands.search_differentiable`).
 
 The objective is either a trained supernet checkpoint scored through
 :mod:`fbnas_jax.scoring` (``--checkpoint``) or a precomputed full-space scores CSV
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 
+from fbnas_jax.commands import search_differentiable as differentiable
 from fbnas_jax.commands._common import add_engine_flags
 
 #: ``--indicator`` names that stand for several indicators (a rank-sum search)
@@ -32,26 +34,28 @@ _SETS_HELP = ", ".join(f"{k} = {'+'.join(v)}" for k, v in INDICATOR_SETS.items()
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "search", help="random / evolutionary search driven by an indicator",
+        "search", help="random / evolutionary search driven by an indicator; DARTS / BaLeNAS",
         description="Search a space (NAS-Bench-201 by default) for the architecture with the best "
-                    "indicator score.")
-    src = p.add_mutually_exclusive_group(required=True)
+                    "indicator score (--algo ea | random), or search NB201 differentiably (--algo darts | balenas: "
+                    "trains a mixed-op supernet and its architecture from --config in --workdir).")
+    src = p.add_mutually_exclusive_group()  # ea / random need one of them (checked in _search)
     src.add_argument("--checkpoint", help="supernet work directory (scored via fbnas_jax.scoring)")
     src.add_argument("--scores", help="precomputed scores CSV ('arch' + indicator columns)")
-    src.add_argument("--config", help="training-free search: a config (network + data, e.g. configs/"
-                                      "bnnas_cifar10_cpu.yaml) whose freshly initialised supernet is scored; no training")
-    p.add_argument("--indicator", required=True,
-                   help="indicator to maximise: a registered name (--checkpoint/--config), or a column of --scores "
-                        "(gamma@fair; a bare name matches its only tagged column). Several, comma-separated, or a "
-                        f"set ({_SETS_HELP}; teg = TEG-NAS's three): ranked and "
-                        "summed, as TE-NAS / TEG-NAS do (--algo prune, or --algo ea = TEG evolution)")
+    p.add_argument("--indicator", default=None,
+                   help="ea / random / prune: indicator to maximise: a registered name (--checkpoint, or --config: "
+                        "its freshly initialised supernet, training-free), or a column of --scores (gamma@fair; a "
+                        "bare name matches its only tagged column). Several, comma-separated, or a set "
+                        f"({_SETS_HELP}; teg = TEG-NAS's three): ranked and summed, as TE-NAS / TEG-NAS do "
+                        "(--algo prune, or --algo ea = TEG evolution)")
     p.add_argument("--space", default=None,
                    help="search space of --scores (default nb201); --checkpoint: the checkpoint's")
-    p.add_argument("--algo", choices=("ea", "random", "prune"), default="ea",
-                   help="ea: SPOS/BN-NAS evolution (one indicator) or TEG evolution (several: regularized evolution, "
-                        "parent = lowest rank sum); random; prune: TE-NAS pruning of the supernet's op masks "
-                        "(--config/--checkpoint, NB201)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--algo", choices=("ea", "random", "prune") + differentiable.ALGOS, default="ea",
+                   help="ea / random: search an indicator's scores (--checkpoint, --scores, or --config's fresh "
+                        "supernet; --indicator); ea with several indicators = TEG evolution (regularized evolution, "
+                        "parent = lowest rank sum); prune: TE-NAS / TEG pruning of a fresh NB201 supernet's op masks "
+                        "(--config or --checkpoint); darts / balenas: differentiable search that trains its own "
+                        "supernet (--config, --workdir)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (0); darts / balenas: train.seed")
     p.add_argument("--samples", type=int, default=1000, help="random search: architectures (1000)")
     p.add_argument("--population", type=int, default=None, help="ea: population (SPOS 50; TEG evolution 256)")
     p.add_argument("--top-k", type=int, default=10)
@@ -80,6 +84,7 @@ def register(subparsers) -> None:
     add_engine_flags(p)
     _add_teg_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    differentiable.add_arguments(p)
     p.set_defaults(func=_search)
 
 
@@ -178,6 +183,11 @@ def _search(args) -> int:
     from fbnas_jax.search.algorithms import evolutionary_search, random_search
     from fbnas_jax.spaces import get
 
+    if args.algo in differentiable.ALGOS:
+        return differentiable.run(args)
+    if args.seed is None:
+        args.seed = 0
+    _check_source(args)
     if args.chunk_size is not None and args.chunk_size < 1:
         raise UsageError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     if args.algo == "prune" or len(_indicator_names(args.indicator, args.algo)) > 1:
@@ -288,6 +298,21 @@ def _tenas_set() -> tuple[str, ...]:
     from fbnas_jax.indicators import base as ind_base
 
     return ("ntk_cond", "linear_regions_tenas" if "linear_regions_tenas" in ind_base.REGISTRY else "linear_regions")
+
+
+def _check_source(args) -> None:
+    """ea / random / prune: --indicator and exactly one of --checkpoint, --scores, --config
+    (a fresh supernet: training-free); --workdir belongs to darts / balenas, --set to --config."""
+    from fbnas_jax.commands._common import UsageError
+
+    given = [f for f in ("checkpoint", "scores", "config") if getattr(args, f)]
+    if args.indicator is None or len(given) != 1:
+        raise UsageError(f"--algo {args.algo} needs --indicator and one of --checkpoint, --scores, --config"
+                         + (f" (got {', '.join('--' + g for g in given)})" if len(given) > 1 else ""))
+    if args.workdir:
+        raise UsageError("--workdir goes with --algo darts | balenas")
+    if args.set and not args.config:
+        raise UsageError("--set overrides keys of --config")
 
 
 def _indicator_names(text: str, algo: str | None = None) -> list[str]:

@@ -78,6 +78,8 @@ class Indicator:
     build_arch: Callable[[ScoringContext], ArchFn] | None = None
     #: name of a :class:`Group` sharing one forward/backward with other members
     group: str | None = None
+    #: search spaces the indicator is implemented for (empty: any); ``"all"`` skips the others
+    spaces: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.build is None and self.build_arch is not None:

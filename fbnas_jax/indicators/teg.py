@@ -48,11 +48,12 @@ them by the sum of their ranks (``teg``, a composite like FBN-NAS's ``cpi``). Al
     every parameter PyTorch names ``weight`` (conv/linear kernels and BN scales, no biases),
     ``lambda_max / lambda_min``, mean of 3 fresh inits. Different: (1) TE-NAS and TEG-NAS
     compute it on the C=3, N=1 NB201 supernet; ours on ``ctx.net`` (``fbnas score``: the
-    checkpoint's network, e.g. C=16, N=5); (2) TE-NAS re-initialises conv AND linear weights
-    Kaiming-normal **fan_out** (TEG-NAS's code asks for ``kaiming_norm``, which its
-    ``init_model`` does not recognise, so it keeps PyTorch's default uniform init); ours is
-    He-normal fan_in for convs and LeCun-normal for the head; (3) TE-NAS's NB201 launch uses
-    batch 72 (TEG-NAS 64; ours 64), each repeat drawing a fresh random batch (ours: batch
+    checkpoint's network, e.g. C=16, N=5); (2) initialisation: ours is He-normal fan_in for
+    convs and LeCun-normal for the head; TE-NAS's launcher asks for ``kaiming_normal``, a name
+    its ``init_model`` (``kaiming_norm_fanin/_fanout``) does not match in the revision read
+    for :mod:`.training_free`, so it keeps PyTorch's default init (TEG-NAS's ``kaiming_norm``
+    likewise); (3) TE-NAS's NB201 launch uses batch 72 (TEG-NAS 64; ours 72 by default),
+    each repeat drawing a fresh random batch (ours: batch
     ``r`` of ``ctx.images`` when there are enough images, else the same batch); (4) TE-NAS's
     pruned supernet weights live ops ``1/k`` (see below). It accepts ``(6, 5)`` op weights
     through its per-architecture function (``build_arch``); the engine path (``fbnas
@@ -353,13 +354,14 @@ register(Indicator(
     ("net", "init_variables", "images", "labels"),
     "minus TEG-NAS's NTK kernel-regression MSE on a held-out batch; higher = better generalization",
     "TEG-NAS generalization: NTK kernel regression K_yx K_xx^-1 Y_x, cell parameters, 64+64 images, 3 inits",
-    per_arch_cost="gradient", build_arch=build_generalization))
+    per_arch_cost="gradient", build_arch=build_generalization, spaces=("nb201",)))
 register(Indicator(
     "linear_regions_tenas", None, "training_free", ("net", "images"),
     "number of distinct ReLU patterns of TE-NAS's thin net (C=1, 3x3 crops); higher = more expressive",
     "TE-NAS/TEG-NAS linear regions: thin NB201 cell, 3 x 1,000 crops counted together, 3 inits",
-    per_arch_cost="forward", build_arch=build_linear_regions_tenas))
+    per_arch_cost="forward", build_arch=build_linear_regions_tenas, spaces=("nb201",)))
 register(Indicator(
     "teg", None, "composite", components=TEG_COMPONENTS, per_arch_cost="free",
     sign_note="mean rank (1..n, higher = better) of ntk_cond, linear_regions_tenas, teg_generalization",
+    spaces=("nb201",),
     description="TEG-NAS composite: sum (here mean) of per-indicator ranks over the scored set"))

@@ -36,10 +36,25 @@ Registered indicators (all oriented **higher = better**):
 * ``ntk_cond`` (training_free): **-** condition number lambda_max / lambda_min of TE-NAS's empirical
   NTK (Chen et al. 2021): Gram matrix of per-sample gradients of the
   summed logits w.r.t. all "weight" params (conv/linear kernels, BN
-  scales), train-mode BN, batch 64, mean over 3 repeats (fresh inits);
+  scales), train-mode BN, batch 72, mean over 3 repeats (fresh inits);
   eigvalsh in float64 (host). As TE-NAS, a NaN condition (0/0, e.g.
   all-``none``: zero NTK) becomes 1e5; a non-positive lambda_min gives
-  ``-inf``.
+  ``-inf``. TE-NAS's code, checked line by line (``lib/procedures/
+  ntk.py: get_ntk_n``, ``prune_tenas.py``, ``prune_launch.py``): one
+  forward in train mode, then per sample ``logit[i].backward(ones)``
+  and the gradients of every parameter named ``weight`` (Conv2d,
+  Linear, BatchNorm2d: our kernels and BN scales; biases excluded),
+  ``NTK = G G^T``, ``eig[-1] / eig[0]`` with NaN -> 1e5, mean over
+  ``--repeat 3``; the NB201 launcher passes ``--batch_size 72`` (the
+  argparse default is 16). Deviations: (1) init. The launcher's
+  ``--init kaiming_normal`` matches neither branch of TE-NAS's
+  ``init_model`` (``kaiming_norm_fanin/_fanout``), so TE-NAS runs
+  with PyTorch's default init and its three repeats share one init
+  (only the batch changes); we use the supernet's He-normal (fan-in)
+  convolutions and LeCun-normal head, and a fresh init per repeat
+  (TE-NAS's stated intent: "random reinit"). (2) TE-NAS scores
+  pruned supernets (mixed edges); an encoding here scores a subnet,
+  and (6, 5) op weights a mixed supernet exactly as TE-NAS does.
 * ``linear_regions`` (training_free): TE-NAS number of linear regions: distinct binary ReLU activation
   patterns among the batch, counted exactly from the Hamming kernel
   (``K[i, j] == K[i, i]`` iff identical codes), mean over 3 repeats.
@@ -121,7 +136,7 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "grasp": {"batch_size": 64, "repeats": 1},
     "fisher": {"batch_size": 64, "repeats": 1},
     "grad_norm": {"batch_size": 64, "repeats": 1},
-    "ntk_cond": {"batch_size": 64, "repeats": 3},  # TE-NAS (Chen et al. 2021)
+    "ntk_cond": {"batch_size": 72, "repeats": 3},  # TE-NAS's NB201 launcher (prune_launch.py)
     "linear_regions": {"batch_size": 1000, "repeats": 3},  # TE-NAS (1000 inputs per batch)
 }
 

@@ -34,6 +34,7 @@ are the network contract of :mod:`fbnas_jax.spaces.base`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, ClassVar, Mapping, Sequence
 
 import flax.linen as nn
@@ -219,9 +220,16 @@ def init_variables(net: NB201Net, key, input_shape) -> dict:
     """
     if isinstance(key, int):
         key = jax.random.key(key, impl="rbg")
-    x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
+    return _compiled_init(net, tuple(int(d) for d in input_shape))(key)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_init(net: NB201Net, input_shape: tuple[int, ...]):
+    # One jitted init per (network, input shape): repeats of ntk_cond/TEG and per-seed runs
+    # re-initialise the same network many times, and a fresh lambda would recompile each time.
+    x = jnp.zeros((1,) + input_shape, jnp.float32)
     enc = None if net.arch is not None else jnp.zeros((nb201.NUM_EDGES,), jnp.int32)
-    return jax.jit(lambda k: net.init(k, x, enc))(key)
+    return jax.jit(lambda k: net.init(k, x, enc))
 
 
 def check_arch_input(encoding) -> None:
