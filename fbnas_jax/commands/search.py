@@ -307,7 +307,8 @@ def _check_source(args) -> None:
 
     given = [f for f in ("checkpoint", "scores", "config") if getattr(args, f)]
     if args.indicator is None or len(given) != 1:
-        raise UsageError(f"--algo {args.algo} needs --indicator and one of --checkpoint, --scores, --config"
+        raise UsageError(f"--algo {args.algo} needs --indicator and one source: --checkpoint or --scores, or "
+                         "--config (its freshly initialised supernet, training-free)"
                          + (f" (got {', '.join('--' + g for g in given)})" if len(given) > 1 else ""))
     if args.workdir:
         raise UsageError("--workdir goes with --algo darts | balenas")
