@@ -4,6 +4,7 @@
 #   bash benchmarks/device/nb201_gpu.sh --prepare            # here: copy the data into ./.data (git-ignored)
 #   bash benchmarks/device/nb201_gpu.sh --stage supernets    # call 1: train 3 supernets, score, analyze
 #   bash benchmarks/device/nb201_gpu.sh --stage standalone   # call 2: FBN-NAS Figs. 2-3 (stand-alone nets)
+#   bash benchmarks/device/nb201_gpu.sh --stage teg_searches # TE-NAS/TEG pruning + TEG evolution (issue 11)
 #
 # Data: the device machine cannot see ../shared. `--prepare` copies the CIFAR-10 archive and the
 # NB201 truth CSV from $FBNAS_SHARED_DATA (default ../shared/data) into ./.data; name it in the
@@ -71,6 +72,14 @@ stage_standalone() {  # default budget 150 s (the preset's standalone_budget_s: 
     --override $OVERRIDES
 }
 BUDGET_standalone=150
+
+stage_teg_searches() {  # default budget 480 s: TE-NAS / TEG pruning, TEG evolution, NASWOT evolution (issue 11)
+  # C=16, N=5, 32x32, NTK batch 72, 1,000 inputs for linear regions, 3 repeats, 5 seeds (seeds outer loop):
+  # an ESTIMATE (never run on a GPU); the runs that would start after budget - 120 s are skipped and listed.
+  "$PY" benchmarks/teg_searches.py --preset "$PRESET" --out "$RESULTS/teg_searches" --deadline-s $(( BUDGET - 120 )) \
+    --data "$FBNAS_CIFAR10_ARCHIVE" --truth "$FBNAS_NB201_CSV" --no-progress
+}
+BUDGET_teg_searches=480
 
 # ---------------------------------------------------------------------------- no edits needed below
 STAGE=supernets
