@@ -81,6 +81,14 @@ stage_teg_searches() {  # default budget 480 s: TE-NAS / TEG pruning, TEG evolut
 }
 BUDGET_teg_searches=480
 
+stage_teg_indicators() {  # default budget 540 s: Kendall tau of the TEG indicators over the space (issue 11)
+  # gpu preset: all 15,625 archs, C=3, N=1 as TE-NAS, NTK batch 64+64; stops scoring after budget - 90 s
+  # and analyses what it has; a rerun of the stage resumes from the CSV in $RESULTS.
+  "$PY" benchmarks/teg_nb201.py --preset "$PRESET" --max-minutes $(( (BUDGET - 90) / 60 )) --no-progress \
+    --out "$RESULTS/teg_nb201_$PRESET"
+}
+BUDGET_teg_indicators=540
+
 # ---------------------------------------------------------------------------- no edits needed below
 STAGE=supernets
 prepare() {  # copy the two data files into ./.data (git-ignored), the folder `carry` names
