@@ -30,10 +30,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import traverse_util
 
 from fbnas_jax.models.darts_ops import FactorizedReduce, ReLUConvBN, _conv, apply_op, last_bn_path, max_pool_3x3
-from fbnas_jax.models.init import init_from_shapes
+from fbnas_jax.models.init import cut_subnet, init_from_shapes, paste_subnet
 from fbnas_jax.models.layers import BatchNorm, ForwardMode, ReLU, choose_op
 from fbnas_jax.spaces.darts import (
     CONCAT, ENCODING_SHAPE, NONE, NUM_NODES, NUM_OPS, OPS, SETTINGS, DartsSpace, reduction_cells,
@@ -358,27 +357,14 @@ def subnet_variables(supernet_variables: dict, standalone_variables: dict, *, la
     edges of the group in :func:`edge_groups` order (:func:`edge_position` maps ``(i, j)``);
     everything else (stems, preprocessing, classifier) has the same path in both."""
     reductions = reduction_cells(layers)
-    flat_super = traverse_util.flatten_dict(supernet_variables)
-    out = {}
-    for path in traverse_util.flatten_dict(standalone_variables):
-        src, index = _supernet_path(path, reductions)
-        if src not in flat_super:
-            raise KeyError(f"stand-alone variable {'/'.join(path)} has no supernet counterpart {'/'.join(src)}")
-        out[path] = flat_super[src] if index is None else flat_super[src][index]
-    return traverse_util.unflatten_dict(out)
+    return cut_subnet(supernet_variables, standalone_variables, lambda path: _supernet_path(path, reductions))
 
 
 def merge_subnet_variables(supernet_variables: dict, standalone_variables: dict, *, layers: int) -> dict:
     """The supernet's variables with the stand-alone net's written over its sub-tree (the
     inverse of :func:`subnet_variables`): e.g. BNs trained stand-alone, read by :func:`bn_table`."""
     reductions = reduction_cells(layers)
-    flat = dict(traverse_util.flatten_dict(supernet_variables))
-    for path, value in traverse_util.flatten_dict(standalone_variables).items():
-        dst, index = _supernet_path(path, reductions)
-        if dst not in flat:
-            raise KeyError(f"stand-alone variable {'/'.join(path)} has no supernet counterpart {'/'.join(dst)}")
-        flat[dst] = value if index is None else jnp.asarray(flat[dst]).at[index].set(value)
-    return traverse_util.unflatten_dict(flat)
+    return paste_subnet(supernet_variables, standalone_variables, lambda path: _supernet_path(path, reductions))
 
 
 def genotype_of(net: DartsNet) -> str:

@@ -10,6 +10,9 @@ Distributions (as the modules declare them): conv kernels He-normal (fan-in, the
 random convolutions of BN-NAS); the linear head LeCun truncated normal; biases 0; BN scale
 1, shift 0; running mean 0, running variance 1. The stream differs from ``module.init``'s,
 so the values are not bit-identical to it -- only identically distributed.
+
+:func:`cut_subnet` / :func:`paste_subnet` move a subnet's variables between a stand-alone net
+and a supernet that stacks identical layers (DARTS edges, MobileNet layer runs) under scans.
 """
 from __future__ import annotations
 
@@ -65,3 +68,33 @@ def init_from_shapes(module, key, *args, dense_modules: tuple[str, ...] = ("clas
         else:  # conv / dense / BN biases, running means
             values[path] = jnp.zeros(spec.shape, spec.dtype)
     return traverse_util.unflatten_dict(values)
+
+
+def cut_subnet(supernet_variables: dict, standalone_variables: dict, supernet_path) -> dict:
+    """Stand-alone variables (structure of ``standalone_variables``) read from a supernet whose
+    layers may be stacked: ``supernet_path(path) -> (src_path, row)`` names, for each stand-alone
+    variable path, the supernet variable holding it and its row in a stacked (scanned) axis
+    (``None``: the whole array)."""
+    flat_super = traverse_util.flatten_dict(supernet_variables)
+    out = {}
+    for path in traverse_util.flatten_dict(standalone_variables):
+        src, row = _checked_source(path, supernet_path, flat_super)
+        out[path] = flat_super[src] if row is None else flat_super[src][row]
+    return traverse_util.unflatten_dict(out)
+
+
+def paste_subnet(supernet_variables: dict, standalone_variables: dict, supernet_path) -> dict:
+    """The inverse of :func:`cut_subnet`: the supernet's variables with the stand-alone ones
+    written over their rows (e.g. BNs trained stand-alone, read back by the BN tables)."""
+    flat = dict(traverse_util.flatten_dict(supernet_variables))
+    for path, value in traverse_util.flatten_dict(standalone_variables).items():
+        dst, row = _checked_source(path, supernet_path, flat)
+        flat[dst] = value if row is None else jnp.asarray(flat[dst]).at[row].set(value)
+    return traverse_util.unflatten_dict(flat)
+
+
+def _checked_source(path, supernet_path, flat_super):
+    src, row = supernet_path(path)
+    if src not in flat_super:
+        raise KeyError(f"stand-alone variable {'/'.join(path)} has no supernet counterpart {'/'.join(src)}")
+    return src, row

@@ -34,9 +34,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import traverse_util
 
-from fbnas_jax.models.init import init_from_shapes
+from fbnas_jax.models.init import cut_subnet, init_from_shapes, paste_subnet
 from fbnas_jax.models.layers import BatchNorm, ForwardMode, choose_op, kaiming_normal, relu_code_kernel
 from fbnas_jax.spaces.mobilenet import (
     DEFAULT_SKELETON, NUM_OPS, OPS, SKIP, MobileNetSpace, Skeleton, get_skeleton, make_divisible,
@@ -359,27 +358,14 @@ def subnet_variables(supernet_variables: dict, standalone_variables: dict, *, ne
     as ``layers_{first}_{last}/<op>/...`` with a leading axis over the run
     (:func:`layer_position`); every other path is the same in both."""
     space = _space_of(net.net_skeleton)
-    flat_super = traverse_util.flatten_dict(supernet_variables)
-    out = {}
-    for path in traverse_util.flatten_dict(standalone_variables):
-        src, pos = _supernet_path(path, space)
-        if src not in flat_super:
-            raise KeyError(f"stand-alone variable {'/'.join(path)} has no supernet counterpart {'/'.join(src)}")
-        out[path] = flat_super[src] if pos is None else flat_super[src][pos]
-    return traverse_util.unflatten_dict(out)
+    return cut_subnet(supernet_variables, standalone_variables, lambda path: _supernet_path(path, space))
 
 
 def merge_subnet_variables(supernet_variables: dict, standalone_variables: dict, *, net: MobileNet) -> dict:
     """The supernet's variables with the stand-alone net's written over its sub-tree (inverse of
     :func:`subnet_variables`)."""
     space = _space_of(net.net_skeleton)
-    flat = dict(traverse_util.flatten_dict(supernet_variables))
-    for path, value in traverse_util.flatten_dict(standalone_variables).items():
-        dst, pos = _supernet_path(path, space)
-        if dst not in flat:
-            raise KeyError(f"stand-alone variable {'/'.join(path)} has no supernet counterpart {'/'.join(dst)}")
-        flat[dst] = value if pos is None else jnp.asarray(flat[dst]).at[pos].set(value)
-    return traverse_util.unflatten_dict(flat)
+    return paste_subnet(supernet_variables, standalone_variables, lambda path: _supernet_path(path, space))
 
 
 def count_params(variables: dict[str, Any]) -> int:

@@ -27,11 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import yaml
 from tqdm.auto import tqdm
 
 from fbnas_jax import data as fdata
-from fbnas_jax.config import Config, ConfigError, apply_overrides, config_differences, from_dict
+from fbnas_jax.config import Config, ConfigError, apply_overrides, config_differences, from_dict, read_config_file
 from fbnas_jax.search.darts import (
     ArchConfig, SearchState, arch_config_from_dict, arch_optimizer, init_arch, make_arch_step, make_weight_step,
 )
@@ -49,17 +48,7 @@ EPOCHS_FILE = "epochs.jsonl"
 def load_search_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> tuple[Config, ArchConfig]:
     """(network/data/weight config, architecture config) from a YAML file with sections
     ``model``, ``data``, ``train`` and ``search``, and ``section.key=value`` overrides."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} does not exist")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {str(p)!r}: YAML syntax error: {str(err).splitlines()[0]}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections")
+    raw = read_config_file(path)
     raw = apply_overrides(raw, overrides)
     search = raw.pop("search", None)
     return from_dict(raw), arch_config_from_dict(search)
