@@ -189,3 +189,13 @@ def test_arch_input_of_wrong_shape_is_refused():
         net.apply(v, x, jnp.zeros((6, 4), jnp.float32))
     with pytest.raises(ValueError, match="integer encoding"):
         net.apply(v, x, jnp.zeros((6,), jnp.float32))
+
+
+def test_init_variables_first_called_under_a_trace_is_reusable():
+    """nb201.init_variables caches its compiled init: a first call inside jax.eval_shape must
+    not leave a tracer in the cache (it broke every later init of that network)."""
+    from fbnas_jax.models.nb201 import init_variables
+    net = build_network(channels=3, cells_per_stage=1)
+    shapes = jax.eval_shape(lambda k: init_variables(net, k, (8, 8, 3)), jax.random.key(0, impl="rbg"))
+    v = init_variables(net, 0, (8, 8, 3))
+    assert jax.tree.map(lambda a: a.shape, v) == jax.tree.map(lambda a: a.shape, shapes)

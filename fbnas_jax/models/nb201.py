@@ -227,9 +227,14 @@ def init_variables(net: NB201Net, key, input_shape) -> dict:
 def _compiled_init(net: NB201Net, input_shape: tuple[int, ...]):
     # One jitted init per (network, input shape): repeats of ntk_cond/TEG and per-seed runs
     # re-initialise the same network many times, and a fresh lambda would recompile each time.
-    x = jnp.zeros((1,) + input_shape, jnp.float32)
-    enc = None if net.arch is not None else jnp.zeros((nb201.NUM_EDGES,), jnp.int32)
-    return jax.jit(lambda k: net.init(k, x, enc))
+    # (The dummy inputs are built inside the jitted function: this may first be called under
+    # an outer trace, e.g. jax.eval_shape, and a cached closure must not hold its tracers.)
+    def init(key):
+        x = jnp.zeros((1,) + input_shape, jnp.float32)
+        enc = None if net.arch is not None else jnp.zeros((nb201.NUM_EDGES,), jnp.int32)
+        return net.init(key, x, enc)
+
+    return jax.jit(init)
 
 
 def check_arch_input(encoding) -> None:
