@@ -22,6 +22,7 @@ from fbnas_jax.indicators import base
 from fbnas_jax.models.layers import ForwardMode
 from fbnas_jax.models.nb201 import build_network
 from fbnas_jax.scoring import Scorer, score_architectures
+from random_variables import random_variables
 
 H = 16
 #: the supernet's per-architecture indicators (the training-free ones: tests/test_training_free.py
@@ -33,22 +34,7 @@ ARCHS = np.array([[1, 2, 3, 4, 1, 2], [3, 3, 3, 3, 3, 3], [0, 0, 0, 0, 0, 0], [2
 
 def _perturbed(net, seed=0):
     """Random BN scales/statistics so that every op (and every BN) matters."""
-    shapes = jax.eval_shape(lambda k: net.init(k, jnp.zeros((1, H, H, 3)), jnp.zeros(6, jnp.int32)),
-                            jax.random.key(seed))
-    rng = np.random.default_rng(seed)
-
-    def draw(path, x):
-        name = path[-1].key
-        if name == "scale":
-            return rng.uniform(0.5, 1.5, size=x.shape).astype(np.float32)
-        if name == "var":
-            return rng.uniform(0.5, 2.0, size=x.shape).astype(np.float32)
-        if name in ("bias", "mean"):
-            return (0.1 * rng.normal(size=x.shape)).astype(np.float32)
-        fan_in = int(np.prod(x.shape[:-1]))
-        return (np.sqrt(2.0 / fan_in) * rng.normal(size=x.shape)).astype(np.float32)
-
-    return jax.tree_util.tree_map_with_path(draw, shapes)
+    return random_variables(net, seed, image_size=H)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from fbnas_jax.models.layers import ReLU
 from fbnas_jax.models.nb201 import build_network
 from fbnas_jax.scoring import score_architectures
 from fbnas_jax.spaces import nb201
+from random_variables import random_variables
 
 H = 16
 
@@ -27,23 +28,7 @@ def _perturbed_supernet(bn_mode, seed=0):
     supernet's init costs tens of seconds on a busy CPU.
     """
     net = build_network(channels=4, cells_per_stage=1, bn_mode=bn_mode)
-    shapes = jax.eval_shape(lambda k: net.init(k, jnp.zeros((1, H, H, 3)), jnp.zeros(6, jnp.int32)),
-                            jax.random.key(seed))
-    rng = np.random.default_rng(seed)
-
-    def draw(path, x):
-        name = path[-1].key
-        if name == "scale":
-            return rng.normal(size=x.shape).astype(np.float32)
-        if name == "var":
-            return rng.uniform(0.1, 3.0, size=x.shape).astype(np.float32)
-        if name in ("bias", "mean"):
-            return (0.1 * rng.normal(size=x.shape)).astype(np.float32)
-        fan_in = int(np.prod(x.shape[:-1]))
-        gain = 10.0 if "classifier" in str(path) else np.sqrt(2.0)
-        return (gain / np.sqrt(fan_in) * rng.normal(size=x.shape)).astype(np.float32)
-
-    return net, jax.tree_util.tree_map_with_path(draw, shapes)
+    return net, random_variables(net, seed, scale="normal", var_range=(0.1, 3.0), head_gain=10.0, image_size=H)
 
 
 @pytest.fixture(scope="module")
