@@ -83,6 +83,29 @@ def test_unchosen_ops_keep_running_stats(spos_run):
 
 
 @pytest.mark.parametrize("sampler", ["spos", "fairnas"])
+def test_switch_step_equals_select_step(tiny_config, tiny_dataset, sampler):
+    """Training runs only the chosen ops (``strategy="switch"``, the default): the step must
+    give what the all-ops ``"select"`` step gives, parameters and running statistics."""
+    cfg = tiny_config()
+    net = network_from_config(cfg, tiny_dataset.num_classes)
+    tx = steps.make_optimizer(learning_rate=0.5, total_steps=4)
+    state, labels = steps.init_state(net, 0, tiny_dataset.train_images.shape[1:], tx)
+    batch = {"image": jnp.asarray(tiny_dataset.train_images[:16]), "label": jnp.asarray(tiny_dataset.train_labels[:16])}
+    out = {}
+    for strategy in ("select", "switch"):
+        step = steps.make_train_step(net, tx, labels, sampler=sampler, strategy=strategy)
+        out[strategy] = step(state, batch)
+    (sel, m_sel), (sw, m_sw) = out["select"], out["switch"]
+    np.testing.assert_allclose(float(m_sw["loss"]), float(m_sel["loss"]), rtol=1e-5)
+    a, b = _flat(sel.variables), _flat(sw.variables)
+    assert a.keys() == b.keys()
+    for path in a:
+        np.testing.assert_allclose(b[path], a[path], rtol=1e-4, atol=1e-5, err_msg="/".join(path))
+    with pytest.raises(ValueError, match="strategy must be"):
+        steps.make_train_step(net, tx, labels, strategy="all")
+
+
+@pytest.mark.parametrize("sampler", ["spos", "fairnas"])
 def test_resume_after_kill_is_bit_identical(tiny_config, tiny_dataset, tmp_path, sampler):
     cfg = tiny_config("train.max_steps=5", "train.checkpoint_every=2", f"train.sampler={sampler}")
     full = train(cfg, tmp_path / "full", dataset=tiny_dataset, progress=False)
