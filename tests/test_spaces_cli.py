@@ -51,7 +51,7 @@ def test_bad_architectures_one_line(capsys, argv, message):
 # two searchable layers (XLA:CPU compile time grows with depth)
 TINY_SKELETON = {"stem_channels": 8, "first_channels": 0, "widths": [8, 16], "depths": [1, 1], "strides": [1, 2],
                  "mix_channels": 16, "stem_stride": 1, "input_size": 16, "num_classes": 10}
-SMALL_RUN = ["data.source=synthetic", "data.subset=64", "train.batch_size=32", "train.max_steps=2",
+SMALL_RUN = ["data.source=synthetic", "data.subset=64", "train.batch_size=32", "train.max_steps=2", "train.warmup_epochs=0.5",
              "train.epochs=1", "train.log_every=1"]
 
 
