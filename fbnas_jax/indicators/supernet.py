@@ -121,8 +121,9 @@ def mc_bn_probs(net, variables, train_images, images, encoding, *, stacked: bool
     what a GPU wants); otherwise a ``lax.scan`` (sequential: faster on CPU, measured).
     """
     n_train = train_images.shape[1]
-    w = jnp.concatenate([jnp.ones((n_train,), jnp.float32), jnp.zeros((images.shape[0],), jnp.float32)])
-    mode = ForwardMode(train=True, stat_weights=w)
+    # statistics of the leading training part only (a static slice: no weighted passes over
+    # the evaluation part; same values as stat_weights = ones then zeros, measured faster)
+    mode = ForwardMode(train=True, stat_count=n_train)
 
     def one(batch):
         x = jnp.concatenate([batch, images], axis=0)
