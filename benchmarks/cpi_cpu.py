@@ -85,7 +85,8 @@ def score_setting(run, data, enc, s, chunk, expressivity_cache) -> dict:
 
     ctx = scoring.make_context(run, data, eval_batch_size=s["eval_batch_size"], mc_samples=s["mc_samples"],
                                mc_batch_size=s["mc_batch_size"], seed=s["seed"])
-    row = dict(s, load_before=list(os.getloadavg()), date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    row = dict(s, load_before=list(os.getloadavg()),
+               date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     key = (s["eval_batch_size"], s["seed"])
     names = ["uncertainty"] + ([] if key in expressivity_cache else ["expressivity"])
     c0, w0 = time.process_time(), time.perf_counter()
