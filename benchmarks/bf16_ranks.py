@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -27,8 +28,9 @@ sys.path.insert(0, str(HERE))
 
 import vs_pytorch  # noqa: E402  (shared setup: network, data, architectures)
 
-INDICATORS = ("naswot", "jacob_cov", "synflow", "snip", "grasp", "fisher", "grad_norm", "ntk_cond",
-              "linear_regions", "expressivity", "supernet_accuracy", "supernet_neg_loss", "uncertainty")
+#: cheapest first, ntk_cond last (slowest): a run stopped early keeps the most indicators
+INDICATORS = ("naswot", "synflow", "expressivity", "supernet_accuracy", "supernet_neg_loss", "linear_regions",
+              "jacob_cov", "fisher", "snip", "grad_norm", "uncertainty", "grasp", "ntk_cond")
 THRESHOLD = 0.98
 
 
@@ -41,8 +43,12 @@ def main(argv=None) -> int:
     p.add_argument("--chunk-size", type=int, default=16)
     p.add_argument("--out", default=str(HERE / "results" / "bf16_ranks"))
     p.add_argument("--tag", default="")
+    p.add_argument("--setup", default="", metavar="FLAGS",
+                   help="extra flags for the shared setup of benchmarks/vs_pytorch.py, e.g. "
+                        "'--batch-size 32 --ntk-batch-size 16 --mc-samples 4 --mc-batch-size 32 --bn-mode fair' "
+                        "(CPU: bf16 is emulated, smaller batches keep the run short)")
     args = p.parse_args(argv)
-    base = vs_pytorch.parse_args(["--ours-only", "--sizes", args.sizes])
+    base = vs_pytorch.parse_args(["--ours-only", "--sizes", args.sizes] + args.setup.split())
     import jax
 
     from fbnas_jax import engine
@@ -61,9 +67,11 @@ def main(argv=None) -> int:
         out["sizes"].append(row)
         for name in names:
             ctx = setup["ctx_ntk"] if name == "ntk_cond" else setup["ctx"]
+            t0 = time.perf_counter()
             res = engine.precision_agreement(ctx, [name], setup["archs"], execution=args.execution,
                                              chunk=min(args.chunk_size, a))
-            row["indicators"][name] = res[name]
+            row["indicators"][name] = dict(res[name], wall_s=round(time.perf_counter() - t0, 1),
+                                           load=list(os.getloadavg()))
             print(f"C={c} N={n} {name}: tau {res[name]['tau']:.3f}, max rel diff {res[name]['max_rel_diff']:.1e}",
                   flush=True)
             out["load_after"] = list(os.getloadavg())
@@ -79,10 +87,11 @@ def markdown(out) -> str:
              f"Setup: {out['setup']}. Safe = Kendall tau >= {out['threshold']}.", ""]
     for s in out["sizes"]:
         lines += [f"## C={s['channels']}, N={s['cells']}: {s['archs']} architectures", "",
-                  "| indicator | Kendall tau | max rel. diff | safe |", "|---|---|---|---|"]
+                  "| indicator | Kendall tau | max rel. diff | safe | wall s (fp32 + bf16, compile incl.) |",
+                  "|---|---|---|---|---|"]
         for name, r in s["indicators"].items():
             lines.append(f"| {name} | {r['tau']:.3f} | {r['max_rel_diff']:.1e} | "
-                         f"{'yes' if r['tau'] >= out['threshold'] else 'no'} |")
+                         f"{'yes' if r['tau'] >= out['threshold'] else 'no'} | {r.get('wall_s', float('nan')):.0f} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 

@@ -145,7 +145,7 @@ def test_expressivity_equals_explicit_kernel_logdet(fair, batch):
 def uncertainty_scores(fair, batch):
     net, v = fair
     encs = np.concatenate([nb201.sample_encodings(np.random.default_rng(1), 3), np.zeros((1, 6), np.int32)])
-    out = {}
+    out = {"encs": encs}
     for t in (3, 1):
         ctx = base.ScoringContext(net=net, variables=v, images=batch["images"], labels=batch["labels"],
                                   train_images=batch["train_images"][:t])
@@ -157,6 +157,24 @@ def test_uncertainty_sign_and_single_sample(uncertainty_scores):
     u3, u1 = uncertainty_scores[3], uncertainty_scores[1]
     assert np.all(u3 <= 0) and np.any(u3 < -1e-6)
     np.testing.assert_array_equal(u1, 0.0)
+
+
+def test_uncertainty_equals_weighted_statistics_reference(fair, batch, uncertainty_scores):
+    """The engine's MC-BN (statistics from a static slice of the training part, ``stat_count``)
+    equals the weighted-statistics formulation (weights 1 on train, 0 on eval), forward by forward."""
+    from fbnas_jax.models.layers import ForwardMode
+
+    net, v = fair
+    x, tr = jnp.asarray(batch["images"]), jnp.asarray(batch["train_images"][:3])
+    w = jnp.concatenate([jnp.ones(tr.shape[1]), jnp.zeros(x.shape[0])])
+    apply = jax.jit(lambda t, e: net.apply(v, jnp.concatenate([t, x]), e, mode=ForwardMode(train=True, stat_weights=w)))
+    want = []
+    for e in uncertainty_scores["encs"]:
+        probs = np.stack([np.asarray(jax.nn.softmax(apply(t, jnp.asarray(e))[tr.shape[1]:])) for t in tr])
+        want.append(-np.mean(np.var(probs, axis=0)))
+    np.testing.assert_allclose(uncertainty_scores[3], want, rtol=1e-4, atol=1e-9)
+    with pytest.raises(ValueError, match="not both"):
+        net.apply(v, x, uncertainty_scores["encs"][0], mode=ForwardMode(train=True, stat_weights=w[:12], stat_count=4))
 
 
 def test_cpi_hand_example():

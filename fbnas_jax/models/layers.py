@@ -45,12 +45,16 @@ class ForwardMode:
     train: normalise with batch statistics (and update running statistics when the
         ``batch_stats`` collection is mutable); otherwise use running statistics.
     stat_weights: optional (batch,) per-sample weights for the batch statistics.
+    stat_count: optional static int n: batch statistics from the first n samples only (the
+        same values as ``stat_weights`` = n ones then zeros, without the weighted passes over
+        the other samples: Monte-Carlo BatchNorm's ``concat([train_batch, eval_batch])``).
     relu_kernel: accumulate the NASWOT Hamming kernel of ReLU codes into the
         ``relu_kernel`` collection (must be mutable).
     """
 
     train: bool = False
     stat_weights: Any = None
+    stat_count: int | None = None
     relu_kernel: bool = False
 
 
@@ -84,7 +88,12 @@ class BatchNorm(nn.Module):
         out_dtype = x.dtype
         x = x.astype(jnp.float32)
         if mode.train:
-            mean, var, count = _batch_moments(x, mode.stat_weights)
+            if mode.stat_count is not None:
+                if mode.stat_weights is not None:
+                    raise ValueError("ForwardMode: give stat_weights or stat_count, not both")
+                mean, var, count = _batch_moments(x[:mode.stat_count], None)
+            else:
+                mean, var, count = _batch_moments(x, mode.stat_weights)
             if self.is_mutable_collection("batch_stats") and not self.is_initializing():
                 unbiased = var * count / jnp.maximum(count - 1.0, 1.0)
                 new_mean = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean
