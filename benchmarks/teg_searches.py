@@ -11,7 +11,7 @@ Methods (``--methods``, all training-free, on freshly initialised NB201 supernet
 * ``naswot_ea``: the same evolution driven by NASWOT alone (a baseline run at the same scale).
 
 FBN-NAS (CPI) and BN-NAS (gamma) need trained supernets: their rows are *reused* from
-``benchmarks/results/nb201_cifar10.md`` (its protocol is stated next to them), not rerun.
+``benchmarks/results/cpu_old_recipe/nb201_cifar10.md`` (its protocol is stated next to them), not rerun.
 
 Presets: ``smoke`` (seconds-scale pipeline check), ``cpu`` (what this 2-core machine allows: C=4, N=1, CIFAR-10 images average-pooled
 to 16x16, NTK batch 16, generalization 16 + 16 images, 3 repeats; evolution population 32,
@@ -52,7 +52,7 @@ METHODS = ("tenas_prune", "teg_prune", "teg_ea", "naswot_ea")
 TRUTH_COLUMN = "cifar10_test_200ep"
 PAPERS = {"tenas_prune": "TE-NAS 93.9 ± 0.47, 1,558 GPU-s", "teg_prune": "TE-NAS + TEG 93.94 ± 0.2, 3,330.5 GPU-s",
           "teg_ea": "Evolution + TEG 91.00 ± 0.33, 9,939.5 GPU-s", "naswot_ea": "NASWOT (random) 91.78 ± 1.45"}
-#: rows of benchmarks/results/nb201_cifar10.md (Table 2), reused as they are
+#: rows of benchmarks/results/cpu_old_recipe/nb201_cifar10.md (Table 2), reused as they are
 REUSED = [
     ("FBN-NAS (cpi)", "93.07 ± 0.39", "43.40", "best of 100 of a 300-arch pool by CPI of a trained C=8 N=1 fair supernet, 5 seeds"),
     ("BN-NAS (gamma_bnnas)", "92.93 ± 0.79", "0.00", "best of 100 of the pool by gamma of a trained C=8 N=1 supernet, 5 seeds"),
@@ -205,7 +205,7 @@ def write(args, meta, runs):
               "parent = lowest rank sum within the sample, pick = best of the final population by the same rule. "
               "Search s = wall time of the whole search (data excluded, compilation included; later seeds reuse "
               "the XLA cache). The pick's accuracy is looked up in the NB201 table (best in the space 94.37).",
-              "", "Reused from `benchmarks/results/nb201_cifar10.md` (trained supernets; a different protocol):", "",
+              "", "Reused from `benchmarks/results/cpu_old_recipe/nb201_cifar10.md` (trained supernets; a different protocol):", "",
               "| method | test acc % | search s | protocol |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in REUSED]
     (out / f"{args.preset}.md").write_text("\n".join(lines) + "\n")

@@ -383,11 +383,11 @@ def test_column_names_travel_between_score_bench_and_search(tmp_path, capsys):
 
 def test_committed_benchmark_scores_use_the_names(capsys):
     truth = os.environ.get("FBNAS_NB201_CSV")
-    header = (ROOT / "benchmarks/results/nb201_cifar10_scores.csv").open().readline().strip().split(",")
+    header = (ROOT / "benchmarks/results/cpu_old_recipe/nb201_cifar10_scores.csv").open().readline().strip().split(",")
     assert "gamma@bnnas" in header and "gamma@fair" in header
     if not truth or not os.path.isfile(truth):
         pytest.skip("set FBNAS_NB201_CSV to check the committed scores against the ground truth")
-    rc = main(["bench", "correlation", "--scores", str(ROOT / "benchmarks/results/nb201_cifar10_scores.csv"),
+    rc = main(["bench", "correlation", "--scores", str(ROOT / "benchmarks/results/cpu_old_recipe/nb201_cifar10_scores.csv"),
                "--truth", truth, "--indicators", "gamma@bnnas", "--columns", "cifar10_test_200ep", "--json"])
     out = capsys.readouterr()
     assert rc == 0, out.err

@@ -42,7 +42,7 @@
 #   FBNAS_STAGE_BUDGET_S  wall-clock limit of the stage's Python run (default: supernets 500 s,
 #                         standalone 150 s); what finished before it is packed all the same
 #   FBNAS_OVERRIDES       extra config overrides for every network, space-separated, e.g.
-#                         "train.learning_rate=1" if the adopted rate 4 diverges at C=16, N=5
+#                         "train.learning_rate=1" if the adopted rate 2 diverges at C=16, N=5
 #   FBNAS_WORK_DIR        scratch: results, checkpoints (default ./.device_work, git-ignored;
 #                         reused by a rerun on a warm machine: finished supernets are not retrained)
 #   FBNAS_CACHE_DIR       decoded images and the XLA compilation cache (default $FBNAS_WORK_DIR/cache)
