@@ -185,3 +185,55 @@ def test_init_variables_first_called_under_a_trace_is_reusable():
     shapes = jax.eval_shape(lambda k: init_variables(net, k, (8, 8, 3)), jax.random.key(0, impl="rbg"))
     v = init_variables(net, 0, (8, 8, 3))
     assert jax.tree.map(lambda a: a.shape, v) == jax.tree.map(lambda a: a.shape, shapes)
+
+
+def _second_order(f, *args):
+    """Gradients of sum(tanh(grad f)) (reverse over reverse, as GraSP)."""
+    g = lambda *a: jax.grad(f, tuple(range(len(a))))(*a)  # noqa: E731
+    return jax.grad(lambda *a: sum(jnp.sum(jnp.tanh(q)) for q in g(*a)), tuple(range(len(args))))(*args)
+
+
+def test_batch_norm_train_closed_form_gradients_equal_autodiff():
+    """The switch networks' BatchNorm backward (closed form, custom_vjp) = autodiff of the plain
+    formula, for y and the returned statistics, to first and second order."""
+    from fbnas_jax.models.layers import _batch_moments, batch_norm_train
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((4, 5, 5, 3)) * 2 + 1, jnp.float32)
+    scale, bias = (jnp.asarray(rng.standard_normal(3), jnp.float32) for _ in range(2))
+    t = jnp.asarray(rng.standard_normal(x.shape), jnp.float32)
+
+    def plain(x, s, b):
+        m, v, _ = _batch_moments(x, None)
+        return (x - m) * jax.lax.rsqrt(v + 1e-5) * s + b, m, v
+
+    def loss(bn):
+        def f(x, s, b):
+            y, m, v = bn(x, s, b)
+            return jnp.sum(jnp.sin(y) * t) + jnp.sum(m ** 2) + jnp.sum(jnp.cos(v))
+        return f
+
+    fast = lambda x, s, b: batch_norm_train(x, s, b, 1e-5)  # noqa: E731
+    for a, b in zip(fast(x, scale, bias), plain(x, scale, bias)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for order in (lambda f, *a: jax.grad(f, (0, 1, 2))(*a), _second_order):
+        for a, b in zip(order(loss(fast), x, scale, bias), order(loss(plain), x, scale, bias)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
+@pytest.mark.parametrize("kernel,stride,pad", [(1, 1, 0), (3, 2, 1)])
+def test_canonical_conv_gradients_equal_lax(kernel, stride, pad):
+    """canonical_conv (its 1x1 dot path and its transposed-conv path) differentiates as lax's
+    own convolution, to first and second order."""
+    from fbnas_jax.models.conv import canonical_conv
+
+    rng = np.random.default_rng(kernel + stride)
+    x = jnp.asarray(rng.standard_normal((3, 6, 6, 2)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((kernel, kernel, 2, 4)), jnp.float32)
+    pads = ((pad, pad), (pad, pad))
+    ours = lambda x, w: jnp.sum(jnp.sin(canonical_conv(x, w, (stride, stride), pads)))  # noqa: E731
+    ref = lambda x, w: jnp.sum(jnp.sin(jax.lax.conv_general_dilated(  # noqa: E731
+        x, w, (stride, stride), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))))
+    for order in (lambda f, *a: jax.grad(f, (0, 1))(*a), _second_order):
+        for a, b in zip(order(ours, x, w), order(ref, x, w)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))))

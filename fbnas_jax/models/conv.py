@@ -15,6 +15,9 @@ transposed operands (the same padding/dilation algebra as JAX's own transpose ru
 family is closed under reverse-mode differentiation, so second-order reverse mode (GraSP's
 Hessian-gradient product) stays canonical. Being a ``custom_vjp`` it has no forward mode
 (``jvp``): networks use it only for ``strategy="switch"`` and every indicator is reverse mode.
+A 1x1, stride-1, unpadded convolution (NB201's ``nor_conv_1x1`` and shortcuts) is a matrix
+product over channels: its gradients are two ``dot_general`` calls instead (no transposed
+copies; measured 3-4x faster than the transposed-conv form inside ``lax.map``).
 
 :func:`canonical_grad_conv` is the drop-in for ``flax.linen.Conv(conv_general_dilated=...)``.
 """
@@ -57,8 +60,21 @@ def _fwd(x, kernel, strides, padding, lhs_dilation, rhs_dilation):
     return canonical_conv(x, kernel, strides, padding, lhs_dilation, rhs_dilation), (x, kernel)
 
 
+def _is_pointwise(kernel, strides, padding, lhs_dilation, rhs_dilation) -> bool:
+    return (kernel.shape[:2] == (1, 1) and tuple(strides) == (1, 1) and tuple(lhs_dilation) == (1, 1)
+            and tuple(rhs_dilation) == (1, 1) and all(p == (0, 0) for p in padding))
+
+
 def _bwd(strides, padding, lhs_dilation, rhs_dilation, res, g):
     x, kernel = res
+    if _is_pointwise(kernel, strides, padding, lhs_dilation, rhs_dilation):
+        # A 1x1 convolution is a matrix product over channels: its gradients are two plain
+        # dots (no transposed copies of x and g; 3-4x faster than the canonical-conv form
+        # inside loops on XLA:CPU). Dots are closed under reverse mode, as canonical_conv.
+        w = kernel[0, 0]  # (in, out)
+        dx = lax.dot_general(g, w, (((3,), (1,)), ((), ())))
+        dk = lax.dot_general(x, g, (((0, 1, 2), (0, 1, 2)), ((), ())))
+        return dx, dk[None, None]
     in_sp, win, out_sp = x.shape[1:3], kernel.shape[0:2], g.shape[1:3]
     # input gradient: g convolved with the flipped kernel (in/out channels swapped)
     flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)

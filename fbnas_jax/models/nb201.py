@@ -87,7 +87,7 @@ class Edge(nn.Module):
             return ReLUConvBN(self.features, 3, 1, self.bn_momentum, name=name, **kw)(x, mode, active)
         y = x if name == "skip_connect" else avg_pool_3x3(x)
         if self.bn_mode == "fair":
-            y = BatchNorm(self.bn_momentum, name=f"{name}_bn")(y, mode, active)
+            y = BatchNorm(self.bn_momentum, fast_grads=self.strategy == "switch", name=f"{name}_bn")(y, mode, active)
         return y
 
     @nn.compact
@@ -164,7 +164,7 @@ class NB201Net(nn.Module):
         dtype = None if self.compute_dtype == "float32" else jnp.dtype(self.compute_dtype)
         kw = dict(canonical_grads=self.strategy == "switch", dtype=dtype)
         x = conv2d(c, 3, name="stem_conv", **kw)(x)
-        x = BatchNorm(self.bn_momentum, name="stem_bn")(x, mode)
+        x = BatchNorm(self.bn_momentum, fast_grads=self.strategy == "switch", name="stem_bn")(x, mode)
         cell = 0
         for stage, width in enumerate((c, 2 * c, 4 * c)):
             if stage > 0:
@@ -173,7 +173,7 @@ class NB201Net(nn.Module):
                 x = Cell(width, self.bn_mode, self.arch, self.bn_momentum, self.strategy, dtype,
                          name=f"cell_{cell}")(x, encoding, mode)
                 cell += 1
-        x = BatchNorm(self.bn_momentum, name="lastact_bn")(x, mode)
+        x = BatchNorm(self.bn_momentum, fast_grads=self.strategy == "switch", name="lastact_bn")(x, mode)
         x = ReLU(name="lastact_relu")(x, mode)
         x = jnp.mean(x, axis=(1, 2))
         out = nn.Dense(self.num_classes, kernel_init=nn.initializers.lecun_normal(), name="classifier",
