@@ -156,7 +156,6 @@ def main(argv=None) -> int:
 
     from fbnas_jax import engine
     from fbnas_jax.groundtruth import load_ground_truth
-    from fbnas_jax.indicators.supernet import cpi_from_scores  # noqa: F401  (fail early)
     from fbnas_jax.runtime import enable_compilation_cache
     from fbnas_jax.scoring import make_context, score_architectures
     from fbnas_jax.spaces import nb201

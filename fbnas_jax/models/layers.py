@@ -58,6 +58,10 @@ class ForwardMode:
     stat_count: int | None = None
     relu_kernel: bool = False
 
+    def __post_init__(self):
+        if self.stat_weights is not None and self.stat_count is not None:
+            raise ValueError("ForwardMode: give stat_weights or stat_count, not both")
+
 
 def kaiming_normal():
     # Frozen random convolutions: He-normal (fan-in) keeps activations O(1) before BN.
@@ -85,15 +89,8 @@ def batch_norm_train(x, scale, bias, epsilon: float):
     return _bn_fwd(x, scale, bias, epsilon)[0]
 
 
-def _bn_stats(x):
-    axes = tuple(range(x.ndim - 1))
-    mean = jnp.mean(x, axis=axes)
-    var = jnp.mean(jnp.square(x - mean), axis=axes)
-    return mean, var
-
-
 def _bn_fwd(x, scale, bias, epsilon):
-    mean, var = _bn_stats(x)
+    mean, var, _ = _batch_moments(x, None)
     rstd = jax.lax.rsqrt(var + epsilon)
     xhat = (x - mean) * rstd
     return (xhat * scale + bias, mean, var), (xhat, rstd, scale)
@@ -133,16 +130,13 @@ class BatchNorm(nn.Module):
         out_dtype = x.dtype
         x = x.astype(jnp.float32)
         y = None
-        if mode.train and self.fast_grads and mode.stat_weights is None and mode.stat_count is None:
-            y, mean, var = batch_norm_train(x, scale, bias, float(self.epsilon))
-            count = jnp.asarray(x.size / x.shape[-1], jnp.float32)
-        elif mode.train and mode.stat_count is not None:
-            if mode.stat_weights is not None:
-                raise ValueError("ForwardMode: give stat_weights or stat_count, not both")
-            mean, var, count = _batch_moments(x[:mode.stat_count], None)
-        elif mode.train:
-            mean, var, count = _batch_moments(x, mode.stat_weights)
         if mode.train:
+            if self.fast_grads and mode.stat_weights is None and mode.stat_count is None:
+                y, mean, var = batch_norm_train(x, scale, bias, float(self.epsilon))
+                count = jnp.asarray(x.size / x.shape[-1], jnp.float32)
+            else:
+                stats_of = x if mode.stat_count is None else x[:mode.stat_count]
+                mean, var, count = _batch_moments(stats_of, mode.stat_weights)
             if self.is_mutable_collection("batch_stats") and not self.is_initializing():
                 unbiased = var * count / jnp.maximum(count - 1.0, 1.0)
                 new_mean = self.momentum * ra_mean.value + (1.0 - self.momentum) * mean
