@@ -177,8 +177,28 @@ def relu_code_kernel(x, channel_mask=None):
     """NASWOT's Hamming-similarity kernel of binary ReLU codes, shape (batch, batch).
 
     K[i, j] = number of units where samples i and j are on the same side of zero; with a
-    ``channel_mask`` (last axis), only units of masked-in channels count.
+    ``channel_mask`` (0/1 over the last axis), only units of masked-in channels count.
+
+    One matmul instead of NASWOT's ``c c^T + (1 - c)(1 - c)^T``: with ``on = c * m`` (m the
+    0/1 unit mask, M = sum of m, a = row sums of ``on``), ``K = M - a_i - a_j + 2 on on^T``.
+    Every term is an integer count < 2**24 (units per sample), so float32 gives exactly
+    the two-matmul values (``tests/test_relu_kernel.py``) at half the FLOPs -- this matmul
+    is most of the expressivity indicator's time on CPU.
     """
+    if channel_mask is None:
+        on = (x.reshape(x.shape[0], -1) > 0).astype(jnp.float32)
+        units = jnp.float32(on.shape[1])
+    else:
+        m = jnp.asarray(channel_mask, jnp.float32)
+        on = ((x > 0).astype(jnp.float32) * m).reshape(x.shape[0], -1)
+        units = jnp.sum(jnp.broadcast_to(m, x.shape[1:]))
+    a = jnp.sum(on, axis=1)
+    return (units - a[:, None] - a[None, :]) + 2.0 * (on @ on.T)
+
+
+def relu_code_kernel_reference(x, channel_mask=None):
+    """NASWOT's own two-matmul form ``c c^T + (1 - c)(1 - c)^T`` (tests: the reference of
+    :func:`relu_code_kernel`)."""
     if channel_mask is None:
         c = (x.reshape(x.shape[0], -1) > 0).astype(jnp.float32)
         return c @ c.T + (1.0 - c) @ (1.0 - c).T
@@ -251,7 +271,10 @@ def avg_pool_3x3(x):
     The per-position divisor (how many of the 9 window cells lie inside the image) is a
     NumPy constant: asking XLA for it (``flax.linen.avg_pool(count_include_pad=False)``
     pools a tensor of ones) makes XLA constant-fold a full-size reduce-window at compile
-    time, which costs seconds per pooling op on CPU.
+    time, which costs seconds per pooling op on CPU. (A box sum of shifted slices is
+    faster on XLA:CPU but fuses into its neighbours differently per program, so an edge
+    with one-hot op weights stopped being bit-identical to the op chosen by index,
+    ``tests/test_execution.py``; kept as ``reduce_window``.)
     """
     h, w = x.shape[-3], x.shape[-2]
     rows = np.minimum(np.arange(h) + 1, h - 1) - np.maximum(np.arange(h) - 1, 0) + 1
@@ -261,6 +284,16 @@ def avg_pool_3x3(x):
     padding = ((0, 0),) * (x.ndim - 3) + ((1, 1), (1, 1), (0, 0))
     summed = jax.lax.reduce_window(x, np.zeros((), x.dtype)[()], jax.lax.add, window, (1,) * x.ndim, padding)
     return summed / count.astype(x.dtype)
+
+
+def avg_pool_2x2(x):
+    """``AvgPool2d(2)`` (stride 2; even height and width) as a reshape and a mean: the same
+    as ``flax.linen.avg_pool(x, (2, 2), strides=(2, 2))`` up to float rounding, without
+    XLA:CPU's ``reduce_window``, which was a large part of the supernet forward's time in the
+    MC-BN uncertainty indicator (``benchmarks/results/cpi_cpu/cpi15_ab.md``)."""
+    *lead, h, w, c = x.shape
+    x = x[..., :h - h % 2, :w - w % 2, :]  # VALID: an odd last row/column is dropped
+    return jnp.mean(x.reshape(*lead, h // 2, 2, w // 2, 2, c), axis=(-4, -2))
 
 
 class ResNetBasicBlock(nn.Module):
@@ -276,6 +309,6 @@ class ResNetBasicBlock(nn.Module):
         kw = dict(canonical_grads=self.canonical_grads, dtype=self.dtype)
         y = ReLUConvBN(self.features, 3, 2, self.bn_momentum, name="conv_a", **kw)(x, mode)
         y = ReLUConvBN(self.features, 3, 1, self.bn_momentum, name="conv_b", **kw)(y, mode)
-        s = nn.avg_pool(x, (2, 2), strides=(2, 2))
+        s = avg_pool_2x2(x)
         s = conv2d(self.features, 1, name="shortcut", **kw)(s)
         return y + s
