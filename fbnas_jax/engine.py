@@ -175,7 +175,7 @@ def compile_job(ctx: base.ScoringContext, job: Job, chunk: int, devs: list,
             fn = base.vectorize(fn, "vmap" if job.execution == "vmap" else "map")
         f, state = base.split_state(fn)
         compiled, state, place = _lower(f, state, jax.ShapeDtypeStruct((chunk,) + tuple(encoding_shape), encoding_dtype),
-                                        devs, sharded=True)
+                                        devs, sharded=True, local=per_arch and job.execution == "map")
 
         def run(enc):
             return _as_dict(job, compiled(*state, place(enc)))
@@ -219,14 +219,24 @@ def precision_agreement(ctx: base.ScoringContext, names: Sequence[str], encoding
     return out
 
 
-def _lower(f, state, enc_struct, devs, sharded: bool = False):
-    """(compiled, state placed on devices, placement of encodings)."""
+def _lower(f, state, enc_struct, devs, sharded: bool = False, local: bool = False):
+    """(compiled, state placed on devices, placement of encodings).
+
+    ``local``: ``f`` is a ``lax.map`` over architectures (``map`` execution): on several
+    devices each runs its own slice of the chunk (``shard_map``). The partitioner given only
+    shardings cannot split a loop's iterations over devices. On a CPU whose cores are
+    exposed as devices (``XLA_FLAGS=--xla_force_host_platform_device_count=N``) this runs N
+    architectures at once, one per core: small per-architecture programs do not keep two
+    cores busy with intra-op threads alone."""
     if len(devs) > 1 and sharded:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
         mesh = Mesh(np.asarray(devs), ("arch",))
         arch_sh, rep = NamedSharding(mesh, P("arch")), NamedSharding(mesh, P())
         state = jax.device_put(state, rep)
+        if local:
+            f = jax.shard_map(f, mesh=mesh, in_specs=(P(),) * len(state) + (P("arch"),), out_specs=P("arch"),
+                              check_vma=False)
         jitted = jax.jit(f, in_shardings=(rep,) * len(state) + (arch_sh,), out_shardings=arch_sh)
         enc_struct = jax.ShapeDtypeStruct(enc_struct.shape, enc_struct.dtype, sharding=arch_sh)
         place = lambda e: jax.device_put(e, arch_sh)  # noqa: E731
