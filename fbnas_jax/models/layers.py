@@ -254,21 +254,31 @@ class ConvBNReLU(nn.Module):
         return ReLU(name="relu")(x, mode, active)
 
 
-def avg_pool_3x3(x):
+def avg_pool_3x3(x, shifted_sums: bool = False):
     """NB201's ``AvgPool2d(3, stride=1, padding=1, count_include_pad=False)``.
 
     The per-position divisor (how many of the 9 window cells lie inside the image) is a
     NumPy constant: asking XLA for it (``flax.linen.avg_pool(count_include_pad=False)``
     pools a tensor of ones) makes XLA constant-fold a full-size reduce-window at compile
-    time, which costs seconds per pooling op on CPU. The window sum is separable shifted-slice
-    sums rather than ``lax.reduce_window``, whose backward XLA:CPU runs as a slow generic
-    reduce-window inside the per-architecture loops (snip +7 %, ntk_cond +9 %, measured).
+    time, which costs seconds per pooling op on CPU.
+
+    ``shifted_sums`` (networks executing per architecture, ``strategy="switch"``): the window
+    sum as separable shifted-slice sums instead of ``lax.reduce_window``, whose backward
+    XLA:CPU runs as a slow generic reduce-window inside the per-architecture loops (snip
+    +7 %, ntk_cond +9 %, measured). Equal to float rounding, not bitwise: XLA fuses the sums
+    into their consumers, so the all-ops path keeps ``reduce_window`` (and with it the
+    bit-identity of one-hot op weights and encodings).
     """
     h, w = x.shape[-3], x.shape[-2]
     rows = np.minimum(np.arange(h) + 1, h - 1) - np.maximum(np.arange(h) - 1, 0) + 1
     cols = np.minimum(np.arange(w) + 1, w - 1) - np.maximum(np.arange(w) - 1, 0) + 1
     count = (rows[:, None] * cols[None, :]).astype(np.float32)[:, :, None]
-    summed = _box3_sum(_box3_sum(x, x.ndim - 3), x.ndim - 2)
+    if shifted_sums:
+        summed = _box3_sum(_box3_sum(x, x.ndim - 3), x.ndim - 2)
+    else:
+        window = (1,) * (x.ndim - 3) + (3, 3, 1)
+        padding = ((0, 0),) * (x.ndim - 3) + ((1, 1), (1, 1), (0, 0))
+        summed = jax.lax.reduce_window(x, np.zeros((), x.dtype)[()], jax.lax.add, window, (1,) * x.ndim, padding)
     return summed / count.astype(x.dtype)
 
 
@@ -303,6 +313,6 @@ class ResNetBasicBlock(nn.Module):
         kw = dict(canonical_grads=self.canonical_grads, dtype=self.dtype)
         y = ReLUConvBN(self.features, 3, 2, self.bn_momentum, name="conv_a", **kw)(x, mode)
         y = ReLUConvBN(self.features, 3, 1, self.bn_momentum, name="conv_b", **kw)(y, mode)
-        s = avg_pool_2x2(x)
+        s = avg_pool_2x2(x) if self.canonical_grads else nn.avg_pool(x, (2, 2), strides=(2, 2))
         s = conv2d(self.features, 1, name="shortcut", **kw)(s)
         return y + s
