@@ -393,12 +393,14 @@ def set_jax_devices(n: int, threads: int, device: str) -> None:
     """Expose ``n`` JAX host devices (0: one per thread on a CPU run, else 1). XLA:CPU runs
     one program mostly on one core; per-architecture loops split over host devices run on
     all of them (the engine's ``shard_map``), as PyTorch spreads its ops over its threads."""
+    explicit = n > 0
     if n == 0:
         n = (threads or os.cpu_count() or 1) if device == "cpu" else 1
     if n <= 1:
         return
-    if "jax" in sys.modules:
-        print("--jax-devices: JAX already started; its device count is unchanged", file=sys.stderr)
+    if "jax" in sys.modules:  # e.g. main() called from a test: keep JAX's devices
+        if explicit:
+            print("--jax-devices: JAX already started; its device count is unchanged", file=sys.stderr)
         return
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                + f" --xla_force_host_platform_device_count={n}").strip()
