@@ -237,7 +237,6 @@ class ReLUConvBN(nn.Module):
         return BatchNorm(self.bn_momentum, fast_grads=self.canonical_grads, name="bn")(x, mode, active)
 
 
-
 class ConvBNReLU(nn.Module):
     """NAS-Bench-101's ``conv_bn_relu``: Conv (no bias, 'same') -> BN -> ReLU (post-activation)."""
 
