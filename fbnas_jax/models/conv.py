@@ -90,17 +90,46 @@ def _bwd(strides, padding, lhs_dilation, rhs_dilation, res, g):
 canonical_conv.defvjp(_fwd, _bwd)
 
 
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def canonical_relu_conv(x, kernel, strides, padding, lhs_dilation=(1, 1), rhs_dilation=(1, 1)):
+    """:func:`canonical_conv` of ``relu(x)``, saving only ``x`` for the backward.
+
+    Why: NB201's ReLU-Conv-BN op otherwise keeps ``relu(x)`` and the ReLU's mask as two
+    residuals of every conv branch of the supernet's ``lax.switch``; here the backward
+    recomputes ``relu(x)`` (one cheap elementwise pass, fused) from the branch input.
+    Same values as ``canonical_conv(relu(x), ...)``; second order works (plain JAX bwd)."""
+    return canonical_conv(jax.nn.relu(x), kernel, strides, padding, lhs_dilation, rhs_dilation)
+
+
+def _relu_fwd(x, kernel, strides, padding, lhs_dilation, rhs_dilation):
+    return canonical_relu_conv(x, kernel, strides, padding, lhs_dilation, rhs_dilation), (x, kernel)
+
+
+def _relu_bwd(strides, padding, lhs_dilation, rhs_dilation, res, g):
+    x, kernel = res
+    dr, dk = _bwd(strides, padding, lhs_dilation, rhs_dilation, (jax.nn.relu(x), kernel), g)
+    return jnp.where(x > 0, dr, 0.0).astype(dr.dtype), dk
+
+
+canonical_relu_conv.defvjp(_relu_fwd, _relu_bwd)
+
+
 def canonical_grad_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                        dimension_numbers=None, feature_group_count=1, precision=None, **kw):
+                        dimension_numbers=None, feature_group_count=1, precision=None, *, relu_input=False, **kw):
     """Drop-in for ``lax.conv_general_dilated``: NHWC/HWIO ungrouped 2-D convolutions go
-    through :func:`canonical_conv`; anything else falls back to ``lax``."""
+    through :func:`canonical_conv`; anything else falls back to ``lax``. ``relu_input``: the
+    convolution of ``relu(lhs)`` (:func:`canonical_relu_conv`; bind it with ``functools.partial``)."""
+    if relu_input and not (_is_nhwc(dimension_numbers) and lhs.ndim == 4 and feature_group_count == 1
+                           and lhs.dtype == rhs.dtype and kw.get("batch_group_count", 1) == 1):
+        lhs = jax.nn.relu(lhs)
+        relu_input = False
     if (_is_nhwc(dimension_numbers) and lhs.ndim == 4 and feature_group_count == 1 and lhs.dtype == rhs.dtype
             and kw.get("batch_group_count", 1) == 1):
         if isinstance(padding, str):
             padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[0:2], window_strides, padding)
         pads = tuple((int(lo), int(hi)) for lo, hi in padding)
-        return canonical_conv(lhs, rhs, tuple(window_strides), pads, tuple(lhs_dilation or (1, 1)),
-                              tuple(rhs_dilation or (1, 1)))
+        conv = canonical_relu_conv if relu_input else canonical_conv
+        return conv(lhs, rhs, tuple(window_strides), pads, tuple(lhs_dilation or (1, 1)), tuple(rhs_dilation or (1, 1)))
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                     dimension_numbers, feature_group_count, precision=precision, **kw)
 

@@ -85,7 +85,7 @@ class Edge(nn.Module):
             return ReLUConvBN(self.features, 1, 1, self.bn_momentum, name=name, **kw)(x, mode, active)
         if name == "nor_conv_3x3":
             return ReLUConvBN(self.features, 3, 1, self.bn_momentum, name=name, **kw)(x, mode, active)
-        y = x if name == "skip_connect" else avg_pool_3x3(x)
+        y = x if name == "skip_connect" else avg_pool_3x3(x, shifted_sums=self.strategy == "switch")
         if self.bn_mode == "fair":
             y = BatchNorm(self.bn_momentum, fast_grads=self.strategy == "switch", name=f"{name}_bn")(y, mode, active)
         return y
