@@ -39,8 +39,8 @@ def register(subparsers) -> None:
     p.add_argument("--eval-split", choices=("train", "test"), default="train")
     p.add_argument("--devices", choices=("one", "all", "cores"), default="one",
                    help="'all': shard architectures over all local devices; 'cores': on a CPU, one device per "
-                        "core, so that several architectures run at once (one per core; the fastest CPU "
-                        "setting, measured in benchmarks/results/cpi_cpu/cpi15_ab.md)")
+                        "core, so that several architectures run at once, one per core (map execution; "
+                        "benchmarks/results/cpi_cpu/cpi15_ab.md)")
     p.add_argument("--expect-bn-mode", choices=("bnnas", "fair"), default=None,
                    help="fail unless the checkpoint was trained with this bn_mode")
     p.add_argument("--expect-space", default=None, help="fail unless the checkpoint is of this space")
