@@ -42,7 +42,9 @@ def cpu_devices_per_core(n: int | None = None) -> int:
     import jax
     from jax._src import xla_bridge
 
-    n = int(n or len(os.sched_getaffinity(0)))
+    if not n:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = int(n)
     if n < 1:
         raise ValueError(f"cpu device count must be >= 1, got {n}")
     if xla_bridge.backends_are_initialized():

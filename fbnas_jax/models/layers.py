@@ -189,8 +189,8 @@ def relu_code_kernel(x, channel_mask=None):
     One matmul instead of NASWOT's ``c c^T + (1 - c)(1 - c)^T``: with ``on = c * m`` (m the
     0/1 unit mask, M = sum of m, a = row sums of ``on``), ``K = M - a_i - a_j + 2 on on^T``.
     Every term is an integer count < 2**24 (units per sample), so float32 gives exactly
-    the two-matmul values (``tests/test_relu_kernel.py``) at half the FLOPs -- this matmul
-    is most of the expressivity indicator's time on CPU.
+    the two-matmul values (``tests/test_relu_kernel.py``) at half the FLOPs (the kernels were
+    ~1/3 of the expressivity indicator's CPU time, ``benchmarks/results/cpi_cpu/cpi15_ab.md``).
     """
     if channel_mask is None:
         on = (x.reshape(x.shape[0], -1) > 0).astype(jnp.float32)
