@@ -11,9 +11,11 @@ of VJPs) live exactly there.
 
 :func:`canonical_conv` is ``lax.conv_general_dilated`` restricted to NHWC/HWIO, ungrouped,
 with an explicit ``custom_vjp``: both gradients are :func:`canonical_conv` calls on
-transposed operands (the same padding/dilation algebra as JAX's own transpose rules). The
-family is closed under reverse-mode differentiation, so second-order reverse mode (GraSP's
-Hessian-gradient product) stays canonical. Being a ``custom_vjp`` it has no forward mode
+transposed operands (the same padding/dilation algebra as JAX's own transpose rules), each
+wrapped in a ``custom_vjp`` of its own whose gradients are again the convolution and its two
+gradients in the layer's geometry. The family is closed under reverse-mode differentiation,
+so second-order reverse mode (GraSP's Hessian-gradient product) stays canonical and never
+convolves with an image-sized window. Being a ``custom_vjp`` it has no forward mode
 (``jvp``): networks use it only for ``strategy="switch"`` and every indicator is reverse mode.
 A 1x1, stride-1, unpadded convolution (NB201's ``nor_conv_1x1`` and shortcuts) is a matrix
 product over channels: its gradients are two ``dot_general`` calls instead (no transposed
