@@ -9,7 +9,8 @@ reference implementations), and the largest relative difference of the values.
 
 Timing on a shared machine: both sides run in the same process, back to back, interleaved
 (alternating which goes first), ``--repeats`` times; medians are reported together with the
-load average before and after. PyTorch uses as many threads as XLA (all cores).
+load average before and after. PyTorch uses as many threads as XLA (all cores); on a CPU, JAX gets one host
+device per core (``--jax-devices``) and the engine splits each chunk's architectures across them.
 
 Needs PyTorch (``pip install -e .[bench]``); ``--ours-only`` runs without it (e.g. on a GPU
 machine without a CUDA PyTorch). One command reproduces the committed CPU table::
@@ -84,6 +85,10 @@ def parse_args(argv=None):
     p.add_argument("--image-size", type=int, default=32, help="synthetic image side (tests use 16)")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for both sides (0: all cores); sets XLA_FLAGS, so it must precede JAX's start")
+    p.add_argument("--jax-devices", type=int, default=0,
+                   help="JAX host devices on a CPU (0: one per thread of --threads, i.e. per core, so that "
+                        "architectures run in parallel as PyTorch's intra-op threads do; 1: one device). Sets "
+                        "XLA_FLAGS, so it must precede JAX's start; ignored when JAX already started")
     p.add_argument("--execution", default="auto", choices=("auto", "vmap", "map", "loop"),
                    help="our engine's execution strategy (auto: the backend's measured default, fbnas_jax.engine)")
     p.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
@@ -163,10 +168,12 @@ def compile_ours(setup: dict, name: str, chunk: int, execution: str = "auto", pr
     from fbnas_jax.spaces import of_network
 
     ctx = setup["ctx_ntk"] if name == "ntk_cond" else setup["ctx"]
+    devs = _jax_devices()
     chunk = chunk or min(len(setup["archs"]), 16)
+    chunk = -(-chunk // len(devs)) * len(devs)  # a multiple of the device count (the last chunk is padded)
     job = engine.plan(ctx, [name], execution=execution, precision=precision)[0]
-    compiled = engine.compile_job(ctx, job, chunk, scoring._mesh_devices(None), of_network(ctx.net).encoding_shape)
-    info = {"chunk": chunk, "execution": job.execution, "precision": job.precision, "memory_mb": compiled.memory_mb}
+    compiled = engine.compile_job(ctx, job, chunk, devs, of_network(ctx.net).encoding_shape)
+    info = {"chunk": chunk, "devices": len(devs), "execution": job.execution, "precision": job.precision, "memory_mb": compiled.memory_mb}
     return (lambda enc: scoring._run_chunks(compiled.run, enc, chunk)[name]), compiled.compile_s, info
 
 
@@ -180,7 +187,7 @@ def measure_cpi(setup: dict, args) -> dict:
     rng = np.random.default_rng([args.seed, 7])
     enc = nb201.sample_encodings(rng, args.cpi_archs)
     res = scoring.score_architectures(setup["ctx"], ["cpi"], enc, chunk_size=args.chunk_size or 16,
-                                      execution=args.execution, progress=False)
+                                      execution=args.execution, progress=False, devices=_jax_devices())
     jobs = {}
     for name, t in res.timings.items():
         if "job" in t:
@@ -192,6 +199,14 @@ def measure_cpi(setup: dict, args) -> dict:
     print(f"            cpi: {out['archs_per_s']:.3g} archs/s (compile {compile_s:.1f} s): all 15,625 in "
           f"~{out['all_15625_min']:.1f} min", flush=True)
     return out
+
+
+def _jax_devices() -> list:
+    """Our devices: every local device of a multi-device CPU (``--jax-devices``), else the first."""
+    import jax
+
+    devs = jax.local_devices()
+    return list(devs) if jax.default_backend() == "cpu" and len(devs) > 1 else [devs[0]]
 
 
 # ----------------------------------------------------------------------------- PyTorch side
@@ -300,6 +315,7 @@ def environment(args) -> dict:
     from fbnas_jax.runtime import device_summary
 
     env = {"date": dt.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
+           "jax_devices": len(_jax_devices()),
            "cpu_count": os.cpu_count(), "python": platform.python_version(), **device_summary(),
            "numpy": np.__version__, "jaxlib_backend": jax.default_backend()}
     if not args.ours_only:
@@ -318,7 +334,8 @@ def markdown(out: dict) -> str:
              f"synthetic {a['image_size']}x{a['image_size']} images; "
              f"batch {a['batch_size']} (ntk_cond {a['ntk_batch_size']}), uncertainty {a['mc_samples']} MC batches "
              f"of {a['mc_batch_size']}. Median of {a['repeats']} interleaved runs; compile excluded from archs/s. "
-             f"Our execution: {a.get('execution', 'auto')} -> {_executions(out)}, precision {a.get('precision', 'float32')}.",
+             f"Our execution: {a.get('execution', 'auto')} -> {_executions(out)}, precision {a.get('precision', 'float32')}"
+             f", on {e.get('jax_devices', 1)} JAX device(s) (architectures split across them).",
              ""]
     for size in out["sizes"]:
         has_ref = any("ref_archs_per_s" in r for r in size["rows"])
@@ -372,9 +389,27 @@ def set_threads(n: int) -> None:
         pass
 
 
+def set_jax_devices(n: int, threads: int, device: str) -> None:
+    """Expose ``n`` JAX host devices (0: one per thread on a CPU run, else 1). XLA:CPU runs
+    one program mostly on one core; per-architecture loops split over host devices run on
+    all of them (the engine's ``shard_map``), as PyTorch spreads its ops over its threads."""
+    explicit = n > 0
+    if n == 0:
+        n = (threads or os.cpu_count() or 1) if device == "cpu" else 1
+    if n <= 1:
+        return
+    if "jax" in sys.modules:  # e.g. main() called from a test: keep JAX's devices
+        if explicit:
+            print("--jax-devices: JAX already started; its device count is unchanged", file=sys.stderr)
+        return
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + f" --xla_force_host_platform_device_count={n}").strip()
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     set_threads(args.threads)
+    set_jax_devices(args.jax_devices, args.threads, args.device)
     if not args.ours_only:
         try:
             import torch  # noqa: F401

@@ -171,11 +171,12 @@ def compile_job(ctx: base.ScoringContext, job: Job, chunk: int, devs: list,
             outs = [_as_dict(job, compiled(*state, place(e))) for e in enc]
             return {k: jnp.stack([o[k] for o in outs]) for k in outs[0]}
     else:
+        mapped = per_arch and job.execution != "vmap"
         if per_arch:
-            fn = base.vectorize(fn, "vmap" if job.execution == "vmap" else "map")
+            fn = base.vectorize(fn, "map" if mapped else "vmap")
         f, state = base.split_state(fn)
         compiled, state, place = _lower(f, state, jax.ShapeDtypeStruct((chunk,) + tuple(encoding_shape), encoding_dtype),
-                                        devs, sharded=True)
+                                        devs, sharded=True, per_device=mapped)
 
         def run(enc):
             return _as_dict(job, compiled(*state, place(enc)))
@@ -219,14 +220,23 @@ def precision_agreement(ctx: base.ScoringContext, names: Sequence[str], encoding
     return out
 
 
-def _lower(f, state, enc_struct, devs, sharded: bool = False):
-    """(compiled, state placed on devices, placement of encodings)."""
+def _lower(f, state, enc_struct, devs, sharded: bool = False, per_device: bool = False):
+    """(compiled, state placed on devices, placement of encodings).
+
+    ``per_device``: ``f`` is a ``lax.map`` over the architecture axis. A jit with that axis
+    sharded does not split the loop's iterations (XLA's SPMD partitioner replicates the
+    ``while`` loop: every device would run every architecture); ``shard_map`` gives each
+    device its own slice to loop over, so several devices (e.g. CPU cores exposed with
+    ``--xla_force_host_platform_device_count``) run architectures in parallel."""
     if len(devs) > 1 and sharded:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
         mesh = Mesh(np.asarray(devs), ("arch",))
         arch_sh, rep = NamedSharding(mesh, P("arch")), NamedSharding(mesh, P())
         state = jax.device_put(state, rep)
+        if per_device:
+            f = jax.shard_map(f, mesh=mesh, in_specs=(P(),) * len(state) + (P("arch"),), out_specs=P("arch"),
+                              check_vma=False)
         jitted = jax.jit(f, in_shardings=(rep,) * len(state) + (arch_sh,), out_shardings=arch_sh)
         enc_struct = jax.ShapeDtypeStruct(enc_struct.shape, enc_struct.dtype, sharding=arch_sh)
         place = lambda e: jax.device_put(e, arch_sh)  # noqa: E731

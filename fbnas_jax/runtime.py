@@ -29,6 +29,33 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
     return target
 
 
+def cpu_devices_per_core(n: int | None = None) -> int:
+    """Expose the CPU as ``n`` JAX devices, by default one per core this process may run on.
+
+    The scoring engine's ``map`` execution runs one architecture at a time per device; its
+    small per-architecture programs keep one core busy, not two, with XLA's intra-op threads
+    alone. With one device per core, a chunk's architectures are split over the cores
+    (``fbnas score --devices cores``). Must precede JAX's backend start (the first
+    ``jax.devices()``); raises ``RuntimeError`` if the CPU backend already runs with another
+    device count. Returns ``n``.
+    """
+    import jax
+    from jax._src import xla_bridge
+
+    if not n:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"cpu device count must be >= 1, got {n}")
+    if xla_bridge.backends_are_initialized():
+        if len(jax.devices("cpu")) == n:
+            return n
+        raise RuntimeError(f"JAX already started with {len(jax.devices('cpu'))} CPU device(s); one per core "
+                           f"({n}) must be set before the first use of JAX in this process")
+    jax.config.update("jax_num_cpu_devices", n)
+    return n
+
+
 def device_summary() -> dict[str, str]:
     """Backend, device kind and JAX version, for result sidecars."""
     import jax

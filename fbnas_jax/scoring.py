@@ -17,8 +17,11 @@ of the chunk on GPUs; indicators that need the same forward/backward share one).
 
 Devices: ``devices="all"`` with several local devices shards every chunk's architecture axis
 over a 1-D mesh ``('arch',)`` (state replicated); the chunk size is rounded up to a multiple
-of the device count. Scores are identical to the single-device run (a test checks this with
-``XLA_FLAGS=--xla_force_host_platform_device_count=4``).
+of the device count. Under ``map`` execution each device loops over its own slice
+(``shard_map``), so on a CPU exposed as one device per core
+(:func:`fbnas_jax.runtime.cpu_devices_per_core`, ``fbnas score --devices cores``) the cores
+score different architectures at once. Scores are identical to the single-device run (a test
+checks this with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``).
 
 NaN: an architecture whose score is NaN is reported (a :class:`ScoringWarning` giving the count
 and the first architectures) and its composite scores are NaN -- never silently ranked.

@@ -237,3 +237,78 @@ def test_canonical_conv_gradients_equal_lax(kernel, stride, pad):
     for order in (lambda f, *a: jax.grad(f, (0, 1))(*a), _second_order):
         for a, b in zip(order(ours, x, w), order(ref, x, w)):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
+def test_canonical_conv_second_order_stays_canonical_and_third_order_equals_lax():
+    """The gradients of canonical_conv's input/kernel gradients are again convolutions in the
+    original geometry (NHWC x HWIO, the layer's window): autodiff of the kernel gradient's
+    canonical form would convolve with an image-sized window (~100x the FLOPs; GraSP's
+    Hessian-gradient product). Third order still equals lax's."""
+    import re
+
+    from fbnas_jax.models.conv import canonical_conv
+
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.standard_normal((3, 12, 12, 2)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 2, 4)), jnp.float32)
+    pads = ((1, 1), (1, 1))
+
+    def hvp(conv):
+        loss = lambda x, w: jnp.sum(jnp.sin(conv(x, w)))  # noqa: E731
+        z = lambda x, w: sum(jnp.vdot(jax.lax.stop_gradient(g), g)  # noqa: E731
+                             for g in jax.grad(loss, (0, 1))(x, w))
+        return lambda x, w: jnp.sum(jnp.tanh(jnp.concatenate([a.ravel() for a in jax.grad(z, (0, 1))(x, w)])))
+
+    ours = hvp(lambda x, w: canonical_conv(x, w, (1, 1), pads))
+    ref = hvp(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    hlo = jax.jit(jax.grad(ours, (0, 1))).lower(x, w).as_text()
+    convs = re.findall(r"stablehlo\.convolution\(.*: \(tensor<([0-9x]+)xf32>, tensor<([0-9x]+)xf32>\)", hlo)
+    assert len(convs) >= 8, hlo[:2000]
+    for lhs, rhs in convs:  # NHWC x HWIO: the window never exceeds the image it slides over
+        lhs_sp = [int(v) for v in lhs.split("x")[1:3]]
+        rhs_sp = [int(v) for v in rhs.split("x")[0:2]]
+        assert rhs_sp[0] <= lhs_sp[0] and rhs_sp[1] <= lhs_sp[1], (lhs, rhs)
+    for a, b in zip(jax.grad(ours, (0, 1))(x, w), jax.grad(ref, (0, 1))(x, w)):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4 * float(jnp.max(jnp.abs(b))))
+
+
+@pytest.mark.parametrize("kernel,stride,pad", [(1, 1, 0), (3, 2, 1)])
+def test_canonical_relu_conv_equals_relu_then_conv(kernel, stride, pad):
+    """The ReLU folded into the convolution's custom_vjp (the switch networks' ReLU-Conv-BN:
+    only the pre-activation is saved) = relu then lax's convolution, to first and second order."""
+    from fbnas_jax.models.conv import canonical_relu_conv
+
+    rng = np.random.default_rng(kernel + 7 * stride)
+    x = jnp.asarray(rng.standard_normal((3, 6, 6, 2)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((kernel, kernel, 2, 4)), jnp.float32)
+    pads = ((pad, pad), (pad, pad))
+    ours = lambda x, w: jnp.sum(jnp.sin(canonical_relu_conv(x, w, (stride, stride), pads)))  # noqa: E731
+    ref = lambda x, w: jnp.sum(jnp.sin(jax.lax.conv_general_dilated(  # noqa: E731
+        jax.nn.relu(x), w, (stride, stride), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))))
+    np.testing.assert_allclose(ours(x, w), ref(x, w), rtol=1e-5)
+    for order in (lambda f, *a: jax.grad(f, (0, 1))(*a), _second_order):
+        for a, b in zip(order(ours, x, w), order(ref, x, w)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
+def test_pooling_as_shifted_sums_equals_reduce_window():
+    """NB201's 3x3 average pool (count_include_pad=False) as shifted slice sums and the
+    reduction block's 2x2 pool as a reshape-mean = lax.reduce_window / flax's avg_pool, to
+    first and second order (GraSP differentiates through them twice)."""
+    import flax.linen as nn
+
+    from fbnas_jax.models.layers import avg_pool_2x2, avg_pool_3x3
+
+    def ref3(x):
+        window, pads = (1, 3, 3, 1), ((0, 0), (1, 1), (1, 1), (0, 0))
+        total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, (1,) * 4, pads)
+        count = jax.lax.reduce_window(jnp.ones_like(x), 0.0, jax.lax.add, window, (1,) * 4, pads)
+        return total / count
+
+    ref2 = lambda x: nn.avg_pool(x, (2, 2), strides=(2, 2))  # noqa: E731
+    x = jnp.asarray(np.random.default_rng(3).standard_normal((2, 6, 4, 3)), jnp.float32)
+    for ours, ref in ((lambda x: avg_pool_3x3(x, shifted_sums=True), ref3), (avg_pool_3x3, ref3), (avg_pool_2x2, ref2)):
+        np.testing.assert_allclose(ours(x), ref(x), rtol=1e-5, atol=1e-6)
+        f, g = (lambda x, p=p: jnp.sum(jnp.sin(3.0 * p(x))) for p in (ours, ref))
+        for order in (lambda f, *a: jax.grad(f)(*a), lambda f, *a: _second_order(f, *a)[0]):
+            np.testing.assert_allclose(order(f, x), order(g, x), rtol=1e-4, atol=1e-5)

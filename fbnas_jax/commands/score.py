@@ -37,8 +37,10 @@ def register(subparsers) -> None:
     p.add_argument("--mc-samples", type=int, default=10, help="Monte-Carlo BN passes (uncertainty)")
     p.add_argument("--mc-batch-size", type=int, default=64, help="training mini-batch size per MC pass")
     p.add_argument("--eval-split", choices=("train", "test"), default="train")
-    p.add_argument("--devices", choices=("one", "all"), default="one",
-                   help="'all': shard architectures over all local devices")
+    p.add_argument("--devices", choices=("one", "all", "cores"), default="one",
+                   help="'all': shard architectures over all local devices; 'cores': on a CPU, one device per "
+                        "core, so that several architectures run at once, one per core (map execution; "
+                        "benchmarks/results/cpi_cpu/cpi15_ab.md)")
     p.add_argument("--expect-bn-mode", choices=("bnnas", "fair"), default=None,
                    help="fail unless the checkpoint was trained with this bn_mode")
     p.add_argument("--expect-space", default=None, help="fail unless the checkpoint is of this space")
@@ -63,6 +65,13 @@ def run_score(args: argparse.Namespace) -> int:
     check_writable(out)  # before any work, not after it
     check_writable(str(out) + ".json")
     check_tag(args.tag)
+    if args.devices == "cores":
+        from fbnas_jax.runtime import cpu_devices_per_core
+
+        try:
+            cpu_devices_per_core()
+        except RuntimeError as err:
+            raise UsageError(str(err)) from None
     if args.chunk_size is None:
         args.chunk_size = 16 if jax.default_backend() == "cpu" else 256
     if args.chunk_size < 1:
@@ -100,7 +109,7 @@ def run_score(args: argparse.Namespace) -> int:
     result = scoring.score_architectures(ctx, requested if requested is not None else "all", encodings,
                                          chunk_size=args.chunk_size, execution=args.strategy,
                                          precision=args.precision,
-                                         devices="all" if args.devices == "all" else None,
+                                         devices="all" if args.devices in ("all", "cores") else None,
                                          progress=not args.no_progress, log=log)
     columns = {column_name(n, tags.get(n) or args.tag): v for n, v in result.scores.items()}
     write_scores_csv(out, encodings, columns, of_network(run.net))

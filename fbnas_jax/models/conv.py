@@ -11,9 +11,11 @@ of VJPs) live exactly there.
 
 :func:`canonical_conv` is ``lax.conv_general_dilated`` restricted to NHWC/HWIO, ungrouped,
 with an explicit ``custom_vjp``: both gradients are :func:`canonical_conv` calls on
-transposed operands (the same padding/dilation algebra as JAX's own transpose rules). The
-family is closed under reverse-mode differentiation, so second-order reverse mode (GraSP's
-Hessian-gradient product) stays canonical. Being a ``custom_vjp`` it has no forward mode
+transposed operands (the same padding/dilation algebra as JAX's own transpose rules), each
+wrapped in a ``custom_vjp`` of its own whose gradients are again the convolution and its two
+gradients in the layer's geometry. The family is closed under reverse-mode differentiation,
+so second-order reverse mode (GraSP's Hessian-gradient product) stays canonical and never
+convolves with an image-sized window. Being a ``custom_vjp`` it has no forward mode
 (``jvp``): networks use it only for ``strategy="switch"`` and every indicator is reverse mode.
 A 1x1, stride-1, unpadded convolution (NB201's ``nor_conv_1x1`` and shortcuts) is a matrix
 product over channels: its gradients are two ``dot_general`` calls instead (no transposed
@@ -60,47 +62,126 @@ def _fwd(x, kernel, strides, padding, lhs_dilation, rhs_dilation):
     return canonical_conv(x, kernel, strides, padding, lhs_dilation, rhs_dilation), (x, kernel)
 
 
-def _is_pointwise(kernel, strides, padding, lhs_dilation, rhs_dilation) -> bool:
-    return (kernel.shape[:2] == (1, 1) and tuple(strides) == (1, 1) and tuple(lhs_dilation) == (1, 1)
+def _is_pointwise(win, strides, padding, lhs_dilation, rhs_dilation) -> bool:
+    return (tuple(win) == (1, 1) and tuple(strides) == (1, 1) and tuple(lhs_dilation) == (1, 1)
             and tuple(rhs_dilation) == (1, 1) and all(p == (0, 0) for p in padding))
 
 
 def _bwd(strides, padding, lhs_dilation, rhs_dilation, res, g):
     x, kernel = res
-    if _is_pointwise(kernel, strides, padding, lhs_dilation, rhs_dilation):
+    geom = (strides, padding, lhs_dilation, rhs_dilation)
+    return (_input_grad(g, kernel, geom, tuple(x.shape[1:3])),
+            _kernel_grad(x, g, geom, tuple(kernel.shape[0:2])))
+
+
+def _input_grad_impl(g, kernel, geom, in_sp):
+    strides, padding, lhs_dilation, rhs_dilation = geom
+    if _is_pointwise(kernel.shape[0:2], *geom):
         # A 1x1 convolution is a matrix product over channels: its gradients are two plain
         # dots (no transposed copies of x and g; 3-4x faster than the canonical-conv form
-        # inside loops on XLA:CPU). Dots are closed under reverse mode, as canonical_conv.
-        w = kernel[0, 0]  # (in, out)
-        dx = lax.dot_general(g, w, (((3,), (1,)), ((), ())))
-        dk = lax.dot_general(x, g, (((0, 1, 2), (0, 1, 2)), ((), ())))
-        return dx, dk[None, None]
-    in_sp, win, out_sp = x.shape[1:3], kernel.shape[0:2], g.shape[1:3]
+        # inside loops on XLA:CPU).
+        return lax.dot_general(g, kernel[0, 0], (((3,), (1,)), ((), ())))
+    win, out_sp = kernel.shape[0:2], g.shape[1:3]
     # input gradient: g convolved with the flipped kernel (in/out channels swapped)
     flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
     pad_x = _lhs_grad_padding(in_sp, win, strides, out_sp, padding, lhs_dilation, rhs_dilation)
-    dx = canonical_conv(g, flipped, lhs_dilation, pad_x, strides, rhs_dilation)
+    return canonical_conv(g, flipped, lhs_dilation, pad_x, strides, rhs_dilation)
+
+
+def _kernel_grad_impl(x, g, geom, win):
+    strides, padding, lhs_dilation, rhs_dilation = geom
+    if _is_pointwise(win, *geom):
+        return lax.dot_general(x, g, (((0, 1, 2), (0, 1, 2)), ((), ())))[None, None]
+    in_sp, out_sp = x.shape[1:3], g.shape[1:3]
     # kernel gradient: channels as batch, samples as features (canonical again)
     pad_k = _rhs_grad_padding(in_sp, win, strides, out_sp, padding, lhs_dilation, rhs_dilation)
     dk = canonical_conv(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), rhs_dilation, pad_k, lhs_dilation,
                         strides)
-    return dx, dk.transpose(1, 2, 0, 3)
+    return dk.transpose(1, 2, 0, 3)
+
+
+# The input and kernel gradients of y = conv(x, k) are bilinear too, and their gradients are
+# again these three maps in the ORIGINAL geometry (<g, conv(x, k)> = <input_grad(g, k), x> =
+# <kernel_grad(x, g), k>). Autodiff of their canonical-conv forms instead would transpose the
+# kernel gradient into a convolution whose window is the whole image (a 32x32 "kernel" made
+# of g): ~100x the FLOPs of the convolution, the bulk of GraSP's Hessian-gradient product.
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _input_grad(g, kernel, geom, in_sp):
+    return _input_grad_impl(g, kernel, geom, in_sp)
+
+
+def _input_grad_fwd(g, kernel, geom, in_sp):
+    return _input_grad_impl(g, kernel, geom, in_sp), (g, kernel)
+
+
+def _input_grad_bwd(geom, in_sp, res, cx):
+    g, kernel = res
+    return canonical_conv(cx, kernel, *geom), _kernel_grad(cx, g, geom, tuple(kernel.shape[0:2]))
+
+
+_input_grad.defvjp(_input_grad_fwd, _input_grad_bwd)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _kernel_grad(x, g, geom, win):
+    return _kernel_grad_impl(x, g, geom, win)
+
+
+def _kernel_grad_fwd(x, g, geom, win):
+    return _kernel_grad_impl(x, g, geom, win), (x, g)
+
+
+def _kernel_grad_bwd(geom, win, res, ck):
+    x, g = res
+    return _input_grad(g, ck, geom, tuple(x.shape[1:3])), canonical_conv(x, ck, *geom)
+
+
+_kernel_grad.defvjp(_kernel_grad_fwd, _kernel_grad_bwd)
 
 
 canonical_conv.defvjp(_fwd, _bwd)
 
 
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def canonical_relu_conv(x, kernel, strides, padding, lhs_dilation=(1, 1), rhs_dilation=(1, 1)):
+    """:func:`canonical_conv` of ``relu(x)``, saving only ``x`` for the backward.
+
+    Why: NB201's ReLU-Conv-BN op otherwise keeps ``relu(x)`` and the ReLU's mask as two
+    residuals of every conv branch of the supernet's ``lax.switch``; here the backward
+    recomputes ``relu(x)`` (one cheap elementwise pass, fused) from the branch input.
+    Same values as ``canonical_conv(relu(x), ...)``; second order works (plain JAX bwd)."""
+    return canonical_conv(jax.nn.relu(x), kernel, strides, padding, lhs_dilation, rhs_dilation)
+
+
+def _relu_fwd(x, kernel, strides, padding, lhs_dilation, rhs_dilation):
+    return canonical_relu_conv(x, kernel, strides, padding, lhs_dilation, rhs_dilation), (x, kernel)
+
+
+def _relu_bwd(strides, padding, lhs_dilation, rhs_dilation, res, g):
+    x, kernel = res
+    dr, dk = _bwd(strides, padding, lhs_dilation, rhs_dilation, (jax.nn.relu(x), kernel), g)
+    return jnp.where(x > 0, dr, 0.0).astype(dr.dtype), dk
+
+
+canonical_relu_conv.defvjp(_relu_fwd, _relu_bwd)
+
+
 def canonical_grad_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                        dimension_numbers=None, feature_group_count=1, precision=None, **kw):
+                        dimension_numbers=None, feature_group_count=1, precision=None, *, relu_input=False, **kw):
     """Drop-in for ``lax.conv_general_dilated``: NHWC/HWIO ungrouped 2-D convolutions go
-    through :func:`canonical_conv`; anything else falls back to ``lax``."""
+    through :func:`canonical_conv`; anything else falls back to ``lax``. ``relu_input``: the
+    convolution of ``relu(lhs)`` (:func:`canonical_relu_conv`; bind it with ``functools.partial``)."""
+    if relu_input and not (_is_nhwc(dimension_numbers) and lhs.ndim == 4 and feature_group_count == 1
+                           and lhs.dtype == rhs.dtype and kw.get("batch_group_count", 1) == 1):
+        lhs = jax.nn.relu(lhs)
+        relu_input = False
     if (_is_nhwc(dimension_numbers) and lhs.ndim == 4 and feature_group_count == 1 and lhs.dtype == rhs.dtype
             and kw.get("batch_group_count", 1) == 1):
         if isinstance(padding, str):
             padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[0:2], window_strides, padding)
         pads = tuple((int(lo), int(hi)) for lo, hi in padding)
-        return canonical_conv(lhs, rhs, tuple(window_strides), pads, tuple(lhs_dilation or (1, 1)),
-                              tuple(rhs_dilation or (1, 1)))
+        conv = canonical_relu_conv if relu_input else canonical_conv
+        return conv(lhs, rhs, tuple(window_strides), pads, tuple(lhs_dilation or (1, 1)), tuple(rhs_dilation or (1, 1)))
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                     dimension_numbers, feature_group_count, precision=precision, **kw)
 

@@ -69,14 +69,21 @@ def kaiming_normal():
 
 
 def conv2d(features: int, kernel: int, stride: int = 1, *, name: str, canonical_grads: bool = False,
-           dtype: Any = None, pad: int | None = None) -> nn.Conv:
+           dtype: Any = None, pad: int | None = None, relu_input: bool = False) -> nn.Conv:
     """Bias-free ``kernel x kernel`` convolution, He-normal init, symmetric padding (default
     ``kernel // 2``). ``canonical_grads``: gradients as canonical convolutions (fast on
-    XLA:CPU inside ``lax.switch``/loops; no forward-mode autodiff). ``dtype``: compute dtype."""
+    XLA:CPU inside ``lax.switch``/loops; no forward-mode autodiff). ``dtype``: compute dtype.
+    ``relu_input`` (only with ``canonical_grads``): the module convolves ``relu(input)``, the
+    backward recomputing the ReLU (:func:`fbnas_jax.models.conv.canonical_relu_conv`)."""
     pad = kernel // 2 if pad is None else pad
+    if relu_input and not canonical_grads:
+        raise ValueError("conv2d: relu_input needs canonical_grads=True")
+    conv = None
+    if canonical_grads:
+        conv = functools.partial(canonical_grad_conv, relu_input=True) if relu_input else canonical_grad_conv
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
                    use_bias=False, kernel_init=kaiming_normal(), name=name, dtype=dtype,
-                   conv_general_dilated=canonical_grad_conv if canonical_grads else None)
+                   conv_general_dilated=conv)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -177,8 +184,28 @@ def relu_code_kernel(x, channel_mask=None):
     """NASWOT's Hamming-similarity kernel of binary ReLU codes, shape (batch, batch).
 
     K[i, j] = number of units where samples i and j are on the same side of zero; with a
-    ``channel_mask`` (last axis), only units of masked-in channels count.
+    ``channel_mask`` (0/1 over the last axis), only units of masked-in channels count.
+
+    One matmul instead of NASWOT's ``c c^T + (1 - c)(1 - c)^T``: with ``on = c * m`` (m the
+    0/1 unit mask, M = sum of m, a = row sums of ``on``), ``K = M - a_i - a_j + 2 on on^T``.
+    Every term is an integer count < 2**24 (units per sample), so float32 gives exactly
+    the two-matmul values (``tests/test_relu_kernel.py``) at half the FLOPs (the kernels were
+    ~1/3 of the expressivity indicator's CPU time, ``benchmarks/results/cpi_cpu/cpi15_ab.md``).
     """
+    if channel_mask is None:
+        on = (x.reshape(x.shape[0], -1) > 0).astype(jnp.float32)
+        units = jnp.float32(on.shape[1])
+    else:
+        m = jnp.asarray(channel_mask, jnp.float32)
+        on = ((x > 0).astype(jnp.float32) * m).reshape(x.shape[0], -1)
+        units = jnp.sum(jnp.broadcast_to(m, x.shape[1:]))
+    a = jnp.sum(on, axis=1)
+    return (units - a[:, None] - a[None, :]) + 2.0 * (on @ on.T)
+
+
+def relu_code_kernel_reference(x, channel_mask=None):
+    """NASWOT's own two-matmul form ``c c^T + (1 - c)(1 - c)^T`` (tests: the reference of
+    :func:`relu_code_kernel`)."""
     if channel_mask is None:
         c = (x.reshape(x.shape[0], -1) > 0).astype(jnp.float32)
         return c @ c.T + (1.0 - c) @ (1.0 - c).T
@@ -223,9 +250,10 @@ class ReLUConvBN(nn.Module):
 
     @nn.compact
     def __call__(self, x, mode: ForwardMode, active=None):
-        x = ReLU(name="relu")(x, mode, active)
+        r = ReLU(name="relu")(x, mode, active)  # records NASWOT codes when asked
+        fold = self.canonical_grads  # ReLU folded into the conv's custom_vjp: fewer switch residuals
         x = conv2d(self.features, self.kernel, self.stride, name="conv", canonical_grads=self.canonical_grads,
-                   dtype=self.dtype)(x)
+                   dtype=self.dtype, relu_input=fold)(x if fold else r)
         return BatchNorm(self.bn_momentum, fast_grads=self.canonical_grads, name="bn")(x, mode, active)
 
 
@@ -245,22 +273,50 @@ class ConvBNReLU(nn.Module):
         return ReLU(name="relu")(x, mode, active)
 
 
-def avg_pool_3x3(x):
+def avg_pool_3x3(x, shifted_sums: bool = False):
     """NB201's ``AvgPool2d(3, stride=1, padding=1, count_include_pad=False)``.
 
     The per-position divisor (how many of the 9 window cells lie inside the image) is a
     NumPy constant: asking XLA for it (``flax.linen.avg_pool(count_include_pad=False)``
     pools a tensor of ones) makes XLA constant-fold a full-size reduce-window at compile
     time, which costs seconds per pooling op on CPU.
+
+    ``shifted_sums`` (networks executing per architecture, ``strategy="switch"``): the window
+    sum as separable shifted-slice sums instead of ``lax.reduce_window``, whose backward
+    XLA:CPU runs as a slow generic reduce-window inside the per-architecture loops (snip
+    +7 %, ntk_cond +9 %, measured). Equal to float rounding, not bitwise: XLA fuses the sums
+    into their consumers, so the all-ops path keeps ``reduce_window`` (and with it the
+    bit-identity of one-hot op weights and encodings).
     """
     h, w = x.shape[-3], x.shape[-2]
     rows = np.minimum(np.arange(h) + 1, h - 1) - np.maximum(np.arange(h) - 1, 0) + 1
     cols = np.minimum(np.arange(w) + 1, w - 1) - np.maximum(np.arange(w) - 1, 0) + 1
     count = (rows[:, None] * cols[None, :]).astype(np.float32)[:, :, None]
-    window = (1,) * (x.ndim - 3) + (3, 3, 1)
-    padding = ((0, 0),) * (x.ndim - 3) + ((1, 1), (1, 1), (0, 0))
-    summed = jax.lax.reduce_window(x, np.zeros((), x.dtype)[()], jax.lax.add, window, (1,) * x.ndim, padding)
+    if shifted_sums:
+        summed = _box3_sum(_box3_sum(x, x.ndim - 3), x.ndim - 2)
+    else:
+        window = (1,) * (x.ndim - 3) + (3, 3, 1)
+        padding = ((0, 0),) * (x.ndim - 3) + ((1, 1), (1, 1), (0, 0))
+        summed = jax.lax.reduce_window(x, np.zeros((), x.dtype)[()], jax.lax.add, window, (1,) * x.ndim, padding)
     return summed / count.astype(x.dtype)
+
+
+def _box3_sum(x, axis: int):
+    """``y[i] = x[i-1] + x[i] + x[i+1]`` along ``axis`` (zero outside): three shifted slices
+    of the padded input, whose gradients are pads and slices XLA fuses into elementwise loops."""
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (1, 1)
+    xp = jnp.pad(x, pad)
+    n = x.shape[axis]
+    return (jax.lax.slice_in_dim(xp, 0, n, axis=axis) + jax.lax.slice_in_dim(xp, 1, n + 1, axis=axis)
+            + jax.lax.slice_in_dim(xp, 2, n + 2, axis=axis))
+
+
+def avg_pool_2x2(x):
+    """``AvgPool2d(2, stride=2)`` on NHWC (even H, W) as a reshape-mean (the same values as
+    ``flax.linen.avg_pool``; its backward is a broadcast instead of a padded reduce-window)."""
+    *lead, h, w, c = x.shape
+    return jnp.mean(x.reshape(*lead, h // 2, 2, w // 2, 2, c), axis=(-4, -2))
 
 
 class ResNetBasicBlock(nn.Module):
@@ -276,6 +332,6 @@ class ResNetBasicBlock(nn.Module):
         kw = dict(canonical_grads=self.canonical_grads, dtype=self.dtype)
         y = ReLUConvBN(self.features, 3, 2, self.bn_momentum, name="conv_a", **kw)(x, mode)
         y = ReLUConvBN(self.features, 3, 1, self.bn_momentum, name="conv_b", **kw)(y, mode)
-        s = nn.avg_pool(x, (2, 2), strides=(2, 2))
+        s = avg_pool_2x2(x) if self.canonical_grads else nn.avg_pool(x, (2, 2), strides=(2, 2))
         s = conv2d(self.features, 1, name="shortcut", **kw)(s)
         return y + s

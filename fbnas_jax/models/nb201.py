@@ -85,7 +85,7 @@ class Edge(nn.Module):
             return ReLUConvBN(self.features, 1, 1, self.bn_momentum, name=name, **kw)(x, mode, active)
         if name == "nor_conv_3x3":
             return ReLUConvBN(self.features, 3, 1, self.bn_momentum, name=name, **kw)(x, mode, active)
-        y = x if name == "skip_connect" else avg_pool_3x3(x)
+        y = x if name == "skip_connect" else avg_pool_3x3(x, shifted_sums=self.strategy == "switch")
         if self.bn_mode == "fair":
             y = BatchNorm(self.bn_momentum, fast_grads=self.strategy == "switch", name=f"{name}_bn")(y, mode, active)
         return y
@@ -94,15 +94,8 @@ class Edge(nn.Module):
     def __call__(self, x, choice, mode: ForwardMode):
         if self.choice is not None:
             return self._op(self.choice, x, mode, None)
-        if mode.relu_kernel:
-            # Both convolution ops start with a ReLU of the edge input, so the chosen op's
-            # NASWOT codes are those of `x` when it is a convolution: recorded once here
-            # (a `sow` inside a switch branch would give the branches different variables).
-            has_relu = jnp.asarray([name.startswith("nor_conv") for name in nb201.OPS], jnp.float32)
-            has_relu = jnp.dot(choice, has_relu) if is_mixed(choice) else has_relu[choice]
-            self.sow("relu_kernel", "K", relu_code_kernel(x) * has_relu, init_fn=lambda: 0.0,
-                     reduce_fn=lambda a, b: a + b)
-            mode = dataclasses.replace(mode, relu_kernel=False)
+        # supernet: the NASWOT codes of the chosen op are recorded by the Cell (`_record_codes`)
+        mode = dataclasses.replace(mode, relu_kernel=False)
         branches = [None] + [(lambda mdl, x, active, k=k: mdl._op(k, x, mode, active))
                              for k in range(1, nb201.NUM_OPS)]  # op 0 is `none`: exactly zero
         if is_mixed(choice):
@@ -118,9 +111,38 @@ class Cell(nn.Module):
     strategy: str = "select"
     dtype: Any = None
 
+    def _record_codes(self, nodes, encoding):
+        """Sow the NASWOT kernel of the supernet's chosen ReLUs, once per node.
+
+        Both convolution ops start with a ReLU of their edge's input, so an edge contributes
+        the codes of its source node when its op is a convolution (a ``sow`` inside a switch
+        branch would give the branches different variables, hence here). Edges 0, 1, 3 read
+        node 0 and edges 2, 4 node 1: one kernel per node, weighted by how many of its
+        out-edges chose a convolution, is the same sum (integer counts: exact) at half the
+        matmuls. Per architecture (``strategy="switch"``) a node with no convolution out-edge
+        skips its kernel (``lax.cond``).
+        """
+        has_relu = jnp.asarray([name.startswith("nor_conv") for name in nb201.OPS], jnp.float32)
+        weights = [0.0] * (nb201.NUM_NODES - 1)
+        e = 0
+        for node in range(1, nb201.NUM_NODES):
+            for j in range(node):
+                w = jnp.dot(encoding[e], has_relu) if is_mixed(encoding[e]) else has_relu[encoding[e]]
+                weights[j] = weights[j] + w
+                e += 1
+        for j, w in enumerate(weights):
+            x = nodes[j]
+            if self.strategy == "switch" and not self.is_initializing():
+                k = jax.lax.cond(w != 0, lambda x, w: relu_code_kernel(x) * w,
+                                 lambda x, w: jnp.zeros((x.shape[0], x.shape[0]), jnp.float32), x, w)
+            else:
+                k = relu_code_kernel(x) * w
+            self.sow("relu_kernel", f"K{j}", k, init_fn=lambda: 0.0, reduce_fn=lambda a, b: a + b)
+
     @nn.compact
     def __call__(self, x, encoding, mode: ForwardMode):
         nodes = [x]
+        record = mode.relu_kernel and self.arch is None
         e = 0
         for node in range(1, nb201.NUM_NODES):
             total = 0.0
@@ -131,6 +153,8 @@ class Cell(nn.Module):
                                      name=f"edge_{e}")(nodes[j], choice, mode)
                 e += 1
             nodes.append(total)
+        if record:
+            self._record_codes(nodes, encoding)
         return nodes[-1]
 
 
