@@ -175,12 +175,48 @@ def compile_job(ctx: base.ScoringContext, job: Job, chunk: int, devs: list,
         if per_arch:
             fn = base.vectorize(fn, "map" if mapped else "vmap")
         f, state = base.split_state(fn)
-        compiled, state, place = _lower(f, state, jax.ShapeDtypeStruct((chunk,) + tuple(encoding_shape), encoding_dtype),
-                                        devs, sharded=True, per_device=mapped)
+        enc_struct = jax.ShapeDtypeStruct((chunk,) + tuple(encoding_shape), encoding_dtype)
+        if mapped and len(devs) > 1 and devs[0].platform == "cpu" and _has_host_callback(f, state, enc_struct):
+            devs = devs[:1]  # see _has_host_callback: several CPU devices in callbacks deadlock
+        compiled, state, place = _lower(f, state, enc_struct, devs, sharded=True, per_device=mapped)
 
         def run(enc):
             return _as_dict(job, compiled(*state, place(enc)))
     return Compiled(run, time.perf_counter() - t0, _memory_mb(compiled), chunk)
+
+
+def _has_host_callback(f, state, enc_struct) -> bool:
+    """Whether ``f`` calls back into Python (``jax.pure_callback``: NASWOT's log-det,
+    jacob_cov's eigenvalues, ntk_cond's condition number).
+
+    Why it matters: JAX's callback implementation first copies its operands onto the first
+    CPU device (``device_put(args, cpu:0)``). When several CPU devices (one per core) run such a
+    program side by side, device 1's callback waits for a copy queued behind device 0's
+    program, which is itself waiting in its own callback: a deadlock (observed with
+    jacob_cov on 2 devices, JAX 0.10.2; it struck at random, never with one device). Such
+    jobs run on one device.
+    """
+    jaxpr = jax.make_jaxpr(f)(*state, enc_struct)
+
+    def walk(jx) -> bool:
+        for eqn in jx.eqns:
+            if "callback" in eqn.primitive.name:
+                return True
+            for sub in _subjaxprs(eqn):
+                if walk(sub):
+                    return True
+        return False
+
+    return walk(jaxpr.jaxpr)
+
+
+def _subjaxprs(eqn):
+    for v in eqn.params.values():
+        for item in (v if isinstance(v, (tuple, list)) else (v,)):
+            if hasattr(item, "jaxpr") and hasattr(item.jaxpr, "eqns"):
+                yield item.jaxpr  # ClosedJaxpr
+            elif hasattr(item, "eqns"):
+                yield item  # Jaxpr
 
 
 def precision_agreement(ctx: base.ScoringContext, names: Sequence[str], encodings, *,

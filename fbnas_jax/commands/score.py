@@ -37,16 +37,40 @@ def register(subparsers) -> None:
     p.add_argument("--mc-samples", type=int, default=10, help="Monte-Carlo BN passes (uncertainty)")
     p.add_argument("--mc-batch-size", type=int, default=64, help="training mini-batch size per MC pass")
     p.add_argument("--eval-split", choices=("train", "test"), default="train")
-    p.add_argument("--devices", choices=("one", "all", "cores"), default="one",
+    p.add_argument("--devices", choices=("auto", "one", "all", "cores"), default="auto",
                    help="'all': shard architectures over all local devices; 'cores': on a CPU, one device per "
                         "core, so that several architectures run at once, one per core (map execution; "
-                        "benchmarks/results/cpi_cpu/cpi15_ab.md)")
+                        "benchmarks/results/cpi_cpu/cpi15_ab.md); 'auto' (default): 'cores' on a CPU, 'one' "
+                        "on a GPU/TPU (a chunk is one vmapped launch there)")
     p.add_argument("--expect-bn-mode", choices=("bnnas", "fair"), default=None,
                    help="fail unless the checkpoint was trained with this bn_mode")
     p.add_argument("--expect-space", default=None, help="fail unless the checkpoint is of this space")
     add_engine_flags(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_score)
+
+
+def resolve_devices(choice: str) -> str | None:
+    """``--devices`` -> the engine's ``devices`` argument ("all" or None = one device).
+
+    ``cores`` must act before JAX starts its backends (it sets the CPU device count); ``auto``
+    tries the same and falls back quietly to what is there when JAX already runs (e.g. an
+    in-process call), so it never fails. On a GPU/TPU the extra CPU devices are unused.
+    """
+    import jax
+
+    from fbnas_jax.commands._common import UsageError
+    from fbnas_jax.runtime import cpu_devices_per_core
+
+    if choice in ("cores", "auto"):
+        try:
+            cpu_devices_per_core()
+        except RuntimeError as err:
+            if choice == "cores":
+                raise UsageError(str(err)) from None
+        if choice == "auto":
+            return "all" if jax.default_backend() == "cpu" and len(jax.devices()) > 1 else None
+    return "all" if choice in ("all", "cores") else None
 
 
 def run_score(args: argparse.Namespace) -> int:
@@ -65,13 +89,7 @@ def run_score(args: argparse.Namespace) -> int:
     check_writable(out)  # before any work, not after it
     check_writable(str(out) + ".json")
     check_tag(args.tag)
-    if args.devices == "cores":
-        from fbnas_jax.runtime import cpu_devices_per_core
-
-        try:
-            cpu_devices_per_core()
-        except RuntimeError as err:
-            raise UsageError(str(err)) from None
+    devices = resolve_devices(args.devices)
     if args.chunk_size is None:
         args.chunk_size = 16 if jax.default_backend() == "cpu" else 256
     if args.chunk_size < 1:
@@ -109,7 +127,7 @@ def run_score(args: argparse.Namespace) -> int:
     result = scoring.score_architectures(ctx, requested if requested is not None else "all", encodings,
                                          chunk_size=args.chunk_size, execution=args.strategy,
                                          precision=args.precision,
-                                         devices="all" if args.devices in ("all", "cores") else None,
+                                         devices=devices,
                                          progress=not args.no_progress, log=log)
     columns = {column_name(n, tags.get(n) or args.tag): v for n, v in result.scores.items()}
     write_scores_csv(out, encodings, columns, of_network(run.net))

@@ -1,5 +1,7 @@
 """old (stat_weights) vs new (stat_count) MC-BN uncertainty (sequential), and new stacked; map execution,
-interleaved repeats; wall and process CPU seconds. Usage: prof2.py T M E archs chunk repeats"""
+interleaved repeats; wall and process CPU seconds. Kept beside its result as the record of that
+measurement (it monkeypatches the pre-change form back in). Usage, from the repository root:
+python benchmarks/results/cpi_cpu/uncertainty_stat_count.py T M E archs chunk repeats"""
 import sys, time, os, json, dataclasses
 sys.path.insert(0, "benchmarks")
 import numpy as np, jax, jax.numpy as jnp
