@@ -176,7 +176,7 @@ def compile_job(ctx: base.ScoringContext, job: Job, chunk: int, devs: list,
             fn = base.vectorize(fn, "map" if mapped else "vmap")
         f, state = base.split_state(fn)
         enc_struct = jax.ShapeDtypeStruct((chunk,) + tuple(encoding_shape), encoding_dtype)
-        if mapped and len(devs) > 1 and devs[0].platform == "cpu" and _has_host_callback(f, state, enc_struct):
+        if len(devs) > 1 and devs[0].platform == "cpu" and _has_host_callback(f, state, enc_struct):
             devs = devs[:1]  # see _has_host_callback: several CPU devices in callbacks deadlock
         compiled, state, place = _lower(f, state, enc_struct, devs, sharded=True, per_device=mapped)
 

@@ -26,10 +26,13 @@ SHARDED_SCRIPT = textwrap.dedent("""
     assert len(jax.local_devices()) == 4, jax.local_devices()
     net, v = _perturbed_supernet("fair")
     rng = np.random.default_rng(0)
-    ctx = ScoringContext(net=net, variables=v, images=rng.normal(size=(10, 16, 16, 3)).astype(np.float32))
+    ctx = ScoringContext(net=net, variables=v, images=rng.normal(size=(10, 16, 16, 3)).astype(np.float32),
+                         train_images=rng.normal(size=(2, 6, 16, 16, 3)).astype(np.float32))
     encs = np.concatenate([nb201.sample_encodings(rng, 9), np.zeros((1, 6), np.int32)])
-    one = score_architectures(ctx, ["gamma", "expressivity"], encs, chunk_size=6, progress=False)
-    many = score_architectures(ctx, ["gamma", "expressivity"], encs, chunk_size=6, devices="all", progress=False)
+    # gamma: a table; expressivity: a host callback (one device); uncertainty: shard_map over 4
+    names = ["gamma", "expressivity", "uncertainty"]
+    one = score_architectures(ctx, names, encs, chunk_size=6, progress=False)
+    many = score_architectures(ctx, names, encs, chunk_size=6, devices="all", progress=False)
     print(json.dumps({"devices": many.devices, "chunk": many.chunk_size,
                       "one": {k: v.tolist() for k, v in one.scores.items()},
                       "many": {k: v.tolist() for k, v in many.scores.items()}}))
@@ -46,10 +49,10 @@ def test_sharded_equals_single_device(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(out["devices"]) == 4 and out["chunk"] == 8  # 6 rounded up to a multiple of 4
-    for name in ("gamma", "expressivity"):
+    for name in ("gamma", "expressivity", "uncertainty"):
         a, b = np.array(out["one"][name]), np.array(out["many"][name])
         assert a.shape == (10,)
-        np.testing.assert_allclose(b, a, rtol=1e-6)
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-9)
     assert out["one"]["expressivity"][-1] == -np.inf
 
 
