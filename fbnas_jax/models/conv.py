@@ -171,12 +171,11 @@ def canonical_grad_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rh
     """Drop-in for ``lax.conv_general_dilated``: NHWC/HWIO ungrouped 2-D convolutions go
     through :func:`canonical_conv`; anything else falls back to ``lax``. ``relu_input``: the
     convolution of ``relu(lhs)`` (:func:`canonical_relu_conv`; bind it with ``functools.partial``)."""
-    if relu_input and not (_is_nhwc(dimension_numbers) and lhs.ndim == 4 and feature_group_count == 1
-                           and lhs.dtype == rhs.dtype and kw.get("batch_group_count", 1) == 1):
+    canonical = (_is_nhwc(dimension_numbers) and lhs.ndim == 4 and feature_group_count == 1
+                 and lhs.dtype == rhs.dtype and kw.get("batch_group_count", 1) == 1)
+    if relu_input and not canonical:
         lhs = jax.nn.relu(lhs)
-        relu_input = False
-    if (_is_nhwc(dimension_numbers) and lhs.ndim == 4 and feature_group_count == 1 and lhs.dtype == rhs.dtype
-            and kw.get("batch_group_count", 1) == 1):
+    if canonical:
         if isinstance(padding, str):
             padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[0:2], window_strides, padding)
         pads = tuple((int(lo), int(hi)) for lo, hi in padding)
