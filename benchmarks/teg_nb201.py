@@ -115,7 +115,8 @@ def build_scorers(seed: int, execution: str, ntk_batch: int):
     init = nb201_model.init_variables(net, jax.random.fold_in(key, 0), images.shape[1:])
     options = {"ntk_cond": {"batch_size": ntk_batch}, "teg_generalization": {"batch_size": ntk_batch}}
     ctx = ScoringContext(net=net, init_variables=init, images=images, labels=labels, key=key, options=options)
-    scorers = {name: teg.map_archs(REGISTRY[name].build_arch(ctx), execution) for name in COLUMNS}
+    scorers = {name: teg.map_archs(REGISTRY[name].build_arch(ctx), execution, REGISTRY[name].finish_fn(ctx))
+               for name in COLUMNS}
     from fbnas_jax.indicators import training_free
 
     options = {n: (teg.resolve_options(n, ctx) if n in teg.DEFAULT_OPTIONS else training_free.resolve_options(n, ctx))

@@ -19,6 +19,15 @@ Execution (``execution=``)
     ``benchmarks/vs_pytorch.py`` (``--execution``). Every execution gives the same scores
     (``tests/test_execution.py``).
 
+Host steps
+    Indicators whose score ends in float64 linear algebra (naswot / expressivity log-det,
+    jacob_cov and ntk_cond eigenvalues, TEG's kernel regression, the cost models) compile
+    only the device part, returning small intermediates (a (B, B) matrix per architecture);
+    :func:`job_finish` fetches each chunk and applies the indicators' NumPy ``finish`` on the
+    host. No program calls back into Python (``jax.pure_callback`` copies its operands to
+    ``cpu:0``: with several CPU devices side by side that deadlocked), so every job runs on
+    every device it is given.
+
 Precision (``precision=``)
     ``"bfloat16"`` runs convolutions and the head in bfloat16 (BatchNorm, losses and the
     host linear algebra stay float32/float64) for the indicators of :data:`BF16_SAFE`: those
@@ -131,16 +140,36 @@ def build_job(ctx: base.ScoringContext, job: Job) -> Callable:
 
 @dataclasses.dataclass
 class Compiled:
-    """A compiled job: ``run(encodings chunk) -> {name: (chunk,) array}``."""
+    """A compiled job: ``run(encodings chunk) -> {name: (chunk,) scores}`` on the host (NumPy),
+    i.e. ``finish(launch(chunk))``: ``launch`` runs the compiled program (asynchronously, its
+    device outputs: scores or intermediates such as NASWOT kernels), ``finish`` fetches them
+    and applies each indicator's host step (:meth:`~fbnas_jax.indicators.base.Indicator.finish_fn`)."""
 
     run: Callable[[np.ndarray], dict[str, Any]]
     compile_s: float
     memory_mb: float | None
     chunk: int
+    launch: Callable[[np.ndarray], Any] | None = None
+    finish: Callable[[Any], dict[str, np.ndarray]] | None = None
 
 
 def _as_dict(job: Job, out) -> dict:
     return out if isinstance(out, dict) else {job.names[0]: out}
+
+
+def job_finish(ctx: base.ScoringContext, job: Job) -> Callable[[Any], dict[str, np.ndarray]]:
+    """Device outputs of ``job`` for a chunk -> ``{name: scores (chunk,)}`` on the host.
+
+    Fetches them (``jax.device_get``) and applies each member's host step (float64 log-det,
+    eigenvalues, ...: ``Indicator.finish``), so no compiled program calls back into Python and
+    several devices (one per CPU core) can run any job side by side."""
+    steps = {name: base.get(name).finish_fn(ctx) for name in job.names}
+
+    def finish(out) -> dict[str, np.ndarray]:
+        out = jax.device_get(_as_dict(job, out))
+        return {k: np.asarray(steps[k](v)) for k, v in out.items()}
+
+    return finish
 
 
 def _memory_mb(compiled) -> float | None:
@@ -161,62 +190,28 @@ def compile_job(ctx: base.ScoringContext, job: Job, chunk: int, devs: list,
     non-zero weight runs, whatever the execution)."""
     t0 = time.perf_counter()
     fn = build_job(ctx, job)
+    finish = job_finish(ctx, job)
     ind = base.get(job.names[0])
     per_arch = ind.per_arch or job.group is not None
     if per_arch and job.execution == "loop" and len(devs) == 1:
         f, state = base.split_state(fn)
         compiled, state, place = _lower(f, state, jax.ShapeDtypeStruct(tuple(encoding_shape), encoding_dtype), devs)
 
-        def run(enc):
-            outs = [_as_dict(job, compiled(*state, place(e))) for e in enc]
-            return {k: jnp.stack([o[k] for o in outs]) for k in outs[0]}
+        def launch(enc):
+            outs = [compiled(*state, place(e)) for e in enc]
+            return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
     else:
         mapped = per_arch and job.execution != "vmap"
         if per_arch:
             fn = base.vectorize(fn, "map" if mapped else "vmap")
         f, state = base.split_state(fn)
         enc_struct = jax.ShapeDtypeStruct((chunk,) + tuple(encoding_shape), encoding_dtype)
-        if len(devs) > 1 and devs[0].platform == "cpu" and _has_host_callback(f, state, enc_struct):
-            devs = devs[:1]  # see _has_host_callback: several CPU devices in callbacks deadlock
         compiled, state, place = _lower(f, state, enc_struct, devs, sharded=True, per_device=mapped)
 
-        def run(enc):
-            return _as_dict(job, compiled(*state, place(enc)))
-    return Compiled(run, time.perf_counter() - t0, _memory_mb(compiled), chunk)
-
-
-def _has_host_callback(f, state, enc_struct) -> bool:
-    """Whether ``f`` calls back into Python (``jax.pure_callback``: NASWOT's log-det,
-    jacob_cov's eigenvalues, ntk_cond's condition number).
-
-    Why it matters: JAX's callback implementation first copies its operands onto the first
-    CPU device (``device_put(args, cpu:0)``). When several CPU devices (one per core) run such a
-    program side by side, device 1's callback waits for a copy queued behind device 0's
-    program, which is itself waiting in its own callback: a deadlock (observed with
-    jacob_cov on 2 devices, JAX 0.10.2; it struck at random, never with one device). Such
-    jobs run on one device.
-    """
-    jaxpr = jax.make_jaxpr(f)(*state, enc_struct)
-
-    def walk(jx) -> bool:
-        for eqn in jx.eqns:
-            if "callback" in eqn.primitive.name:
-                return True
-            for sub in _subjaxprs(eqn):
-                if walk(sub):
-                    return True
-        return False
-
-    return walk(jaxpr.jaxpr)
-
-
-def _subjaxprs(eqn):
-    for v in eqn.params.values():
-        for item in (v if isinstance(v, (tuple, list)) else (v,)):
-            if hasattr(item, "jaxpr") and hasattr(item.jaxpr, "eqns"):
-                yield item.jaxpr  # ClosedJaxpr
-            elif hasattr(item, "eqns"):
-                yield item  # Jaxpr
+        def launch(enc):
+            return compiled(*state, place(enc))
+    return Compiled(lambda enc: finish(launch(enc)), time.perf_counter() - t0, _memory_mb(compiled), chunk,
+                    launch, finish)
 
 
 def precision_agreement(ctx: base.ScoringContext, names: Sequence[str], encodings, *,
@@ -242,7 +237,7 @@ def precision_agreement(ctx: base.ScoringContext, names: Sequence[str], encoding
         scores = []
         for prec in ("float32", precision):
             comp = compile_job(ctx, dataclasses.replace(job, precision=prec), chunk, devs, enc.shape[1:], enc.dtype)
-            parts = [jax.device_get(comp.run(enc[i:i + chunk])) for i in range(0, len(enc), chunk)]
+            parts = [comp.run(enc[i:i + chunk]) for i in range(0, len(enc), chunk)]
             scores.append({k: np.concatenate([np.asarray(p[k], np.float64) for p in parts]) for k in parts[0]})
         for name in job.names:
             a, b = scores[0][name], scores[1][name]

@@ -31,23 +31,3 @@ def test_score_devices_flag_once_jax_runs():
             resolve_devices("cores")
     else:
         assert resolve_devices("cores") == "all"
-
-
-def test_host_callback_jobs_are_detected():
-    """Jobs calling back into Python run on one CPU device (engine._has_host_callback: JAX's
-    callback copies operands to cpu:0, which deadlocks when several CPU devices call back)."""
-    import jax.numpy as jnp
-    import numpy as np
-
-    from fbnas_jax import engine
-
-    enc = jax.ShapeDtypeStruct((4, 6), jnp.int32)
-
-    def host(x):
-        return jax.pure_callback(lambda a: np.asarray(a, np.float32) * 2, jax.ShapeDtypeStruct((), jnp.float32), x)
-
-    with_cb = lambda w, e: jax.lax.map(lambda r: host(jnp.sum(r * w)), e)  # noqa: E731
-    without = lambda w, e: jax.lax.map(lambda r: jnp.sum(r * w), e)  # noqa: E731
-    w = jnp.ones((6,), jnp.int32)
-    assert engine._has_host_callback(with_cb, (w,), enc)
-    assert not engine._has_host_callback(without, (w,), enc)

@@ -29,7 +29,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
     ctx = ScoringContext(net=net, variables=v, images=rng.normal(size=(10, 16, 16, 3)).astype(np.float32),
                          train_images=rng.normal(size=(2, 6, 16, 16, 3)).astype(np.float32))
     encs = np.concatenate([nb201.sample_encodings(rng, 9), np.zeros((1, 6), np.int32)])
-    # gamma: a table; expressivity: a host callback (one device); uncertainty: shard_map over 4
+    # gamma: a table; expressivity: kernels on 4 devices, log-det on the host; uncertainty: shard_map over 4
     names = ["gamma", "expressivity", "uncertainty"]
     one = score_architectures(ctx, names, encs, chunk_size=6, progress=False)
     many = score_architectures(ctx, names, encs, chunk_size=6, devices="all", progress=False)

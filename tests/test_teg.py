@@ -39,14 +39,14 @@ def test_kernel_regression_equals_numpy_solve():
     k_yx = rng.normal(size=(5, 9)) @ a.T
     t_x, t_y = rng.normal(size=(6, 3)), rng.normal(size=(5, 3))
     want = np.mean(np.sum((k_yx @ np.linalg.solve(k_xx, t_x) - t_y) ** 2, axis=1))
-    got = jax.jit(teg.kernel_regression_mse)(k_xx, k_yx, t_x, t_y)
+    got = teg.kernel_regression_mse(k_xx, k_yx, t_x, t_y)
     np.testing.assert_allclose(float(got), want, rtol=1e-5)
     ridge = 0.5 * np.mean(np.diag(k_xx))
     want_r = np.mean(np.sum((k_yx @ np.linalg.solve(k_xx + ridge * np.eye(6), t_x) - t_y) ** 2, axis=1))
     np.testing.assert_allclose(float(teg.kernel_regression_mse(k_xx, k_yx, t_x, t_y, ridge=0.5)), want_r, rtol=1e-5)
-    # batched (vmap) and a singular kernel -> NaN, not an exception
-    stacked = jax.vmap(teg.kernel_regression_mse)(np.stack([k_xx, np.zeros_like(k_xx)]), np.stack([k_yx] * 2),
-                                                  np.stack([t_x] * 2), np.stack([t_y] * 2))
+    # batched (leading axes) and a singular kernel -> NaN, not an exception
+    stacked = teg.kernel_regression_mse(np.stack([k_xx, np.zeros_like(k_xx)]), np.stack([k_yx] * 2),
+                                        np.stack([t_x] * 2), np.stack([t_y] * 2))
     np.testing.assert_allclose(float(stacked[0]), want, rtol=1e-5)
     assert np.isnan(stacked[1])
 
@@ -138,7 +138,8 @@ def gen(tiny_dataset):
     v = net.init(jax.random.PRNGKey(0), jnp.asarray(x[:1]), jnp.zeros((6,), jnp.int32))
     ctx = ScoringContext(net=net, init_variables=v, images=x, labels=y, key=jax.random.PRNGKey(1),
                          options={"teg_generalization": {"batch_size": 4, "repeats": 2}})
-    score = teg.map_archs(REGISTRY["teg_generalization"].build_arch(ctx))  # one compile per input form
+    ind = REGISTRY["teg_generalization"]
+    score = teg.map_archs(ind.build_arch(ctx), finish=ind.finish_fn(ctx))  # one compile per input form
     mask = np.ones((6, 5), np.float32)
     mask[:, 0] = 0
     weights = np.concatenate([_one_hot(ENCS), mask[None], (mask / mask.sum(-1, keepdims=True))[None]])

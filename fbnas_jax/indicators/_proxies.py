@@ -2,9 +2,9 @@
 
 Everything here acts on ONE architecture of the (fresh) supernet: ``variables`` is a
 supernet ``{'params', 'batch_stats'}`` and ``enc`` one int32 encoding of its space; the builders
-in :mod:`.training_free` ``jax.vmap`` these over a chunk of encodings. Host-side float64
-linear algebra (log-determinants, eigenvalues) goes through :func:`jax.pure_callback`
-with ``vmap_method="expand_dims"``, so it works under ``jit`` and ``vmap``.
+in :mod:`.training_free` ``jax.vmap`` these over a chunk of encodings. Float64 linear
+algebra (log-determinants, eigenvalues) is plain NumPy, applied on the host to what the
+compiled functions return (the indicators' ``finish`` steps).
 """
 from __future__ import annotations
 
@@ -79,53 +79,60 @@ def relu_kernel(net, variables, images, enc) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------- host linear algebra
+# Pure NumPy, float64, batched over leading axes: the host steps (``Indicator.finish``) that
+# turn a chunk of device intermediates into scores after ``jax.device_get``; no compiled
+# program calls back into Python (see :mod:`fbnas_jax.indicators.base`).
 
 
-def _host_logdet(k):
-    k = np.asarray(k, np.float64)
-    with np.errstate(all="ignore"):
-        _, logdet = np.linalg.slogdet(k)  # NASWOT: np.linalg.slogdet(K)[1] (log |det|)
-    return np.asarray(logdet, np.float32)
-
-
-def naswot_logdet(kernel) -> jax.Array:
-    """``log |det K|`` in float64 (NumPy on the host) of NASWOT kernel(s) ``(..., B, B)``.
+def naswot_logdet(kernel) -> np.ndarray:
+    """``log |det K|`` in float64 of NASWOT kernel(s) ``(..., B, B)``, as float32 ``(...)``.
 
     The kernel entries are integer counts (exact in float32 up to 2**24 units), but the
     determinant of a ~1e5-scaled, nearly singular 128x128 matrix is not reliable in float32,
-    so it is taken in float64. A singular kernel (e.g. all samples share one code) gives
-    ``-inf``. Works on NumPy arrays directly and on traced arrays (jit/vmap) via
-    :func:`jax.pure_callback`.
+    so it is taken in float64 (NASWOT: ``np.linalg.slogdet(K)[1]``). A singular kernel (e.g.
+    all samples share one code) gives ``-inf``.
     """
-    if isinstance(kernel, np.ndarray):
-        return _host_logdet(kernel)
-    kernel = jnp.asarray(kernel, jnp.float32)
-    return jax.pure_callback(_host_logdet, jax.ShapeDtypeStruct(kernel.shape[:-2], jnp.float32),
-                             kernel, vmap_method="expand_dims")
+    k = np.asarray(kernel, np.float64)
+    with np.errstate(all="ignore"):
+        _, logdet = np.linalg.slogdet(k)
+    return np.asarray(logdet, np.float32)
 
 
-def _host_jacob_cov(jac, k):
-    jac = np.asarray(jac, np.float64)
-    out = np.full(jac.shape[:-2], np.nan, np.float64)
-    for idx in np.ndindex(*jac.shape[:-2]):
-        j = jac[idx]
-        with np.errstate(all="ignore"):
-            corr = np.corrcoef(j)
-        if not np.all(np.isfinite(corr)):
-            continue  # a sample whose Jacobian is constant: correlation undefined -> NaN
-        v = np.linalg.eigvalsh(corr)
-        out[idx] = -np.sum(np.log(v + k) + 1.0 / (v + k))
+def jacobian_gram(jac) -> jax.Array:
+    """``Jc Jc^T`` (B, B) of input Jacobians ``(B, D)`` with each row centred (on device, float32).
+
+    What :func:`jacob_cov_score` needs of a ``(B, D)`` Jacobian (``np.corrcoef`` is this
+    matrix normalised by its diagonal): ``B x B`` numbers cross to the host instead of
+    ``B x D``. Exact zeros stay exact (an input-independent output gives a zero row: NaN).
+    """
+    jac = jnp.asarray(jac, jnp.float32)
+    centred = jac - jnp.mean(jac, axis=-1, keepdims=True)
+    return jnp.matmul(centred, jnp.swapaxes(centred, -1, -2), precision=jax.lax.Precision.HIGHEST)
+
+
+def jacob_cov_score(gram, k: float) -> np.ndarray:
+    """Mellor et al. (v1) score from centred Jacobian Gram matrices ``(..., B, B)``
+    (:func:`jacobian_gram`), float64: correlation ``G_ij / sqrt(G_ii G_jj)`` clipped to
+    [-1, 1] (as ``np.corrcoef``), eigenvalues ``v``, ``-sum(log(v + k) + 1/(v + k))``.
+    A sample whose Jacobian is constant (zero centred row): correlation undefined, NaN."""
+    g = np.asarray(gram, np.float64)
+    out = np.full(g.shape[:-2], np.nan, np.float64)
+    with np.errstate(all="ignore"):
+        d = np.sqrt(np.diagonal(g, axis1=-2, axis2=-1))
+        corr = np.clip(g / d[..., :, None] / d[..., None, :], -1.0, 1.0)
+    ok = np.all(np.isfinite(corr), axis=(-2, -1)) & np.all(d > 0, axis=-1)
+    if ok.any():
+        v = np.linalg.eigvalsh(corr[ok])
+        out[ok] = -np.sum(np.log(v + k) + 1.0 / (v + k), axis=-1)
     return out.astype(np.float32)
 
 
-def jacob_cov_score(jac, k: float) -> jax.Array:
-    """Mellor et al. (v1) score of input Jacobians ``(..., B, D)``, in float64 on the host."""
-    return jax.pure_callback(lambda j: _host_jacob_cov(j, k),
-                             jax.ShapeDtypeStruct(jac.shape[:-2], jnp.float32), jac,
-                             vmap_method="expand_dims")
+def condition_number(gram) -> np.ndarray:
+    """lambda_max / lambda_min of symmetric ``(..., B, B)`` matrices, float64 eigenvalues.
 
-
-def _host_cond(gram):
+    As TE-NAS: a NaN (0/0, e.g. an all-zero NTK) becomes 1e5. A lambda_min that rounds to
+    zero or below gives +inf or a negative value; :func:`ntk_cond_score` maps those to +inf.
+    """
     g = np.asarray(gram, np.float64)
     ev = np.linalg.eigvalsh(g)  # ascending, batched over leading axes
     with np.errstate(all="ignore"):
@@ -134,14 +141,12 @@ def _host_cond(gram):
     return np.nan_to_num(cond, nan=1e5, posinf=np.inf, neginf=-np.inf).astype(np.float32)
 
 
-def condition_number(gram) -> jax.Array:
-    """lambda_max / lambda_min of symmetric ``(..., B, B)`` matrices, float64 on the host.
-
-    As TE-NAS: a NaN (0/0, e.g. an all-zero NTK) becomes 1e5. A lambda_min that rounds to
-    zero or below gives +inf or a negative value; callers map those to +inf.
-    """
-    return jax.pure_callback(_host_cond, jax.ShapeDtypeStruct(gram.shape[:-2], jnp.float32), gram,
-                             vmap_method="expand_dims")
+def ntk_cond_score(grams) -> np.ndarray:
+    """``-mean_r cond(NTK_r)`` of NTK Gram matrices ``(..., R, B, B)`` (R repeats); a
+    non-positive condition (lambda_min <= 0: ill-conditioned) counts as +inf."""
+    cond = condition_number(grams)
+    cond = np.where(cond > 0, cond, np.float32(np.inf))
+    return (-np.mean(cond, axis=-1)).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- proxies (one arch)

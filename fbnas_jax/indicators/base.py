@@ -20,6 +20,16 @@ Indicators that need the same forward/backward declare a ``group``
 builds one function computing all of them from one pass (e.g. snip, grad_norm, fisher and
 grasp from one cross-entropy gradient).
 
+Host step (``finish``). Some scores end in float64 linear algebra that XLA should not do
+(NASWOT's log-determinant, jacob_cov's and TE-NAS's eigenvalues, TEG-NAS's kernel
+regression). Such an indicator's compiled function returns the small device intermediate
+instead of the score (a ``(B, B)`` kernel, a Gram matrix, a pytree of them) and
+``finish(ctx)`` gives a pure NumPy function mapping a *chunk* of those (leading axis = the
+architectures, on the host) to float32 scores ``(n,)``. The engine applies it per chunk after
+``jax.device_get`` (:func:`fbnas_jax.engine.compile_job`), so no compiled program calls back
+into Python: several devices (one per CPU core) run them side by side. Code that runs
+``build`` / ``build_arch`` itself applies :meth:`Indicator.finish_fn` to what comes out.
+
 Every indicator is oriented so that **higher predicts better**; ``sign_note`` documents the
 orientation (e.g. TE-NAS's NTK condition number is negated).
 
@@ -37,6 +47,12 @@ import jax
 
 ScoreFn = Callable[[Any], Any]  # encodings (n, *encoding_shape) int32 -> scores (n,) float32
 ArchFn = Callable[[Any], Any]  # one encoding (*encoding_shape,) int32 -> score () float32 (or a dict of them)
+HostFn = Callable[[Any], Any]  # a chunk of device outputs (NumPy, leading axis n) -> scores (n,) float32
+
+
+def as_scores(out) -> Any:
+    """The host step of indicators whose compiled function already returns scores."""
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +96,8 @@ class Indicator:
     group: str | None = None
     #: search spaces the indicator is implemented for (empty: any); ``"all"`` skips the others
     spaces: tuple[str, ...] = ()
+    #: host step (see the module doc): ``finish(ctx) -> f(chunk of device outputs) -> (n,) scores``
+    finish: Callable[[ScoringContext], HostFn] | None = None
 
     def __post_init__(self):
         if self.build is None and self.build_arch is not None:
@@ -89,6 +107,11 @@ class Indicator:
     @property
     def per_arch(self) -> bool:
         return self.build_arch is not None
+
+    def finish_fn(self, ctx: ScoringContext) -> HostFn:
+        """The host step for ``ctx``: what ``build``'s outputs (a chunk, fetched to the host)
+        go through to become scores; :func:`as_scores` for indicators without one."""
+        return as_scores if self.finish is None else self.finish(ctx)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,9 +30,9 @@ Indicators and the choices made
     batch statistics give every subnet correctly normalised activations, and NASWOT itself
     scores untrained nets in train mode. Running statistics are not updated (the
     ``batch_stats`` collection is not mutable). ``K`` is accumulated in float32 inside the
-    compiled function -- its entries are integer counts, exact up to 2**24 units -- and the
-    log-determinant is taken in **NumPy float64** (``np.linalg.slogdet``, as NASWOT does) via
-    ``jax.pure_callback``. A singular kernel (e.g. ``all-none``: every sample has the same
+    compiled function -- its entries are integer counts, exact up to 2**24 units -- which
+    returns it; the log-determinant is taken on the host in **NumPy float64**
+    (``np.linalg.slogdet``, as NASWOT does), per chunk (the indicator's ``finish``). A singular kernel (e.g. ``all-none``: every sample has the same
     code) gives ``-inf``: the worst possible score, not an error. Higher = more distinct
     activation patterns = more expressive.
 ``supernet_accuracy`` / ``supernet_neg_loss``
@@ -92,12 +92,13 @@ SUPERNET_FORWARD = ("expressivity", "supernet_accuracy", "supernet_neg_loss")
 
 def supernet_forward(net, variables, images, labels, encoding, want=SUPERNET_FORWARD) -> dict:
     """``want`` (subset of :data:`SUPERNET_FORWARD`) from ONE forward of the held batch with
-    inherited weights and batch statistics (NASWOT codes recorded only if expressivity is wanted)."""
+    inherited weights and batch statistics (NASWOT codes recorded only if expressivity is wanted;
+    ``"expressivity"`` is the (B, B) kernel: its log-det is the indicator's host step)."""
     mode = ForwardMode(train=True, relu_kernel="expressivity" in want)
     logits, state = net.apply(variables, images, encoding, mode=mode, mutable=["relu_kernel"])
     out = {}
-    if "expressivity" in want:
-        out["expressivity"] = naswot_logdet(relu_kernel_total(state["relu_kernel"]))
+    if "expressivity" in want:  # the (B, B) kernel; the log-det is the host step (finish)
+        out["expressivity"] = relu_kernel_total(state["relu_kernel"])
     if "supernet_accuracy" in want:
         out["supernet_accuracy"] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
     if "supernet_neg_loss" in want:
@@ -112,7 +113,7 @@ def _forward_arch(variables, images, labels, e, *, net, names):
 
 
 def _expressivity_arch(variables, images, e, *, net):
-    return naswot_logdet(relu_kernel(net, variables, images, e))
+    return relu_kernel(net, variables, images, e)  # (B, B); finish: naswot_logdet
 
 
 def mc_bn_probs(net, variables, train_images, images, encoding, *, stacked: bool = False):
@@ -221,7 +222,7 @@ register(Indicator(
     description="sum over cells/ops of mean |gamma|/sqrt(running_var+eps) of each chosen op's last BN"))
 register(Indicator(
     "expressivity", None, "supernet", needs=_SUPERNET + ("images",), build_arch=_build_expressivity,
-    group="supernet_forward",
+    group="supernet_forward", finish=lambda ctx: naswot_logdet,
     sign_note="higher = larger NASWOT log|det K| (more distinct ReLU codes)",
     description="NASWOT Hamming-kernel log-det of the subnet with inherited weights, batch statistics, "
                 "float64 slogdet on host; -inf if singular"))

@@ -74,6 +74,7 @@ architectures or stacks of them (searches, pruning).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -87,7 +88,8 @@ from fbnas_jax.models.nb201_thin import ThinNB201, init_thin
 from fbnas_jax.spaces import of_network
 
 __all__ = ["DEFAULT_OPTIONS", "TEG_COMPONENTS", "resolve_options", "centred_one_hot", "per_sample_grads",
-           "kernel_regression_mse", "ntk_regression_mse", "generalization", "build_generalization",
+           "kernel_regression_mse", "ntk_regression_kernels", "generalization_kernels", "generalization_score",
+           "build_generalization", "finish_generalization",
            "count_unique_rows", "tenas_crops", "thin_linear_regions", "build_linear_regions_tenas",
            "jit_arch", "map_archs"]
 
@@ -154,9 +156,13 @@ def per_sample_grads(net, variables, images, arch, params: str = "cells") -> jax
     return jnp.concatenate([r.reshape(b, -1) for r in jax.tree.leaves(rows)], axis=1)
 
 
-def _host_regression_mse(k_xx, k_yx, t_x, t_y, ridge):
+def kernel_regression_mse(k_xx, k_yx, t_x, t_y, ridge: float = 0.0) -> np.ndarray:
+    """``mean_i sum_c ((K_yx (K_xx + ridge*mean(diag)*I)^-1 T_x) - T_y)^2`` in float64 (NumPy).
+
+    Shapes ``(..., B, B)``, ``(..., B', B)``, ``(..., B, C)``, ``(..., B', C)`` -> float32
+    ``(...)``. A singular ``K_xx`` gives NaN. The host step of ``teg_generalization``.
+    """
     k_xx, k_yx, t_x, t_y = (np.asarray(a, np.float64) for a in (k_xx, k_yx, t_x, t_y))
-    ridge = float(np.asarray(ridge).reshape(-1)[0])
     out = np.full(k_xx.shape[:-2], np.nan, np.float64)
     n = k_xx.shape[-1]
     for idx in np.ndindex(*k_xx.shape[:-2]):
@@ -173,22 +179,10 @@ def _host_regression_mse(k_xx, k_yx, t_x, t_y, ridge):
     return out.astype(np.float32)
 
 
-def kernel_regression_mse(k_xx, k_yx, t_x, t_y, ridge: float = 0.0) -> jax.Array:
-    """``mean_i sum_c ((K_yx (K_xx + ridge*mean(diag)*I)^-1 T_x) - T_y)^2``, float64 on the host.
-
-    Shapes ``(..., B, B)``, ``(..., B', B)``, ``(..., B, C)``, ``(..., B', C)``; jit- and
-    vmap-safe (:func:`jax.pure_callback`). A singular ``K_xx`` gives NaN.
-    """
-    k_xx = jnp.asarray(k_xx, jnp.float32)
-    args = (k_xx, jnp.asarray(k_yx, jnp.float32), jnp.asarray(t_x, jnp.float32), jnp.asarray(t_y, jnp.float32),
-            jnp.full(k_xx.shape[:-2], ridge, jnp.float32))
-    return jax.pure_callback(_host_regression_mse, jax.ShapeDtypeStruct(k_xx.shape[:-2], jnp.float32), *args,
-                             vmap_method="expand_dims")
-
-
-def ntk_regression_mse(net, variables, x_train, y_train, x_test, y_test, arch, *, ridge: float = 0.0,
-                       params: str = "cells") -> jax.Array:
-    """TEG-NAS's MSE (eq. 9) for ONE init and one (train, held-out) pair of batches."""
+def ntk_regression_kernels(net, variables, x_train, y_train, x_test, y_test, arch, *,
+                           params: str = "cells") -> tuple:
+    """``(K_xx, K_yx, T_x, T_y)`` of TEG-NAS's MSE (eq. 9) for ONE init and one (train,
+    held-out) pair of batches (on device); :func:`kernel_regression_mse` finishes it."""
     num_classes = int(getattr(net, "num_classes", 10))
     if x_train.shape == x_test.shape:  # one compiled backward for both batches (each its own BN statistics)
         j_x, j_y = jax.lax.map(lambda xb: per_sample_grads(net, variables, xb, arch, params),
@@ -196,23 +190,26 @@ def ntk_regression_mse(net, variables, x_train, y_train, x_test, y_test, arch, *
     else:
         j_x = per_sample_grads(net, variables, x_train, arch, params)
         j_y = per_sample_grads(net, variables, x_test, arch, params)
-    return kernel_regression_mse(j_x @ j_x.T, j_y @ j_x.T, centred_one_hot(y_train, num_classes),
-                                 centred_one_hot(y_test, num_classes), ridge)
+    return (j_x @ j_x.T, j_y @ j_x.T, centred_one_hot(y_train, num_classes), centred_one_hot(y_test, num_classes))
 
 
-def generalization(net, variables, x_train, y_train, x_test, y_test, arch, *, ridge: float = 0.0,
-                   params: str = "cells") -> jax.Array:
-    """``teg_generalization`` of one architecture: ``-mean_r MSE_r`` (higher = better).
+def generalization_kernels(net, variables, x_train, y_train, x_test, y_test, arch, *, params: str = "cells") -> tuple:
+    """The device part of ``teg_generalization`` for one architecture: the
+    :func:`ntk_regression_kernels` of every repeat, stacked (leading axis R).
 
     ``variables``, ``x_*``, ``y_*`` carry a leading repeat axis R (stacked inits and
-    batches); ``arch`` is an int encoding (6,) or op weights (6, 5). Any non-finite repeat
-    (singular kernel) gives ``-inf``.
+    batches); ``arch`` is an int encoding (6,) or op weights (6, 5).
     """
-    mses = jax.lax.map(lambda a: ntk_regression_mse(net, a[0], a[1], a[2], a[3], a[4], arch, ridge=ridge,
-                                                    params=params),
+    return jax.lax.map(lambda a: ntk_regression_kernels(net, a[0], a[1], a[2], a[3], a[4], arch, params=params),
                        (variables, x_train, y_train, x_test, y_test))
-    mean = jnp.mean(mses)
-    return jnp.where(jnp.all(jnp.isfinite(mses)), -mean, -jnp.inf)
+
+
+def generalization_score(kernels, ridge: float = 0.0) -> np.ndarray:
+    """``teg_generalization`` from a chunk of :func:`generalization_kernels` outputs (each
+    ``(n, R, ...)``): ``-mean_r MSE_r`` (higher = better); any non-finite repeat (singular
+    kernel) gives ``-inf``."""
+    mses = kernel_regression_mse(*kernels, ridge=ridge).astype(np.float64)  # (n, R)
+    return np.where(np.all(np.isfinite(mses), axis=-1), -np.mean(mses, axis=-1), -np.inf).astype(np.float32)
 
 
 def _fresh_variables(ctx: ScoringContext, r: int, input_shape):
@@ -252,8 +249,8 @@ def _check(ctx: ScoringContext, name: str, fields):
         raise ValueError(f"indicator {name!r} is implemented for NB201 networks, not {of_network(ctx.net).name}")
 
 
-def _generalization_arch(vs, xtr, ytr, xte, yte, arch, *, net, ridge, params):
-    return generalization(net, vs, xtr, ytr, xte, yte, arch, ridge=ridge, params=params)
+def _generalization_arch(vs, xtr, ytr, xte, yte, arch, *, net, params):
+    return generalization_kernels(net, vs, xtr, ytr, xte, yte, arch, params=params)
 
 
 def build_generalization(ctx: ScoringContext):
@@ -261,8 +258,12 @@ def build_generalization(ctx: ScoringContext):
     :func:`fbnas_jax.indicators.base.bind_state`); ``arch`` (6,) int or (6, 5) float."""
     _check(ctx, "teg_generalization", ("net", "init_variables", "images", "labels"))
     opts = resolve_options("teg_generalization", ctx)
-    return bind_state(_generalization_arch, *regression_batches(ctx, opts), net=ctx.net,
-                      ridge=float(opts["ridge"]), params=str(opts["params"]))
+    return bind_state(_generalization_arch, *regression_batches(ctx, opts), net=ctx.net, params=str(opts["params"]))
+
+
+def finish_generalization(ctx: ScoringContext):
+    """Host step of ``teg_generalization`` (option ``ridge``): :func:`generalization_score`."""
+    return functools.partial(generalization_score, ridge=float(resolve_options("teg_generalization", ctx)["ridge"]))
 
 
 # ----------------------------------------------------------------------------- linear regions
@@ -333,18 +334,25 @@ def build_linear_regions_tenas(ctx: ScoringContext):
 # ----------------------------------------------------------------------------- compiled helpers
 
 
-def jit_arch(fn):
+def jit_arch(fn, finish=None):
     """``arch -> score`` compiled once, the state of a :func:`bind_state` function passed as
-    arguments (not baked in as constants). Recompiles only per input form ((6,) vs (6, 5))."""
+    arguments (not baked in as constants). Recompiles only per input form ((6,) vs (6, 5)).
+    ``finish``: the indicator's host step (:meth:`~fbnas_jax.indicators.base.Indicator.finish_fn`),
+    applied to the output on the host."""
     f, state = split_state(fn)
     compiled = jax.jit(f)
-    return lambda arch: compiled(*state, arch)
+    if finish is None:
+        return lambda arch: compiled(*state, arch)
+    one = lambda out: jax.tree.map(lambda a: np.asarray(a)[None], out)  # noqa: E731  (a chunk of one)
+    return lambda arch: finish(one(jax.device_get(compiled(*state, arch))))[0]
 
 
-def map_archs(fn, strategy: str = "map"):
+def map_archs(fn, strategy: str = "map", finish=None):
     """``archs (n, 6) | (n, 6, 5) -> scores (n,)`` compiled once per shape (``lax.map`` or
-    ``vmap`` over the stack; :func:`fbnas_jax.indicators.base.vectorize`)."""
-    return jit_arch(vectorize(fn, strategy))
+    ``vmap`` over the stack; :func:`fbnas_jax.indicators.base.vectorize`), then ``finish``
+    (the indicator's host step, if any) on the host."""
+    run = jit_arch(vectorize(fn, strategy))
+    return run if finish is None else (lambda archs: finish(jax.device_get(run(archs))))
 
 
 # ----------------------------------------------------------------------------- registry
@@ -354,7 +362,7 @@ register(Indicator(
     ("net", "init_variables", "images", "labels"),
     "minus TEG-NAS's NTK kernel-regression MSE on a held-out batch; higher = better generalization",
     "TEG-NAS generalization: NTK kernel regression K_yx K_xx^-1 Y_x, cell parameters, 64+64 images, 3 inits",
-    per_arch_cost="gradient", build_arch=build_generalization, spaces=("nb201",)))
+    per_arch_cost="gradient", build_arch=build_generalization, spaces=("nb201",), finish=finish_generalization))
 register(Indicator(
     "linear_regions_tenas", None, "training_free", ("net", "images"),
     "number of distinct ReLU patterns of TE-NAS's thin net (C=1, 3x3 crops); higher = more expressive",

@@ -14,7 +14,8 @@ Registered indicators (all oriented **higher = better**):
 * ``jacob_cov`` (training_free): Mellor et al. (v1): eigenvalues v of the correlation matrix of the
   per-sample input Jacobians of the summed output (train-mode BN, one
   batched backward), score ``-sum(log(v + k) + 1/(v + k))``, k = 1e-5,
-  batch 128; correlation + eigvalsh in float64 (host).
+  batch 128; centred Jacobian Gram on device (float32), correlation +
+                   eigvalsh in float64 (host).
 * ``synflow`` (training_free): **natural log** of SynFlow (Tanaka et al. 2020 / Abdelfattah et al.
   2021): params -> |params|, one all-ones input, R = sum of output,
   ``sum |theta * dR/dtheta|`` over conv/linear weights. BN removed
@@ -105,10 +106,11 @@ Infinite / NaN scores are left for the engine to report; they are never clipped 
 
 Cost notes: ``ntk_cond`` materialises per-sample gradients, B x (all supernet "weight"
 params) floats per architecture (about 0.4 GB for C=16, N=5, B=64), so the engine should use
-small chunks for it; naswot / jacob_cov / ntk_cond move a (B, B) or (B, H*W*3) array per
-architecture to the host for the float64 step (``jax.pure_callback``, vmap-safe; under
-multi-device sharding the callback gathers to the host). ``grasp`` is second order
-(one extra jvp through the backward pass).
+small chunks for it; naswot / jacob_cov / ntk_cond return a (B, B) matrix per architecture
+(ReLU-code kernel, centred input-Jacobian Gram, NTK per repeat) and their float64 step
+(log-det, eigenvalues) runs on the host per chunk (``finish``, :mod:`.base`): no callback
+inside the compiled programs, so several devices (CPU cores) run them side by side.
+``grasp`` is second order (one extra jvp through the backward pass).
 """
 from __future__ import annotations
 
@@ -120,13 +122,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from fbnas_jax.indicators import _proxies as P
-from fbnas_jax.indicators._proxies import condition_number, count_patterns, naswot_logdet  # noqa: F401
+from fbnas_jax.indicators._proxies import (  # noqa: F401
+    condition_number, count_patterns, jacob_cov_score, naswot_logdet, ntk_cond_score,
+)
 from fbnas_jax.indicators.base import (
     Group, Indicator, ScoringContext, bind_state, register, register_group, vectorize,
 )
 from fbnas_jax.spaces import of_network
 
-__all__ = ["DEFAULT_OPTIONS", "resolve_options", "naswot_logdet", "condition_number", "count_patterns"]
+__all__ = ["DEFAULT_OPTIONS", "resolve_options", "naswot_logdet", "condition_number", "count_patterns",
+           "jacob_cov_score", "ntk_cond_score"]
 
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "naswot": {"batch_size": 128, "repeats": 1},  # Mellor et al. 2021 (v2)
@@ -198,11 +203,12 @@ def _single(ctx, opts, labels=False):
 # Per-architecture builders (``build_arch``): ``bind_state(f, *arrays, **static)`` with
 # ``f(*arrays, encoding) -> score``; the engine runs them over a chunk with vmap, lax.map or
 # a loop (see :func:`fbnas_jax.indicators.base.vectorize`) and passes the fresh supernet and
-# the image batch to the compiled ``f`` as arguments, never as constants.
+# the image batch to the compiled ``f`` as arguments, never as constants. naswot, jacob_cov
+# and ntk_cond return a (B, B) matrix instead, finished on the host (``finish`` below).
 
 
 def _naswot_arch(v, x, e, *, net):
-    return naswot_logdet(P.relu_kernel(net, v, x, e))
+    return P.relu_kernel(net, v, x, e)  # (B, B); finish: naswot_logdet
 
 
 def build_naswot(ctx: ScoringContext):
@@ -210,14 +216,18 @@ def build_naswot(ctx: ScoringContext):
     return bind_state(_naswot_arch, *_single(ctx, resolve_options("naswot", ctx)), net=ctx.net)
 
 
-def _jacob_cov_arch(v, x, e, *, net, k):
-    return P.jacob_cov_score(P.jacobian_of_sum(net, v, x, e), k)
+def _jacob_cov_arch(v, x, e, *, net):
+    return P.jacobian_gram(P.jacobian_of_sum(net, v, x, e))  # (B, B); finish: jacob_cov_score
 
 
 def build_jacob_cov(ctx: ScoringContext):
     _check(ctx, "jacob_cov")
-    opts = resolve_options("jacob_cov", ctx)
-    return bind_state(_jacob_cov_arch, *_single(ctx, opts), net=ctx.net, k=float(opts["k"]))
+    return bind_state(_jacob_cov_arch, *_single(ctx, resolve_options("jacob_cov", ctx)), net=ctx.net)
+
+
+def finish_jacob_cov(ctx: ScoringContext):
+    """Host step of ``jacob_cov``: centred Jacobian Grams ``(n, B, B)`` -> scores (option ``k``)."""
+    return functools.partial(jacob_cov_score, k=float(resolve_options("jacob_cov", ctx)["k"]))
 
 
 def _synflow_arch(v, e, *, net, shape):
@@ -250,10 +260,7 @@ build_grad_norm = _ce_builder("grad_norm")
 
 
 def _ntk_cond_arch(vs, xs, e, *, net):
-    grams = jax.lax.map(lambda vx: P.ntk_gram(net, vx[0], vx[1], e), (vs, xs))  # (R, B, B)
-    cond = condition_number(grams)
-    cond = jnp.where(cond > 0, cond, jnp.inf)  # lambda_min <= 0: ill-conditioned
-    return -jnp.mean(cond, axis=-1)
+    return jax.lax.map(lambda vx: P.ntk_gram(net, vx[0], vx[1], e), (vs, xs))  # (R, B, B); finish: ntk_cond_score
 
 
 def build_ntk_cond(ctx: ScoringContext):
@@ -289,23 +296,19 @@ def build_ce_group(ctx: ScoringContext, names):
                       names=tuple(names))
 
 
-def _input_group_arch(v, x, e, *, net, names, k):
+def _input_group_arch(v, x, e, *, net, names):
     out = P.input_family(net, v, x, e, names)
-    res = {}
-    if "naswot" in out:
-        res["naswot"] = naswot_logdet(out["naswot"])
     if "jacob_cov" in out:
-        res["jacob_cov"] = P.jacob_cov_score(out["jacob_cov"], k)
-    return res
+        out["jacob_cov"] = P.jacobian_gram(out["jacob_cov"])
+    return out  # {name: (B, B)}: each member's finish makes it a score
 
 
 def build_input_group(ctx: ScoringContext, names):
     """naswot's ReLU codes and jacob_cov's input Jacobian from one forward (same batch)."""
     for n in names:
         _check(ctx, n)
-    k = float(resolve_options("jacob_cov", ctx)["k"])
     return bind_state(_input_group_arch, *_single(ctx, resolve_options(names[0], ctx)), net=ctx.net,
-                      names=tuple(names), k=k)
+                      names=tuple(names))
 
 
 def _host_costs(encodings, *, space, settings, which):
@@ -313,31 +316,26 @@ def _host_costs(encodings, *, space, settings, which):
     return np.asarray(costs, np.float32)
 
 
-def _cost_builder(which: int):
-    """Params (0) or FLOPs (1) in millions from the space's exact cost model, on the host.
+def build_costs(ctx: ScoringContext):
+    """The compiled part of ``params`` / ``flops``: the encodings themselves (the cost model
+    is NumPy -- an NB101 cell's channel split is not a table lookup -- so it is the host step)."""
+    if ctx.net is None:
+        raise ValueError("cost indicators need ScoringContext.net")
+    return lambda encodings: jnp.asarray(encodings, jnp.int32)
 
-    The cost model is NumPy (an NB101 cell's channel split is not a table lookup), so the
-    compiled function calls it through :func:`jax.pure_callback`; the chunk of encodings is
-    the only thing that crosses to the host.
-    """
-    def build(ctx: ScoringContext):
-        if ctx.net is None:
-            raise ValueError("cost indicators need ScoringContext.net")
+
+def _cost_finish(which: int):
+    """Host step: params (0) or FLOPs (1) in millions of a chunk of encodings, from the
+    space's exact cost model."""
+    def finish(ctx: ScoringContext):
         space = of_network(ctx.net)
         size = 32 if ctx.images is None else int(np.asarray(ctx.images).shape[1])
         settings = space.network().cost_settings(ctx.net, size)
-        host = functools.partial(_host_costs, space=space, settings=settings, which=which)
-
-        def fn(encodings):
-            enc = jnp.asarray(encodings, jnp.int32)
-            return jax.pure_callback(host, jax.ShapeDtypeStruct(enc.shape[:1], jnp.float32), enc,
-                                     vmap_method="sequential")
-        return fn
-    return build
+        return functools.partial(_host_costs, space=space, settings=settings, which=which)
+    return finish
 
 
-build_params = _cost_builder(0)
-build_flops = _cost_builder(1)
+build_params = build_flops = build_costs
 
 # ----------------------------------------------------------------------------- registry
 
@@ -346,10 +344,12 @@ _NEEDS_L = _NEEDS + ("labels",)
 
 register(Indicator("naswot", None, "training_free", _NEEDS,
                    "log|det| of the ReLU-code Hamming kernel; higher = more distinct codes = better",
-                   "NASWOT (Mellor et al. 2021)", per_arch_cost="forward", build_arch=build_naswot, group="input_pass"))
+                   "NASWOT (Mellor et al. 2021)", per_arch_cost="forward", build_arch=build_naswot, group="input_pass",
+                   finish=lambda ctx: naswot_logdet))
 register(Indicator("jacob_cov", None, "training_free", _NEEDS,
                    "-sum(log(v+k)+1/(v+k)) of Jacobian-correlation eigenvalues; higher = less correlated = better",
-                   "Jacobian covariance (Mellor et al., NASWOT v1)", per_arch_cost="gradient", build_arch=build_jacob_cov, group="input_pass"))
+                   "Jacobian covariance (Mellor et al., NASWOT v1)", per_arch_cost="gradient", build_arch=build_jacob_cov,
+                   group="input_pass", finish=finish_jacob_cov))
 register(Indicator("synflow", None, "training_free", _NEEDS,
                    "natural log of SynFlow (monotone transform); higher = better",
                    "SynFlow (Tanaka et al. 2020; Abdelfattah et al. 2021)", per_arch_cost="gradient", build_arch=build_synflow))
@@ -367,16 +367,17 @@ register(Indicator("grad_norm", None, "training_free", _NEEDS_L,
                    "Gradient norm (Abdelfattah et al. 2021)", per_arch_cost="gradient", build_arch=build_grad_norm, group="ce_grads"))
 register(Indicator("ntk_cond", lambda ctx: vectorize(build_ntk_cond(ctx), "map"), "training_free", _NEEDS,
                    "NEGATED NTK condition number (TE-NAS: higher condition = worse), so higher = better",
-                   "TE-NAS NTK condition number (Chen et al. 2021)", per_arch_cost="gradient", build_arch=build_ntk_cond))
+                   "TE-NAS NTK condition number (Chen et al. 2021)", per_arch_cost="gradient", build_arch=build_ntk_cond,
+                   finish=lambda ctx: ntk_cond_score))
 register(Indicator("linear_regions", None, "training_free", _NEEDS,
                    "number of distinct ReLU activation patterns; higher = more expressive = better",
                    "TE-NAS number of linear regions (Chen et al. 2021)", per_arch_cost="forward", build_arch=build_linear_regions))
 register(Indicator("params", build_params, "cost", ("net",),
                    "parameters in millions; naive baseline: higher = better",
-                   "parameter count (the space's benchmark counting)", per_arch_cost="table"))
+                   "parameter count (the space's benchmark counting)", per_arch_cost="table", finish=_cost_finish(0)))
 register(Indicator("flops", build_flops, "cost", ("net",),
                    "FLOPs in millions; naive baseline: higher = better",
-                   "FLOPs (the space's benchmark counting)", per_arch_cost="table"))
+                   "FLOPs (the space's benchmark counting)", per_arch_cost="table", finish=_cost_finish(1)))
 
 register_group(Group("ce_grads", ("snip", "grad_norm", "fisher", "grasp"), _batch_key, build_ce_group))
 register_group(Group("input_pass", ("naswot", "jacob_cov"), _batch_key, build_input_group))

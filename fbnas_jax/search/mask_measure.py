@@ -67,7 +67,7 @@ def indicator_measure(net, names: Sequence[str], images, labels=None, *, seed: i
         opts[n]["repeats"] = 1
     net = with_strategy(net, "switch" if execution == "map" else "select")
     network = of_network(net).network()
-    fns, states = {}, {n: [] for n in names}
+    fns, states, finishes = {}, {n: [] for n in names}, {n: [] for n in names}
     shape = tuple(images.shape[1:])
     init = jax.jit(lambda k: network.init_variables(net, k, shape))  # one compilation for every repeat
     for r in range(int(repeats)):
@@ -80,19 +80,20 @@ def indicator_measure(net, names: Sequence[str], images, labels=None, *, seed: i
             f, state = ind_base.split_state(ind.build_arch(ctx))
             fns[ind.name] = f
             states[ind.name].append(state)
+            finishes[ind.name].append(ind.finish_fn(ctx))  # host step (e.g. ntk_cond's eigenvalues)
     stacked = {n: jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *states[n]) for n in names}
 
     def run(states, masks):
         def one(mask):
-            return {n: jax.lax.map(lambda st, n=n: jnp.asarray(fns[n](*st, mask), jnp.float32), states[n])
-                    for n in names}
+            return {n: jax.lax.map(lambda st, n=n: fns[n](*st, mask), states[n]) for n in names}
         return jax.vmap(one)(masks) if execution == "vmap" else jax.lax.map(one, masks)
 
     compiled = jax.jit(run)
 
     def measure(masks) -> dict[str, np.ndarray]:
-        out = compiled(stacked, jnp.asarray(masks, jnp.float32))
-        return {n: np.asarray(v, np.float64).T for n, v in out.items()}  # (n, R) -> (R, n)
+        out = jax.device_get(compiled(stacked, jnp.asarray(masks, jnp.float32)))  # {name: (n, R, ...)}
+        return {n: np.stack([np.asarray(fin(jax.tree.map(lambda a, r=r: a[:, r], out[n])), np.float64)
+                             for r, fin in enumerate(finishes[n])]) for n in names}  # (R, n)
 
     measure.names = tuple(names)
     measure.options = {n: dict(o) for n, o in opts.items()}
