@@ -71,7 +71,6 @@ SCRIPT = textwrap.dedent("""
     raw["jacobian"] = np.stack([np.asarray(jac(jnp.asarray(e))) for e in encs])
     np.savez(os.path.join(out_dir, "raw.npz"), **raw)
     print(json.dumps(out))
-    print(out["seconds"], file=sys.stderr)
 """)
 
 
