@@ -62,6 +62,7 @@ PRESETS = {
             "--tag", "gpu"],
     "smoke": ["--sizes", "4:1:3", "--batch-size", "8", "--ntk-batch-size", "8", "--mc-samples", "3",
               "--mc-batch-size", "8", "--image-size", "16", "--repeats", "1", "--chunk-size", "3", "--cpi-archs", "3",
+              "--ref-archs", "2", "--proxy-chunks", "ntk_cond=1",
               "--tag", "smoke"],
 }
 
@@ -79,7 +80,15 @@ def parse_args(argv=None):
     p.add_argument("--bn-mode", default="bnnas", choices=("bnnas", "fair"),
                    help="bnnas = NB201's TinyNetwork exactly; fair = FBN-NAS (BN after skip/pool too)")
     p.add_argument("--chunk-size", type=int, default=0, help="our architectures per compiled call (0: engine default)")
+    p.add_argument("--proxy-chunks", default="", metavar="NAME=N,...",
+                   help="per-proxy chunk sizes over --chunk-size, e.g. ntk_cond=8,grasp=25 (per-sample gradients "
+                        "of a large supernet need smaller chunks; on a GPU the engine also halves a chunk whose "
+                        "compiled program would not fit the memory)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved timing repeats (median reported)")
+    p.add_argument("--ref-archs", type=int, default=0,
+                   help="PyTorch loop over only the first N architectures (0: all). Its archs/s does not depend "
+                        "on N (one architecture at a time), while ours needs full chunks: on a GPU, ours scores "
+                        "hundreds and the loop a few dozen; values are compared on those N"),
     p.add_argument("--device", default="cpu", help="PyTorch device (cpu | cuda); JAX uses its default backend")
     p.add_argument("--ours-only", action="store_true", help="skip the PyTorch side (no torch needed)")
     p.add_argument("--image-size", type=int, default=32, help="synthetic image side (tests use 16)")
@@ -96,6 +105,9 @@ def parse_args(argv=None):
     p.add_argument("--cpi-archs", type=int, default=0,
                    help="also time CPI (uncertainty+trainability+expressivity) over this many archs per size "
                         "and extrapolate to all 15,625 (0: skip)")
+    p.add_argument("--cpi-full-under", type=float, default=0, metavar="S",
+                   help="then score CPI over all 15,625 too, measured rather than extrapolated, when the "
+                        "extrapolation says it takes under S seconds (0: never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(HERE / "results" / "vs_pytorch"))
     p.add_argument("--tag", default=None, help="output name suffix (default: the JAX backend)")
@@ -116,10 +128,17 @@ def parse_args(argv=None):
             p.error(f"--sizes entries must be positive, got {item!r}")
         args.size_list.append((c, n, a))
     args.proxy_list = [s.strip() for s in args.proxies.split(",") if s.strip()]
+    args.chunk_of = {}
+    for item in filter(None, (s.strip() for s in args.proxy_chunks.split(","))):
+        name, _, value = item.partition("=")
+        if name not in PROXIES or not value.isdigit() or int(value) < 1:
+            p.error(f"--proxy-chunks entries are PROXY=N with N >= 1 and PROXY one of {', '.join(PROXIES)}, "
+                    f"got {item!r}")
+        args.chunk_of[name] = int(value)
     bad = [s for s in args.proxy_list if s not in PROXIES]
     if bad:
         p.error(f"unknown proxies {bad}; choose from {', '.join(PROXIES)}")
-    if args.repeats < 1 or args.batch_size < 2 or args.ntk_batch_size < 2:
+    if args.repeats < 1 or args.batch_size < 2 or args.ntk_batch_size < 2 or args.ref_archs < 0:
         p.error("--repeats must be >= 1 and batch sizes >= 2")
     return args
 
@@ -172,7 +191,9 @@ def compile_ours(setup: dict, name: str, chunk: int, execution: str = "auto", pr
     chunk = chunk or min(len(setup["archs"]), 16)
     chunk = -(-chunk // len(devs)) * len(devs)  # a multiple of the device count (the last chunk is padded)
     job = engine.plan(ctx, [name], execution=execution, precision=precision)[0]
-    compiled = engine.compile_job(ctx, job, chunk, devs, of_network(ctx.net).encoding_shape)
+    compiled = engine.compile_fitting(ctx, job, chunk, devs, of_network(ctx.net).encoding_shape,
+                                      log=lambda m: print("            " + m, flush=True))
+    chunk = compiled.chunk  # halved where the device memory asked for it
     info = {"chunk": chunk, "devices": len(devs), "execution": job.execution, "precision": job.precision, "memory_mb": compiled.memory_mb}
     return (lambda enc: scoring._run_chunks(compiled.run, enc, chunk)[name]), compiled.compile_s, info
 
@@ -180,25 +201,38 @@ def compile_ours(setup: dict, name: str, chunk: int, execution: str = "auto", pr
 def measure_cpi(setup: dict, args) -> dict:
     """CPI (uncertainty + trainability + expressivity) as ``fbnas score --indicators cpi`` runs
     it (:func:`fbnas_jax.scoring.score_architectures`) over ``--cpi-archs`` architectures:
-    compile and run seconds per component job, archs/s, and the extrapolation to all 15,625."""
-    from fbnas_jax import scoring
+    compile and run seconds per component job, archs/s, and the extrapolation to all 15,625
+    (then all 15,625 measured, when ``--cpi-full-under`` allows)."""
     from fbnas_jax.spaces import nb201
 
     rng = np.random.default_rng([args.seed, 7])
     enc = nb201.sample_encodings(rng, args.cpi_archs)
+    out = _score_cpi(setup, args, enc)
+    out["all_15625_min"] = (nb201.NUM_ARCHS / out["archs_per_s"] + out["compile_s"]) / 60
+    print(f"            cpi: {out['archs_per_s']:.3g} archs/s (compile {out['compile_s']:.1f} s): all 15,625 in "
+          f"~{out['all_15625_min']:.1f} min", flush=True)
+    if 0 < out["all_15625_min"] * 60 < args.cpi_full_under:
+        full = _score_cpi(setup, args, nb201.all_encodings())
+        out["all_15625_measured"] = full
+        print(f"            cpi, all 15,625 measured: {full['run_s']:.1f} s + compile {full['compile_s']:.1f} s",
+              flush=True)
+    return out
+
+
+def _score_cpi(setup: dict, args, enc) -> dict:
+    from fbnas_jax import scoring
+
+    t0 = time.perf_counter()
     res = scoring.score_architectures(setup["ctx"], ["cpi"], enc, chunk_size=args.chunk_size or 16,
                                       execution=args.execution, progress=False, devices=_jax_devices())
+    wall_s = time.perf_counter() - t0
     jobs = {}
     for name, t in res.timings.items():
         if "job" in t:
-            jobs[t["job"]] = {k: t[k] for k in ("compile_s", "run_s", "execution", "chunk_size")}
+            jobs[t["job"]] = {k: t[k] for k in ("compile_s", "run_s", "execution", "chunk_size", "memory_mb")}
     run_s = sum(j["run_s"] for j in jobs.values())
-    compile_s = sum(j["compile_s"] for j in jobs.values())
-    out = {"archs": int(len(enc)), "jobs": jobs, "run_s": run_s, "compile_s": compile_s,
-           "archs_per_s": len(enc) / run_s, "all_15625_min": (nb201.NUM_ARCHS / (len(enc) / run_s) + compile_s) / 60}
-    print(f"            cpi: {out['archs_per_s']:.3g} archs/s (compile {compile_s:.1f} s): all 15,625 in "
-          f"~{out['all_15625_min']:.1f} min", flush=True)
-    return out
+    return {"archs": int(len(enc)), "jobs": jobs, "run_s": run_s, "compile_s": sum(j["compile_s"] for j in jobs.values()),
+            "wall_s": wall_s, "archs_per_s": len(enc) / run_s, "finite": int(np.isfinite(res.scores["cpi"]).sum())}
 
 
 def _jax_devices() -> list:
@@ -220,10 +254,11 @@ def torch_side(setup: dict, args):
 
     dev = torch.device(args.device)
     kw = dict(channels=setup["channels"], cells=setup["cells"], bn_mode=args.bn_mode)
-    nets = [build_ported(a, setup["variables"], **kw).to(dev) for a in setup["archs"]]
+    archs = setup["archs"][:args.ref_archs or None]
+    nets = [build_ported(a, setup["variables"], **kw).to(dev) for a in archs]
     nets_nobn = None
     if "synflow" in args.proxy_list:
-        nets_nobn = [build_ported(a, setup["variables"], use_bn=False, **kw).to(dev) for a in setup["archs"]]
+        nets_nobn = [build_ported(a, setup["variables"], use_bn=False, **kw).to(dev) for a in archs]
     x = nchw(setup["images"]).to(dev)
     y = torch.as_tensor(setup["labels"], dtype=torch.int64, device=dev)
     mc = torch.stack([nchw(m) for m in setup["mc"]]).to(dev)
@@ -261,7 +296,8 @@ def measure_size(args, channels: int, cells: int, n_archs: int, on_row=None) -> 
     ts = None if args.ours_only else torch_side(setup, args)
     rows = []
     for name in args.proxy_list:
-        run, compile_s, mem = compile_ours(setup, name, args.chunk_size, args.execution, args.precision)
+        run, compile_s, mem = compile_ours(setup, name, args.chunk_of.get(name, args.chunk_size), args.execution,
+                                           args.precision)
         t_ours, t_ref, ours_vals, ref_vals = [], [], None, None
         for r in range(args.repeats):
             order = ("ours", "ref") if r % 2 == 0 else ("ref", "ours")
@@ -279,12 +315,15 @@ def measure_size(args, channels: int, cells: int, n_archs: int, on_row=None) -> 
                "ours_s": t_ours, "ours_archs_per_s": len(enc) / statistics.median(t_ours),
                "ours_values": [float(v) for v in ours_vals]}
         if ts is not None:
+            n_ref = len(ref_vals)
+            row["ref_archs"] = n_ref
+            ours_cmp = ours_vals[:n_ref]
             ref_total = None
             if name == "fisher":
                 ref_total = [float(v[1]) for v in ref_vals]
                 ref_vals = [v[0] for v in ref_vals]
-            mx, med = rel_diff(ours_vals, ref_vals)
-            row.update({"ref_s": t_ref, "ref_archs_per_s": len(enc) / statistics.median(t_ref),
+            mx, med = rel_diff(ours_cmp, ref_vals)
+            row.update({"ref_s": t_ref, "ref_archs_per_s": n_ref / statistics.median(t_ref),
                         "ref_values": [float(v) for v in ref_vals], "max_rel_diff": mx, "median_rel_diff": med})
             if ref_total is not None:
                 row["ref_total"] = ref_total
@@ -339,7 +378,9 @@ def markdown(out: dict) -> str:
              ""]
     for size in out["sizes"]:
         has_ref = any("ref_archs_per_s" in r for r in size["rows"])
-        lines += [f"## C={size['channels']}, N={size['cells']}: {size['archs']} architectures", ""]
+        n_ref = min((r.get("ref_archs", size["archs"]) for r in size["rows"]), default=size["archs"])
+        loop_note = f" (the PyTorch loop on the first {n_ref}; values compared there)" if n_ref < size["archs"] else ""
+        lines += [f"## C={size['channels']}, N={size['cells']}: {size['archs']} architectures{loop_note}", ""]
         if has_ref:
             lines += ["| proxy | ours, archs/s | PyTorch loop, archs/s | ours / PyTorch | our compile, s | "
                       "max rel. diff |", "|---|---|---|---|---|---|"]
@@ -356,6 +397,10 @@ def markdown(out: dict) -> str:
             lines.append(f"CPI (uncertainty + trainability + expressivity, `score_architectures`): "
                          f"{cp['archs_per_s']:.3g} archs/s over {cp['archs']} archs, compile {cp['compile_s']:.1f} s; "
                          f"all 15,625 extrapolated: {cp['all_15625_min']:.1f} min.")
+            if "all_15625_measured" in cp:
+                full = cp["all_15625_measured"]
+                lines.append(f"CPI over all 15,625, measured: {full['run_s']:.1f} s of scoring + {full['compile_s']:.1f} s "
+                             f"of compilation ({full['wall_s']:.1f} s wall, {full['finite']} finite scores).")
         lines.append("")
     if not out.get("complete", True):
         lines += ["**Partial: the run was still going (or was stopped) when this was written.**", ""]

@@ -278,3 +278,38 @@ def _lower(f, state, enc_struct, devs, sharded: bool = False, per_device: bool =
     structs = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=getattr(a, "sharding", None)),
                            state)
     return jitted.lower(*structs, enc_struct).compile(), state, place
+
+
+def memory_limit_mb(device) -> float | None:
+    """Memory the chunk's program may take on ``device``: 90 % of what JAX's allocator may use
+    there (``bytes_limit``: on a GPU, by default 75 % of the card), or None where the backend
+    does not say (a CPU: host memory, not checked)."""
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # noqa: BLE001  (CPU backends raise or return None)
+        return None
+    limit = stats.get("bytes_limit")
+    return 0.9 * limit / 2**20 if limit else None
+
+
+def compile_fitting(ctx: base.ScoringContext, job: Job, chunk: int, devs: list, encoding_shape: tuple[int, ...],
+                    encoding_dtype: Any = jnp.int32, *, limit_mb: float | None = None, log=None) -> Compiled:
+    """:func:`compile_job` with the chunk halved until the compiled program's memory (XLA's
+    own analysis: arguments, outputs and temporaries) fits ``limit_mb`` (default
+    :func:`memory_limit_mb` of the first device; None: no check). Why: a vmapped chunk of a
+    large supernet (C=16, N=5, per-sample gradients) can need more than a GPU holds, and an
+    out-of-memory error only comes at run time, after the compilation; the analysis comes
+    before any run. The chunk stays a multiple of ``len(devs)``. ``Compiled.chunk`` is the
+    chunk used; ``Compiled.compile_s`` counts every compilation tried."""
+    limit = memory_limit_mb(devs[0]) if limit_mb is None else limit_mb
+    spent = 0.0
+    while True:
+        compiled = compile_job(ctx, job, chunk, devs, encoding_shape, encoding_dtype)
+        spent += compiled.compile_s
+        mem = compiled.memory_mb
+        if limit is None or mem is None or mem <= limit or chunk <= len(devs):
+            return dataclasses.replace(compiled, compile_s=spent)
+        smaller = max(len(devs), (chunk // 2) // len(devs) * len(devs))
+        if log is not None:
+            log(f"{job.label}: chunk {chunk} needs {mem:.0f} MB > {limit:.0f} MB; recompiling for {smaller}")
+        chunk = smaller

@@ -273,14 +273,16 @@ class Scorer:
             if self.log is not None:
                 self.log(f"{name}: compiling (XLA, chunks of {self.chunk} architectures) ...")
             job = engine.plan(self.ctx, [name], execution=self.execution, precision=self.precision)[0]
-            self._runs[name] = engine.compile_job(self.ctx, job, self.chunk, self.devs, space.encoding_shape)
+            self._runs[name] = engine.compile_fitting(self.ctx, job, self.chunk, self.devs, space.encoding_shape,
+                                                      log=self.log)
         enc = space.validate_batch(encodings)
-        many = len(enc) > self.chunk  # a long call (a reference set): a bar, and an estimate once
+        chunk = self._runs[name].chunk  # smaller than self.chunk where the device memory asked for it
+        many = len(enc) > chunk  # a long call (a reference set): a bar, and an estimate once
         hook = None
         if many and self.log is not None and ind.per_arch_cost != "table" and name not in self._estimated:
             self._estimated.add(name)
-            hook = _estimate(self.log, name, len(enc), self.chunk, self.devs[0].platform)
-        return _run_chunks(self._runs[name].run, enc, self.chunk, desc=name, progress=self.progress and many,
+            hook = _estimate(self.log, name, len(enc), chunk, self.devs[0].platform)
+        return _run_chunks(self._runs[name].run, enc, chunk, desc=name, progress=self.progress and many,
                            on_first_chunk=hook)[name]
 
 
@@ -323,7 +325,11 @@ def score_architectures(ctx: base.ScoringContext, indicators: Sequence[str] | st
             used_chunk = chunk
         if log is not None:
             log(f"{job.label}: compiling (XLA, chunks of {chunk} architectures, {job.execution}) ...")
-        compiled = engine.compile_job(ctx, job, chunk, devs, space.encoding_shape)
+        compiled = engine.compile_fitting(ctx, job, chunk, devs, space.encoding_shape, log=log)
+        if compiled.chunk != chunk:  # the device memory asked for a smaller chunk
+            chunk = compiled.chunk
+            if not table:
+                used_chunk = chunk
         hook = _estimate(log, job.label, n, chunk, devs[0].platform) if log is not None and not table else None
         t0 = time.perf_counter()
         vals = _run_chunks(compiled.run, enc, chunk, desc=job.label, progress=progress, on_first_chunk=hook)

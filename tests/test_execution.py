@@ -312,3 +312,28 @@ def test_pooling_as_shifted_sums_equals_reduce_window():
         f, g = (lambda x, p=p: jnp.sum(jnp.sin(3.0 * p(x))) for p in (ours, ref))
         for order in (lambda f, *a: jax.grad(f)(*a), lambda f, *a: _second_order(f, *a)[0]):
             np.testing.assert_allclose(order(f, x), order(g, x), rtol=1e-4, atol=1e-5)
+
+
+def test_compile_fitting_halves_the_chunk_to_the_memory_limit(ctx, monkeypatch):
+    """A program that would not fit the device memory is recompiled for smaller chunks
+    (XLA's memory analysis, before any run), and the scores do not change."""
+    job = engine.plan(ctx, ["expressivity"], execution="vmap")[0]
+    devs = [jax.local_devices()[0]]
+    big = engine.compile_job(ctx, job, 4, devs, (6,))
+    small = engine.compile_job(ctx, job, 1, devs, (6,))
+    assert big.memory_mb is not None and small.memory_mb < big.memory_mb
+    logged = []
+    fitted = engine.compile_fitting(ctx, job, 4, devs, (6,), limit_mb=big.memory_mb - 1e-3, log=logged.append)
+    assert fitted.chunk == 2 and "recompiling for 2" in logged[0]
+    assert fitted.compile_s > 0 and fitted.memory_mb < big.memory_mb
+    assert engine.compile_fitting(ctx, job, 4, devs, (6,), limit_mb=0.0).chunk == 1  # never below one architecture
+    # score_architectures takes the device's limit (here: forced) and reports the chunk it used
+    monkeypatch.setattr(engine, "memory_limit_mb", lambda device: small.memory_mb + 1e-3)
+    res = score_architectures(ctx, ["expressivity"], ARCHS[:4], chunk_size=4, execution="vmap", progress=False)
+    assert res.chunk_size == 1 and res.timings["expressivity"]["chunk_size"] == 1
+    _close(res.scores["expressivity"], np.concatenate([small.run(a[None])["expressivity"] for a in ARCHS[:4]]),
+           "expressivity, fitted chunk")
+
+
+def test_memory_limit_is_unknown_on_cpu():
+    assert engine.memory_limit_mb(jax.local_devices()[0]) is None or jax.default_backend() != "cpu"

@@ -58,14 +58,20 @@ def test_every_reference_proxy_matches_ours(tmp_path):
         tol = 1e-3 if name in ("grasp", "ntk_cond", "jacob_cov") else 1e-4  # second order / eigenvalues
         assert r["max_rel_diff"] < tol, (name, r["ours_values"], r["ref_values"])
         assert r["ours_archs_per_s"] > 0 and r["ref_archs_per_s"] > 0
+        assert r["ref_archs"] == 2 and len(r["ref_values"]) == 2 and len(r["ours_values"]) == 3  # --ref-archs 2
+        assert (r["chunk"] < 3) == (name == "ntk_cond")  # --proxy-chunks ntk_cond=1 (rounded to the devices)
     # fisher: the reference's own total weights each layer by its fan-in, so it is larger
     assert all(t >= c for t, c in zip(by_name["fisher"]["ref_total"], by_name["fisher"]["ref_values"]))
     assert size["cpi"]["archs"] == 3 and size["cpi"]["all_15625_min"] > 0
     md = (tmp_path / "vs_pytorch_smoke.md").read_text()
-    assert "| naswot |" in md and "fan-in" in md and "CPI" in md
+    assert "| naswot |" in md and "fan-in" in md and "CPI" in md and "the PyTorch loop on the first 2" in md
 
 
 def test_cli_rejects_bad_sizes(capsys):
     with pytest.raises(SystemExit):
         vs_pytorch.parse_args(["--sizes", "8:1"])
     assert "C:N:archs" in capsys.readouterr().err
+    for bad in ("ntk_cond", "ntk_cond=0", "nope=4"):
+        with pytest.raises(SystemExit):
+            vs_pytorch.parse_args(["--proxy-chunks", bad])
+        assert "PROXY=N" in capsys.readouterr().err

@@ -5,6 +5,7 @@
 #   bash benchmarks/device/nb201_gpu.sh --stage supernets    # call 1: train 3 supernets, score, analyze
 #   bash benchmarks/device/nb201_gpu.sh --stage standalone   # call 2: FBN-NAS Figs. 2-3 (stand-alone nets)
 #   bash benchmarks/device/nb201_gpu.sh --stage teg_searches # TE-NAS/TEG pruning + TEG evolution (issue 11)
+#   bash benchmarks/device/nb201_gpu.sh --stage perf         # the scoring engine vs PyTorch, CPI time (issue 14; no data)
 #
 # Data: the device machine cannot see ../shared. `--prepare` copies the CIFAR-10 archive and the
 # NB201 truth CSV from $FBNAS_SHARED_DATA (default ../shared/data) into ./.data; name it in the
@@ -89,6 +90,66 @@ stage_teg_indicators() {  # default budget 540 s: Kendall tau of the TEG indicat
 }
 BUDGET_teg_indicators=540
 
+stage_perf() {  # default budget 560 s: the scoring engine on the GPU (issue 14); needs no data (synthetic images)
+  # Steps in order of importance, each stopped at its own limit and at the stage's deadline (a step that
+  # cannot get 30 s is skipped and listed); every step rewrites its JSON/markdown as it goes:
+  #   1. CPI (uncertainty + trainability + expressivity) over 2,000 archs at C=16, N=5, vmap, chunk <= 256
+  #      (the engine halves a chunk whose compiled program exceeds the GPU memory), extrapolated to 15,625,
+  #      then all 15,625 measured if the extrapolation says under 75 s
+  #   2. side by side with the PyTorch loop (CUDA), every proxy, C=8, N=1: ours on 400 archs, the loop on
+  #      the first 20 (its archs/s does not depend on the count), 2 interleaved repeats
+  #   3. the same at C=16, N=5 (ours 200, the loop 10), forward proxies first: on this CPU the vmapped
+  #      gradient programs at this size compile for minutes (synflow 200 s), the forward ones in ~7 s
+  #   4. fp32 vs bf16 rank agreement of 64 archs at C=16, N=5, the forward indicators
+  #   5. CPI with the lax.map execution (only the chosen ops), 500 archs
+  local deadline=$(( $(date +%s) + BUDGET - 20 )) dir=$RESULTS/perf
+  mkdir -p "$dir"
+  step() {  # step LIMIT_S NAME CMD...: run CMD for at most LIMIT_S (and never past the deadline)
+    local limit=$1 name=$2; shift 2
+    local left=$(( deadline - $(date +%s) ))
+    if [ "$left" -lt 30 ]; then echo "== $name: skipped, ${left}s left"; return; fi
+    [ "$limit" -le "$left" ] || limit=$left
+    echo "== $name (limit ${limit}s) $(date -u +%T)"
+    local t0; t0=$(date +%s)
+    timeout --signal=INT --kill-after=10 "$limit" "$@"
+    echo "== $name: rc=$? in $(( $(date +%s) - t0 ))s"
+    # results come back even if the whole call is cut (one file: the device returns at most 8)
+    tar -czf "$OUT/perf_partial.tar.gz" -C "$RESULTS" perf "device_perf.log" 2> /dev/null
+  }
+  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>&1
+  nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv 2>&1 | head -3
+  # sizes: gpu (the device run) | smoke (CPU, tiny: the test of this stage)
+  local big=16:5 small=8:1 n_big=200 n_small=400 ref_big=10 ref_small=20 cpi=2000 cpi_map=500 bf=64 dev=cuda
+  local ch_big=100 ch_small=200 ch_cpi=256 ch_map=64 ch_bf=32 full_under=75 extra=""
+  local chunks_big=ntk_cond=4,grasp=10,snip=25,grad_norm=25,fisher=25,jacob_cov=50
+  local chunks_small=ntk_cond=20,grasp=50,snip=100,grad_norm=100,fisher=100,jacob_cov=100
+  if [ "$PRESET" = smoke ]; then
+    big=4:1 small=4:1 n_big=4 n_small=4 ref_big=2 ref_small=2 cpi=8 cpi_map=4 bf=4 dev=cpu
+    ch_big=4 ch_small=4 ch_cpi=4 ch_map=2 ch_bf=2 chunks_big=ntk_cond=2 chunks_small=ntk_cond=2
+    extra="--batch-size 8 --ntk-batch-size 8 --mc-samples 2 --mc-batch-size 8 --image-size 16"
+  fi
+  local vp=benchmarks/vs_pytorch.py ours_only=""
+  if ! "$PY" -c "import sys, torch; sys.exit(0 if '$dev' == 'cpu' or torch.cuda.is_available() else 1)" 2> /dev/null; then
+    ours_only=--ours-only; echo "no PyTorch for $dev: the side by side runs ours only"
+  fi
+  local order=naswot,expressivity,uncertainty,linear_regions,jacob_cov,snip,grad_norm,fisher,synflow,ntk_cond,grasp
+  # shellcheck disable=SC2086  # $extra is a list of flags on purpose
+  {
+  step 130 cpi_vmap "$PY" $vp --ours-only --sizes $big:1 --proxies "" --cpi-archs $cpi --chunk-size $ch_cpi \
+    --execution vmap --cpi-full-under $full_under --out "$dir" --tag cpi_vmap $extra
+  step 170 side_by_side_small "$PY" $vp $ours_only --device $dev --sizes $small:$n_small --ref-archs $ref_small --repeats 2 \
+    --proxies $order --chunk-size $ch_small --proxy-chunks $chunks_small --out "$dir" --tag side_by_side_small $extra
+  step 190 side_by_side_big "$PY" $vp $ours_only --device $dev --sizes $big:$n_big --ref-archs $ref_big --repeats 2 \
+    --proxies $order --chunk-size $ch_big --proxy-chunks $chunks_big --out "$dir" --tag side_by_side_big $extra
+  step 70 bf16 "$PY" benchmarks/bf16_ranks.py --sizes $big:$bf --chunk-size $ch_bf --out "$dir" --tag bf16 \
+    --indicators naswot,expressivity,supernet_accuracy,uncertainty ${extra:+--setup "$extra"}
+  step 60 cpi_map "$PY" $vp --ours-only --sizes $big:1 --proxies "" --cpi-archs $cpi_map --chunk-size $ch_map \
+    --execution map --out "$dir" --tag cpi_map $extra
+  }
+}
+BUDGET_perf=560
+NEEDS_DATA_perf=0
+
 # ---------------------------------------------------------------------------- no edits needed below
 STAGE=supernets
 prepare() {  # copy the two data files into ./.data (git-ignored), the folder `carry` names
@@ -114,20 +175,23 @@ fi
 
 export PRESET=${FBNAS_PRESET:-gpu}
 DATA=${FBNAS_DATA_DIR:-$PWD/.data}
-OUT=${OUT:-$PWD/device_out}
+export OUT=${OUT:-$PWD/device_out}
 default_budget=BUDGET_$STAGE
 export BUDGET=${FBNAS_STAGE_BUDGET_S:-${!default_budget:-540}}
 export OVERRIDES=${FBNAS_OVERRIDES:-}
 export WORK=${FBNAS_WORK_DIR:-$PWD/.device_work}
 export RESULTS=$WORK/results/$PRESET
-export PY=${PYTHON:-python3}
+export PY=${PYTHON:-python3} PYTHONUNBUFFERED=1
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 export FBNAS_CIFAR10_ARCHIVE=$DATA/cifar10-jpeg.tar.gz
 export FBNAS_NB201_CSV=$DATA/nb201_cifar10_accuracy.csv
 export FBNAS_CACHE_DIR=${FBNAS_CACHE_DIR:-$WORK/cache}  # decoded images (.npz), XLA compilation cache (xla/)
 export MPLBACKEND=Agg TQDM_DISABLE=1  # progress bars would flood the log that comes back
+needs_data=NEEDS_DATA_$STAGE
 for f in "$FBNAS_CIFAR10_ARCHIVE" "$FBNAS_NB201_CSV"; do
-  if [ ! -f "$f" ]; then echo "error: $f is missing: fill $DATA first (see --help)" >&2; exit 2; fi
+  if [ "${!needs_data:-1}" = 1 ] && [ ! -f "$f" ]; then
+    echo "error: $f is missing: fill $DATA first (see --help)" >&2; exit 2
+  fi
 done
 mkdir -p "$RESULTS" "$OUT" "$FBNAS_CACHE_DIR"
 LOG=$RESULTS/device_$STAGE.log
