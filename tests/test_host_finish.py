@@ -1,8 +1,8 @@
 """Host steps (``Indicator.finish``): naswot / jacob_cov / ntk_cond finished on the host.
 
 One subprocess with two forced CPU devices (as ``fbnas score --devices auto`` on 2 cores)
-scores a tiny NB201 supernet (C=4, N=1, 16x16, batch 8) through the engine on one device and
-on two (``shard_map`` over ``lax.map``), and dumps the device quantities of each
+scores a tiny NB201 supernet (C=4, N=1, 16x16, batch 8) through the engine on one device (``loop``
+execution: one compiled call per architecture) and on two (``map``: ``shard_map`` over ``lax.map``), and dumps the device quantities of each
 architecture (the engine's ReLU-code kernels and NTKs per repeat, and the *raw* input Jacobian). This file
 then checks the engine's scores against the pre-change formulas written out in NumPy
 (float64 slogdet; ``np.corrcoef`` + eigvalsh; eigvalsh condition number with TE-NAS's NaN
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 K = 1e-5  # jacob_cov's k
 
 SCRIPT = textwrap.dedent("""
-    import os, sys, json, time
+    import dataclasses, os, sys, json, time
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     import jax, jax.numpy as jnp, numpy as np
     from fbnas_jax.runtime import enable_compilation_cache
@@ -58,7 +58,7 @@ SCRIPT = textwrap.dedent("""
         t0 = time.perf_counter()
         f, state = base.split_state(base.vectorize(engine.build_job(ctx, job), "map"))
         out["callbacks"][job.label] = has_callback(jax.make_jaxpr(f)(*state, jnp.asarray(encs)).jaxpr)
-        one = engine.compile_job(ctx, job, 4, devs[:1], (6,))
+        one = engine.compile_job(ctx, dataclasses.replace(job, execution="loop"), 4, devs[:1], (6,))  # per arch
         dev_out = engine._as_dict(job, jax.device_get(one.launch(encs)))  # (4, B, B) / (4, R, B, B)
         raw.update({k: np.asarray(a) for k, a in dev_out.items()})
         out["one"].update({k: a.tolist() for k, a in one.finish(dev_out).items()})
