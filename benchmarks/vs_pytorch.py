@@ -198,11 +198,12 @@ def compile_ours(setup: dict, name: str, chunk: int, execution: str = "auto", pr
     return (lambda enc: scoring._run_chunks(compiled.run, enc, chunk)[name]), compiled.compile_s, info
 
 
-def measure_cpi(setup: dict, args) -> dict:
+def measure_cpi(setup: dict, args, on_part=None) -> dict:
     """CPI (uncertainty + trainability + expressivity) as ``fbnas score --indicators cpi`` runs
     it (:func:`fbnas_jax.scoring.score_architectures`) over ``--cpi-archs`` architectures:
     compile and run seconds per component job, archs/s, and the extrapolation to all 15,625
-    (then all 15,625 measured, when ``--cpi-full-under`` allows)."""
+    (then all 15,625 measured, when ``--cpi-full-under`` allows). ``on_part(partial dict)``
+    after the sample (results as they go)."""
     from fbnas_jax.spaces import nb201
 
     rng = np.random.default_rng([args.seed, 7])
@@ -211,6 +212,8 @@ def measure_cpi(setup: dict, args) -> dict:
     out["all_15625_min"] = (nb201.NUM_ARCHS / out["archs_per_s"] + out["compile_s"]) / 60
     print(f"            cpi: {out['archs_per_s']:.3g} archs/s (compile {out['compile_s']:.1f} s): all 15,625 in "
           f"~{out['all_15625_min']:.1f} min", flush=True)
+    if on_part is not None:
+        on_part(out)
     if 0 < out["all_15625_min"] * 60 < args.cpi_full_under:
         full = _score_cpi(setup, args, nb201.all_encodings())
         out["all_15625_measured"] = full
@@ -334,7 +337,8 @@ def measure_size(args, channels: int, cells: int, n_archs: int, on_row=None) -> 
             on_row({"channels": channels, "cells": cells, "archs": int(len(enc)), "rows": rows})
     out = {"channels": channels, "cells": cells, "archs": int(len(enc)), "encodings": enc.tolist(), "rows": rows}
     if args.cpi_archs > 0:
-        out["cpi"] = measure_cpi(setup, args)
+        part = None if on_row is None else (lambda cp: on_row(dict(out, cpi=cp)))
+        out["cpi"] = measure_cpi(setup, args, on_part=part)
     return out
 
 
