@@ -16,8 +16,11 @@ Needs PyTorch (``pip install -e .[bench]``); ``--ours-only`` runs without it (e.
 machine without a CUDA PyTorch). One command reproduces the committed CPU table::
 
     PYTHONPATH=. python benchmarks/vs_pytorch.py --preset cpu   # C=8/N=1 x 20, C=16/N=5 x 4, CPI x 64
-    PYTHONPATH=. python benchmarks/vs_pytorch.py --preset gpu   # cuda PyTorch; 200 archs per size
+    PYTHONPATH=. python benchmarks/vs_pytorch.py --preset gpu   # cuda PyTorch; C=8/N=1, ours 400, the loop 20
     PYTHONPATH=. python benchmarks/vs_pytorch.py --preset gpu --ours-only   # no CUDA PyTorch there
+
+On the lent device, the stages ``perf`` and ``perf_big`` of ``benchmarks/device/nb201_gpu.sh`` run
+this script in time-limited steps (CPI, both sizes, bf16 ranks), sized from the first GPU run.
 
 No network access is needed (synthetic images, fresh weights). Results are rewritten after
 every proxy, so a run stopped by a time limit keeps what it measured (``"complete": false``).
@@ -58,8 +61,10 @@ NOTES = {
 #: named defaults (``--preset``); explicit flags override them
 PRESETS = {
     "cpu": ["--sizes", "8:1:20,16:5:4", "--cpi-archs", "64"],
-    "gpu": ["--device", "cuda", "--sizes", "8:1:200,16:5:200", "--chunk-size", "100", "--cpi-archs", "2000",
-            "--tag", "gpu"],
+    # chunks from the first GPU run (H200): gradient proxies need ~60 MB per architecture at C=8, N=1
+    "gpu": ["--device", "cuda", "--sizes", "8:1:400", "--ref-archs", "20", "--chunk-size", "200", "--proxy-chunks",
+            "ntk_cond=20,grasp=50,snip=100,grad_norm=100,fisher=100,jacob_cov=100", "--cpi-archs", "0",
+            "--repeats", "2", "--tag", "gpu"],
     "smoke": ["--sizes", "4:1:3", "--batch-size", "8", "--ntk-batch-size", "8", "--mc-samples", "3",
               "--mc-batch-size", "8", "--image-size", "16", "--repeats", "1", "--chunk-size", "3", "--cpi-archs", "3",
               "--ref-archs", "2", "--proxy-chunks", "ntk_cond=1",
