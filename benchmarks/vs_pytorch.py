@@ -16,8 +16,11 @@ Needs PyTorch (``pip install -e .[bench]``); ``--ours-only`` runs without it (e.
 machine without a CUDA PyTorch). One command reproduces the committed CPU table::
 
     PYTHONPATH=. python benchmarks/vs_pytorch.py --preset cpu   # C=8/N=1 x 20, C=16/N=5 x 4, CPI x 64
-    PYTHONPATH=. python benchmarks/vs_pytorch.py --preset gpu   # cuda PyTorch; 200 archs per size
+    PYTHONPATH=. python benchmarks/vs_pytorch.py --preset gpu   # cuda PyTorch; C=8/N=1, ours 400, the loop 20
     PYTHONPATH=. python benchmarks/vs_pytorch.py --preset gpu --ours-only   # no CUDA PyTorch there
+
+On the lent device, the stages ``perf`` and ``perf_big`` of ``benchmarks/device/nb201_gpu.sh`` run
+this script in time-limited steps (CPI, both sizes, bf16 ranks), sized from the first GPU run.
 
 No network access is needed (synthetic images, fresh weights). Results are rewritten after
 every proxy, so a run stopped by a time limit keeps what it measured (``"complete": false``).
@@ -58,8 +61,10 @@ NOTES = {
 #: named defaults (``--preset``); explicit flags override them
 PRESETS = {
     "cpu": ["--sizes", "8:1:20,16:5:4", "--cpi-archs", "64"],
-    "gpu": ["--device", "cuda", "--sizes", "8:1:200,16:5:200", "--chunk-size", "100", "--cpi-archs", "2000",
-            "--tag", "gpu"],
+    # chunks from the first GPU run (H200): gradient proxies need ~60 MB per architecture at C=8, N=1
+    "gpu": ["--device", "cuda", "--sizes", "8:1:400", "--ref-archs", "20", "--chunk-size", "200", "--proxy-chunks",
+            "ntk_cond=20,grasp=50,snip=100,grad_norm=100,fisher=100,jacob_cov=100", "--cpi-archs", "0",
+            "--repeats", "2", "--tag", "gpu"],
     "smoke": ["--sizes", "4:1:3", "--batch-size", "8", "--ntk-batch-size", "8", "--mc-samples", "3",
               "--mc-batch-size", "8", "--image-size", "16", "--repeats", "1", "--chunk-size", "3", "--cpi-archs", "3",
               "--ref-archs", "2", "--proxy-chunks", "ntk_cond=1",
@@ -198,11 +203,12 @@ def compile_ours(setup: dict, name: str, chunk: int, execution: str = "auto", pr
     return (lambda enc: scoring._run_chunks(compiled.run, enc, chunk)[name]), compiled.compile_s, info
 
 
-def measure_cpi(setup: dict, args) -> dict:
+def measure_cpi(setup: dict, args, on_part=None) -> dict:
     """CPI (uncertainty + trainability + expressivity) as ``fbnas score --indicators cpi`` runs
     it (:func:`fbnas_jax.scoring.score_architectures`) over ``--cpi-archs`` architectures:
     compile and run seconds per component job, archs/s, and the extrapolation to all 15,625
-    (then all 15,625 measured, when ``--cpi-full-under`` allows)."""
+    (then all 15,625 measured, when ``--cpi-full-under`` allows). ``on_part(partial dict)``
+    after the sample (results as they go)."""
     from fbnas_jax.spaces import nb201
 
     rng = np.random.default_rng([args.seed, 7])
@@ -211,6 +217,8 @@ def measure_cpi(setup: dict, args) -> dict:
     out["all_15625_min"] = (nb201.NUM_ARCHS / out["archs_per_s"] + out["compile_s"]) / 60
     print(f"            cpi: {out['archs_per_s']:.3g} archs/s (compile {out['compile_s']:.1f} s): all 15,625 in "
           f"~{out['all_15625_min']:.1f} min", flush=True)
+    if on_part is not None:
+        on_part(out)
     if 0 < out["all_15625_min"] * 60 < args.cpi_full_under:
         full = _score_cpi(setup, args, nb201.all_encodings())
         out["all_15625_measured"] = full
@@ -334,7 +342,8 @@ def measure_size(args, channels: int, cells: int, n_archs: int, on_row=None) -> 
             on_row({"channels": channels, "cells": cells, "archs": int(len(enc)), "rows": rows})
     out = {"channels": channels, "cells": cells, "archs": int(len(enc)), "encodings": enc.tolist(), "rows": rows}
     if args.cpi_archs > 0:
-        out["cpi"] = measure_cpi(setup, args)
+        part = None if on_row is None else (lambda cp: on_row(dict(out, cpi=cp)))
+        out["cpi"] = measure_cpi(setup, args, on_part=part)
     return out
 
 

@@ -309,7 +309,10 @@ def compile_fitting(ctx: base.ScoringContext, job: Job, chunk: int, devs: list, 
         mem = compiled.memory_mb
         if limit is None or mem is None or mem <= limit or chunk <= len(devs):
             return dataclasses.replace(compiled, compile_s=spent)
-        smaller = max(len(devs), (chunk // 2) // len(devs) * len(devs))
+        # straight to the chunk that the memory per architecture says fits (the estimate counts the
+        # fixed arguments as per-architecture too, so it errs small): each try is a whole compilation
+        fits = int(0.95 * limit / (mem / chunk))
+        smaller = max(len(devs), min(chunk // 2, fits) // len(devs) * len(devs))
         if log is not None:
             log(f"{job.label}: chunk {chunk} needs {mem:.0f} MB > {limit:.0f} MB; recompiling for {smaller}")
         chunk = smaller

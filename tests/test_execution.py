@@ -327,6 +327,10 @@ def test_compile_fitting_halves_the_chunk_to_the_memory_limit(ctx, monkeypatch):
     assert fitted.chunk == 2 and "recompiling for 2" in logged[0]
     assert fitted.compile_s > 0 and fitted.memory_mb < big.memory_mb
     assert engine.compile_fitting(ctx, job, 4, devs, (6,), limit_mb=0.0).chunk == 1  # never below one architecture
+    # far over the limit: one recompilation, straight to the chunk that fits (not 4 -> 2 -> 1)
+    logged.clear()
+    assert engine.compile_fitting(ctx, job, 4, devs, (6,), limit_mb=0.3 * big.memory_mb, log=logged.append).chunk == 1
+    assert len(logged) == 1
     # score_architectures takes the device's limit (here: forced) and reports the chunk it used
     monkeypatch.setattr(engine, "memory_limit_mb", lambda device: small.memory_mb + 1e-3)
     res = score_architectures(ctx, ["expressivity"], ARCHS[:4], chunk_size=4, execution="vmap", progress=False)

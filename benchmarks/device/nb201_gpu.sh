@@ -6,6 +6,7 @@
 #   bash benchmarks/device/nb201_gpu.sh --stage standalone   # call 2: FBN-NAS Figs. 2-3 (stand-alone nets)
 #   bash benchmarks/device/nb201_gpu.sh --stage teg_searches # TE-NAS/TEG pruning + TEG evolution (issue 11)
 #   bash benchmarks/device/nb201_gpu.sh --stage perf         # the scoring engine vs PyTorch, CPI time (issue 14; no data)
+#   bash benchmarks/device/nb201_gpu.sh --stage perf_big     # the same side by side at C=16, N=5 (issue 14; no data)
 #
 # Data: the device machine cannot see ../shared. `--prepare` copies the CIFAR-10 archive and the
 # NB201 truth CSV from $FBNAS_SHARED_DATA (default ../shared/data) into ./.data; name it in the
@@ -90,65 +91,80 @@ stage_teg_indicators() {  # default budget 540 s: Kendall tau of the TEG indicat
 }
 BUDGET_teg_indicators=540
 
-stage_perf() {  # default budget 560 s: the scoring engine on the GPU (issue 14); needs no data (synthetic images)
-  # Steps in order of importance, each stopped at its own limit and at the stage's deadline (a step that
-  # cannot get 30 s is skipped and listed); every step rewrites its JSON/markdown as it goes:
-  #   1. CPI (uncertainty + trainability + expressivity) over 2,000 archs at C=16, N=5, vmap, chunk <= 256
-  #      (the engine halves a chunk whose compiled program exceeds the GPU memory), extrapolated to 15,625,
-  #      then all 15,625 measured if the extrapolation says under 75 s
-  #   2. side by side with the PyTorch loop (CUDA), every proxy, C=8, N=1: ours on 400 archs, the loop on
-  #      the first 20 (its archs/s does not depend on the count), 2 interleaved repeats
-  #   3. the same at C=16, N=5 (ours 200, the loop 10), forward proxies first: on this CPU the vmapped
-  #      gradient programs at this size compile for minutes (synflow 200 s), the forward ones in ~7 s
-  #   4. fp32 vs bf16 rank agreement of 64 archs at C=16, N=5, the forward indicators
-  #   5. CPI with the lax.map execution (only the chosen ops), 500 archs
-  local deadline=$(( $(date +%s) + BUDGET - 20 )) dir=$RESULTS/perf
-  mkdir -p "$dir"
-  step() {  # step LIMIT_S NAME CMD...: run CMD for at most LIMIT_S (and never past the deadline)
-    local limit=$1 name=$2; shift 2
-    local left=$(( deadline - $(date +%s) ))
-    if [ "$left" -lt 30 ]; then echo "== $name: skipped, ${left}s left"; return; fi
-    [ "$limit" -le "$left" ] || limit=$left
-    echo "== $name (limit ${limit}s) $(date -u +%T)"
-    local t0; t0=$(date +%s)
-    timeout --signal=INT --kill-after=10 "$limit" "$@"
-    echo "== $name: rc=$? in $(( $(date +%s) - t0 ))s"
-    # results come back even if the whole call is cut (one file: the device returns at most 8)
-    tar -czf "$OUT/perf_partial.tar.gz" -C "$RESULTS" perf "device_perf.log" 2> /dev/null
-  }
-  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>&1
-  nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv 2>&1 | head -3
-  # sizes: gpu (the device run) | smoke (CPU, tiny: the test of this stage)
-  local big=16:5 small=8:1 n_big=200 n_small=400 ref_big=10 ref_small=20 cpi=2000 cpi_map=500 bf=64 dev=cuda
-  local ch_big=100 ch_small=200 ch_cpi=256 ch_map=64 ch_bf=32 full_under=75 extra=""
-  local chunks_big=ntk_cond=4,grasp=10,snip=25,grad_norm=25,fisher=25,jacob_cov=50
-  local chunks_small=ntk_cond=20,grasp=50,snip=100,grad_norm=100,fisher=100,jacob_cov=100
+# The scoring engine on the GPU (issue 14): two stages, one per session (each fills a session's device time;
+# neither needs data: synthetic images). First run, H200, 2026-11-27 (benchmarks/results/vs_pytorch/gpu/):
+# compiling took 3-30 s per program at C=8, N=1, 10-15 s for the forward programs at C=16, N=5 and 55 s
+# for uncertainty there (one recompile for memory: ~1.04 GB per architecture in a vmapped chunk); the
+# gradient programs at C=16, N=5 did not finish compiling + running within 110-190 s. Hence the sizes below.
+perf_step() {  # perf_step LIMIT_S NAME CMD...: CMD for at most LIMIT_S, never past $deadline
+  local limit=$1 name=$2; shift 2
+  local left=$(( deadline - $(date +%s) ))
+  if [ "$left" -lt 30 ]; then echo "== $name: skipped, ${left}s left"; return; fi
+  [ "$limit" -le "$left" ] || limit=$left
+  echo "== $name (limit ${limit}s) $(date -u +%T)"
+  local t0; t0=$(date +%s)
+  timeout --signal=INT --kill-after=10 "$limit" "$@"
+  echo "== $name: rc=$? in $(( $(date +%s) - t0 ))s"
+  # results come back even if the whole call is cut (one file: the device returns at most 8)
+  tar -czf "$OUT/perf_partial.tar.gz" -C "$RESULTS" perf "device_$STAGE.log" 2> /dev/null
+}
+perf_setup() {  # sets the caller's sizes (gpu | smoke: CPU, tiny, the test of these stages) and ours_only
+  deadline=$(( $(date +%s) + BUDGET - 20 )) dir=$RESULTS/perf vp=benchmarks/vs_pytorch.py ours_only=""
+  big=16:5 small=8:1 n_big=200 n_small=400 ref_big=10 ref_small=20 cpi=1000 cpi_map=300 bf=64 dev=cuda
+  ch_big=100 ch_small=200 ch_cpi=32 ch_map=32 ch_bf=32 extra=""
+  chunks_big=uncertainty=40,ntk_cond=4,grasp=10,snip=25,grad_norm=25,fisher=25,jacob_cov=50
+  chunks_small=ntk_cond=20,grasp=50,snip=100,grad_norm=100,fisher=100,jacob_cov=100
   if [ "$PRESET" = smoke ]; then
     big=4:1 small=4:1 n_big=4 n_small=4 ref_big=2 ref_small=2 cpi=8 cpi_map=4 bf=4 dev=cpu
     ch_big=4 ch_small=4 ch_cpi=4 ch_map=2 ch_bf=2 chunks_big=ntk_cond=2 chunks_small=ntk_cond=2
     extra="--batch-size 8 --ntk-batch-size 8 --mc-samples 2 --mc-batch-size 8 --image-size 16"
   fi
-  local vp=benchmarks/vs_pytorch.py ours_only=""
+  mkdir -p "$dir"
+  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" 2>&1
+  nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv 2>&1 | head -3
   if ! "$PY" -c "import sys, torch; sys.exit(0 if '$dev' == 'cpu' or torch.cuda.is_available() else 1)" 2> /dev/null; then
     ours_only=--ours-only; echo "no PyTorch for $dev: the side by side runs ours only"
   fi
-  local order=naswot,expressivity,uncertainty,linear_regions,jacob_cov,snip,grad_norm,fisher,synflow,ntk_cond,grasp
+}
+export -f perf_step perf_setup
+
+stage_perf() {  # default budget 540 s: CPI timings, the side by side at C=8, N=1, bf16 ranks
+  #   1. CPI (uncertainty + trainability + expressivity) over 1,000 archs at C=16, N=5, vmap, chunk 32
+  #   2. the same with the lax.map execution (only the chosen ops), 300 archs: never measured on a GPU
+  #   3. side by side with the PyTorch loop (CUDA), every proxy, C=8, N=1: ours on 400 archs, the loop on the
+  #      first 20 (its archs/s does not depend on the count), 2 interleaved repeats; ntk_cond and grasp first
+  #      (the first run measured the other nine)
+  #   4. fp32 vs bf16 rank agreement of 64 archs at C=8, N=1
+  local deadline dir vp ours_only big small n_big n_small ref_big ref_small cpi cpi_map bf dev ch_big ch_small \
+    ch_cpi ch_map ch_bf extra chunks_big chunks_small
+  perf_setup
   # shellcheck disable=SC2086  # $extra is a list of flags on purpose
   {
-  step 130 cpi_vmap "$PY" $vp --ours-only --sizes $big:1 --proxies "" --cpi-archs $cpi --chunk-size $ch_cpi \
-    --execution vmap --cpi-full-under $full_under --out "$dir" --tag cpi_vmap $extra
-  step 170 side_by_side_small "$PY" $vp $ours_only --device $dev --sizes $small:$n_small --ref-archs $ref_small --repeats 2 \
-    --proxies $order --chunk-size $ch_small --proxy-chunks $chunks_small --out "$dir" --tag side_by_side_small $extra
-  step 190 side_by_side_big "$PY" $vp $ours_only --device $dev --sizes $big:$n_big --ref-archs $ref_big --repeats 2 \
-    --proxies $order --chunk-size $ch_big --proxy-chunks $chunks_big --out "$dir" --tag side_by_side_big $extra
-  step 70 bf16 "$PY" benchmarks/bf16_ranks.py --sizes $big:$bf --chunk-size $ch_bf --out "$dir" --tag bf16 \
-    --indicators naswot,expressivity,supernet_accuracy,uncertainty ${extra:+--setup "$extra"}
-  step 60 cpi_map "$PY" $vp --ours-only --sizes $big:1 --proxies "" --cpi-archs $cpi_map --chunk-size $ch_map \
+  perf_step 120 cpi_vmap "$PY" $vp --ours-only --sizes $big:1 --proxies "" --cpi-archs $cpi --chunk-size $ch_cpi \
+    --execution vmap --out "$dir" --tag cpi_vmap $extra
+  perf_step 100 cpi_map "$PY" $vp --ours-only --sizes $big:1 --proxies "" --cpi-archs $cpi_map --chunk-size $ch_map \
     --execution map --out "$dir" --tag cpi_map $extra
+  perf_step 220 side_by_side_small "$PY" $vp $ours_only --device $dev --sizes $small:$n_small --ref-archs $ref_small \
+    --repeats 2 --proxies ntk_cond,grasp,snip,grad_norm,naswot,expressivity,uncertainty,linear_regions,jacob_cov,fisher,synflow \
+    --chunk-size $ch_small --proxy-chunks $chunks_small --out "$dir" --tag side_by_side_small $extra
+  perf_step 90 bf16 "$PY" benchmarks/bf16_ranks.py --sizes $small:$bf --chunk-size $ch_bf --out "$dir" --tag bf16 \
+    --indicators naswot,synflow,expressivity,supernet_accuracy,uncertainty,snip,grad_norm ${extra:+--setup "$extra"}
   }
 }
-BUDGET_perf=560
+BUDGET_perf=540
 NEEDS_DATA_perf=0
+
+stage_perf_big() {  # default budget 540 s: the side by side at C=16, N=5, gradient proxies first
+  local deadline dir vp ours_only big small n_big n_small ref_big ref_small cpi cpi_map bf dev ch_big ch_small \
+    ch_cpi ch_map ch_bf extra chunks_big chunks_small
+  perf_setup
+  # shellcheck disable=SC2086
+  perf_step 520 side_by_side_big "$PY" $vp $ours_only --device $dev --sizes $big:$n_big --ref-archs $ref_big \
+    --repeats 2 --proxies jacob_cov,snip,grad_norm,fisher,synflow,grasp,ntk_cond,naswot,expressivity,uncertainty,linear_regions \
+    --chunk-size $ch_big --proxy-chunks $chunks_big --out "$dir" --tag side_by_side_big $extra
+}
+BUDGET_perf_big=540
+NEEDS_DATA_perf_big=0
 
 # ---------------------------------------------------------------------------- no edits needed below
 STAGE=supernets
@@ -202,7 +218,7 @@ LOG=$RESULTS/device_$STAGE.log
 } > "$LOG" 2>&1
 
 t0=$(date +%s)
-export -f "stage_$STAGE"
+export -f "stage_$STAGE"; export STAGE
 timeout --signal=TERM --kill-after=20 "$BUDGET" bash -c "stage_$STAGE" >> "$LOG" 2>&1
 rc=$?
 [ "$rc" = 124 ] && echo "stage stopped by the ${BUDGET}s budget; finished outputs are kept" >> "$LOG"
