@@ -218,7 +218,7 @@ def _run_chunks(run, enc: np.ndarray, chunk: int, *, desc: str = "", progress: b
     outs = []
     for i in tqdm(range(n_chunks), desc=desc, unit="chunk", disable=not progress, leave=False):
         t0 = time.perf_counter()
-        outs.append(jax.device_get(run(padded[i * chunk:(i + 1) * chunk])))
+        outs.append(run(padded[i * chunk:(i + 1) * chunk]))  # host scores (Compiled.run fetches and finishes)
         if i == 0 and on_first_chunk is not None:
             on_first_chunk(time.perf_counter() - t0)
     if not outs:

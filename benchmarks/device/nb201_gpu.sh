@@ -92,7 +92,7 @@ stage_teg_indicators() {  # default budget 540 s: Kendall tau of the TEG indicat
 BUDGET_teg_indicators=540
 
 # The scoring engine on the GPU (issue 14): two stages, one per session (each fills a session's device time;
-# neither needs data: synthetic images). First run, H200, 2026-11-27 (benchmarks/results/vs_pytorch/gpu/):
+# neither needs data: synthetic images). First run, H200, 2026-11-27 (benchmarks/results/gpu/perf_h200/):
 # compiling took 3-30 s per program at C=8, N=1, 10-15 s for the forward programs at C=16, N=5 and 55 s
 # for uncertainty there (one recompile for memory: ~1.04 GB per architecture in a vmapped chunk); the
 # gradient programs at C=16, N=5 did not finish compiling + running within 110-190 s. Hence the sizes below.
@@ -108,7 +108,8 @@ perf_step() {  # perf_step LIMIT_S NAME CMD...: CMD for at most LIMIT_S, never p
   # results come back even if the whole call is cut (one file: the device returns at most 8)
   tar -czf "$OUT/perf_partial.tar.gz" -C "$RESULTS" perf "device_$STAGE.log" 2> /dev/null
 }
-perf_setup() {  # sets the caller's sizes (gpu | smoke: CPU, tiny, the test of these stages) and ours_only
+perf_setup() {  # sets the sizes (gpu | smoke: CPU, tiny, the test of these stages) and ours_only; each stage runs
+  # in its own `bash -c`, so these plain variables end with it
   deadline=$(( $(date +%s) + BUDGET - 20 )) dir=$RESULTS/perf vp=benchmarks/vs_pytorch.py ours_only=""
   big=16:5 small=8:1 n_big=200 n_small=400 ref_big=10 ref_small=20 cpi=1000 cpi_map=300 bf=64 dev=cuda
   ch_big=100 ch_small=200 ch_cpi=32 ch_map=32 ch_bf=32 extra=""
@@ -135,8 +136,6 @@ stage_perf() {  # default budget 540 s: CPI timings, the side by side at C=8, N=
   #      first 20 (its archs/s does not depend on the count), 2 interleaved repeats; ntk_cond and grasp first
   #      (the first run measured the other nine)
   #   4. fp32 vs bf16 rank agreement of 64 archs at C=8, N=1
-  local deadline dir vp ours_only big small n_big n_small ref_big ref_small cpi cpi_map bf dev ch_big ch_small \
-    ch_cpi ch_map ch_bf extra chunks_big chunks_small
   perf_setup
   # shellcheck disable=SC2086  # $extra is a list of flags on purpose
   {
@@ -155,8 +154,6 @@ BUDGET_perf=540
 NEEDS_DATA_perf=0
 
 stage_perf_big() {  # default budget 540 s: the side by side at C=16, N=5, gradient proxies first
-  local deadline dir vp ours_only big small n_big n_small ref_big ref_small cpi cpi_map bf dev ch_big ch_small \
-    ch_cpi ch_map ch_bf extra chunks_big chunks_small
   perf_setup
   # shellcheck disable=SC2086
   perf_step 520 side_by_side_big "$PY" $vp $ours_only --device $dev --sizes $big:$n_big --ref-archs $ref_big \

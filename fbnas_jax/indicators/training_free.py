@@ -15,7 +15,7 @@ Registered indicators (all oriented **higher = better**):
   per-sample input Jacobians of the summed output (train-mode BN, one
   batched backward), score ``-sum(log(v + k) + 1/(v + k))``, k = 1e-5,
   batch 128; centred Jacobian Gram on device (float32), correlation +
-                   eigvalsh in float64 (host).
+  eigvalsh in float64 (host).
 * ``synflow`` (training_free): **natural log** of SynFlow (Tanaka et al. 2020 / Abdelfattah et al.
   2021): params -> |params|, one all-ones input, R = sum of output,
   ``sum |theta * dR/dtheta|`` over conv/linear weights. BN removed
