@@ -95,9 +95,38 @@ def _kernel_grad_impl(x, g, geom, win):
     in_sp, out_sp = x.shape[1:3], g.shape[1:3]
     # kernel gradient: channels as batch, samples as features (canonical again)
     pad_k = _rhs_grad_padding(in_sp, win, strides, out_sp, padding, lhs_dilation, rhs_dilation)
-    dk = canonical_conv(x.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), rhs_dilation, pad_k, lhs_dilation,
-                        strides)
+    groups = kernel_grad_groups(x.shape[0], out_sp)
+    n = x.shape[0] // groups
+    # the samples split into `groups` blocks (one transposed copy of x and of g, block-major):
+    # a sum of per-block convolutions, each contracting n*H*W instead of B*H*W terms
+    xs = x.reshape(groups, n, *x.shape[1:]).transpose(0, 4, 2, 3, 1)   # (S, Cin, H, W, n)
+    gs = g.reshape(groups, n, *g.shape[1:]).transpose(0, 2, 3, 1, 4)   # (S, Ho, Wo, n, Cout)
+    dk = canonical_conv(xs[0], gs[0], rhs_dilation, pad_k, lhs_dilation, strides)
+    for s in range(1, groups):
+        dk = dk + canonical_conv(xs[s], gs[s], rhs_dilation, pad_k, lhs_dilation, strides)
     return dk.transpose(1, 2, 0, 3)
+
+
+#: Kernel gradients of convolutions whose output has at least this many pixels are computed
+#: per block of samples (:func:`kernel_grad_groups`); 0 disables the split.
+KGRAD_SPLIT_MIN_PIXELS = 256
+
+
+def kernel_grad_groups(batch: int, out_sp) -> int:
+    """How many blocks of samples the kernel gradient is summed over (1: one convolution).
+
+    Why: the kernel gradient as a canonical convolution is a GEMM of shape (Cin*kh*kw) x Cout
+    contracting B*H*W terms, a shape at which XLA:CPU's (Eigen's) convolution runs at a
+    quarter of the forward's speed. Measured inside ``lax.map`` + ``lax.switch`` (jax 0.10.2,
+    2-core CPU, batch 64, 3x3, ``benchmarks/conv_grad_micro.py``; ms per call, loaded machine):
+    32x32x16 12-14 -> 8.5-9 with 8 blocks, 16x16x32 7.2-7.6 -> 4.3-4.5, 8x8x64 2.9-3.4 ->
+    3.2-3.8 (no gain: not split). Blocks of 8 samples were best among 2/4/8/16 blocks."""
+    if not KGRAD_SPLIT_MIN_PIXELS or out_sp[0] * out_sp[1] < KGRAD_SPLIT_MIN_PIXELS:
+        return 1
+    for groups in (8, 4, 2):
+        if batch % groups == 0 and batch // groups >= 4:
+            return groups
+    return 1
 
 
 # The input and kernel gradients of y = conv(x, k) are bilinear too, and their gradients are
