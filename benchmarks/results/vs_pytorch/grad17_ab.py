@@ -15,7 +15,9 @@ own value. Example (C=16, N=5: ~20-60 s of compilation per program and variant):
     PYTHONPATH=. nice -n 10 python benchmarks/results/vs_pytorch/grad17_ab.py --channels 16 --cells 5 --archs 4
 
 Writes ``--out`` (JSON: rates, seconds, compile times, value differences, load, date) and prints
-one line per proxy.
+one line per proxy. Each side is called once untimed before the timed repeats: a compiled
+XLA:CPU program's first run pays a one-time cost (~0.7 s at C=16, N=5), recorded as
+``first_call_s``.
 """
 from __future__ import annotations
 
@@ -75,8 +77,8 @@ def main(argv=None):
         conv.KGRAD_SPLIT_MIN_PIXELS = VARIANTS["after"]
         sides = list(runs) + ([] if ts is None else ["torch"])
         times = {k: [] for k in sides}
-        vals = {}
-        for r in range(a.repeats):
+        vals, first = {}, {}
+        for r in range(-1, a.repeats):  # r = -1: one untimed first call per side
             for side in (sides if r % 2 == 0 else sides[::-1]):
                 t0 = time.perf_counter()
                 if side == "torch":
@@ -85,9 +87,12 @@ def main(argv=None):
                 else:
                     vals[side] = np.concatenate([runs[side](padded[i:i + chunk])[name]
                                                  for i in range(0, len(padded), chunk)])[:len(enc)].astype(np.float64)
-                times[side].append(time.perf_counter() - t0)
+                if r < 0:
+                    first[side] = time.perf_counter() - t0
+                else:
+                    times[side].append(time.perf_counter() - t0)
         rate = {k: len(enc) / statistics.median(v) for k, v in times.items()}
-        row = {"proxy": name, "archs_per_s": rate, "seconds": times, "compile_s": compile_s,
+        row = {"proxy": name, "archs_per_s": rate, "seconds": times, "first_call_s": first, "compile_s": compile_s,
                "after_over_before": rate["after"] / rate["before"],
                "max_rel_diff_after_vs_before": V.rel_diff(vals["after"], vals["before"])[0],
                "load": list(os.getloadavg()), "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
