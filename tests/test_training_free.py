@@ -168,14 +168,40 @@ def test_standalone_equals_supernet_subnet(setup):
     np.testing.assert_allclose(s["synflow"], np.log(s["direct"]), rtol=1e-4)
 
 
-def _direct_synflow(net, v, x):
+def _direct_synflow(net, v, x, enc=None):
     params = jax.tree.map(jnp.abs, v["params"])
     stats = P.unflat({k: (jnp.zeros_like(t) if k[-1] == "mean" else jnp.full_like(t, 1.0 - 1e-5))
                       for k, t in P.flat(v["batch_stats"]).items()})
     ones = jnp.ones((1,) + x.shape[1:])
-    g = jax.grad(lambda p: jnp.sum(P.logits(net, p, stats, ones, None, P.EVAL)))(params)
+    g = jax.grad(lambda p: jnp.sum(P.logits(net, p, stats, ones, enc, P.EVAL)))(params)
     fp, fg = P.flat(params), P.flat(g)
     return sum(jnp.sum(jnp.abs(fp[k] * fg[k])) for k in fp if k[-1] == "kernel")
+
+
+def test_synflow_forward_equals_backward_beyond_float32(setup):
+    """NB201's one-forward SynFlow (a ``linear_chain``) equals the two-pass reverse-mode one,
+    also where the plain float32 computation overflows (kernels x 1000),
+    and gives -inf for an all-``none`` cell."""
+    net, v, x = setup["net"], setup["v"], setup["x"]
+    assert net.linear_chain
+    big = dict(v, params=P.unflat({k: (t * 1000.0 if k[-1] == "kernel" else t) for k, t in P.flat(v["params"]).items()}))
+    ones = jnp.ones((1,) + x.shape[1:], jnp.float32)
+
+    @jax.jit
+    def both(v, e):
+        params, stats = P._synflow_variables(v, 1e-5)
+        return (P.synflow_forward(net, params, stats, ones, e), P.synflow_backward(net, params, stats, ones, e),
+                _direct_synflow(net, v, x, e))
+
+    for enc in (MIXED, [2, 0, 3, 1, 4, 3], [3] * 6):
+        fwd, bwd, direct = both(v, jnp.asarray(enc, jnp.int32))
+        np.testing.assert_allclose(fwd, bwd, rtol=1e-5, err_msg=str(enc))
+        np.testing.assert_allclose(fwd, np.log(direct), rtol=1e-4, err_msg=str(enc))
+        fwd, bwd, direct = both(big, jnp.asarray(enc, jnp.int32))
+        assert not np.isfinite(direct) and fwd > np.log(np.finfo(np.float32).max), (enc, fwd, direct)
+        np.testing.assert_allclose(fwd, bwd, rtol=1e-5, err_msg=str(enc))
+    fwd, bwd, _ = both(v, jnp.asarray(ALL_NONE, jnp.int32))
+    assert fwd == bwd == -np.inf
 
 
 def test_missing_context_fields_error(setup):

@@ -162,16 +162,31 @@ def synflow(net, variables, image_shape, enc, bn_eps: float = 1e-5):
 
     BatchNorm is made an exact identity (eval mode, running mean 0, variance 1 - eps, fresh
     scale 1 / shift 0), i.e. the network without BN that zero-cost NAS uses for ``synflow``;
-    BN parameters are not summed. The network is then linear and positive, so
+    BN parameters are not summed. A network that declares ``linear_chain`` takes one forward
+    (:func:`synflow_forward`); any other one the two-pass gradient (:func:`synflow_backward`).
+    """
+    params, stats = _synflow_variables(variables, bn_eps)
+    ones = jnp.ones((1,) + tuple(image_shape), jnp.float32)
+    if getattr(net, "linear_chain", False):
+        return synflow_forward(net, params, stats, ones, enc)
+    return synflow_backward(net, params, stats, ones, enc)
+
+
+def _synflow_variables(variables, bn_eps: float):
+    params = jax.tree.map(jnp.abs, variables["params"])
+    stats = unflat({k: (jnp.zeros_like(v) if k[-1] == "mean" else jnp.full_like(v, 1.0 - bn_eps))
+                    for k, v in flat(variables["batch_stats"]).items()})
+    return params, stats
+
+
+def synflow_backward(net, params, stats, ones, enc):
+    """SynFlow by reverse mode, for any network that is linear and positive in its input.
+
     ``R(s * 1) = s * R(1)`` and ``t * R`` scales every gradient by ``t``: a first pass at
     ``s0 = 2**-120`` measures ``G = R(1)`` without overflow, the second runs with
     ``s = t = G**-1/2`` so activations and gradients stay within float32 range for
     ``G < 2**248``, and ``log S = log(S_scaled) + log G``. All-``none`` -> ``-inf`` (S = 0).
     """
-    params = jax.tree.map(jnp.abs, variables["params"])
-    stats = unflat({k: (jnp.zeros_like(v) if k[-1] == "mean" else jnp.full_like(v, 1.0 - bn_eps))
-                    for k, v in flat(variables["batch_stats"]).items()})
-    ones = jnp.ones((1,) + tuple(image_shape), jnp.float32)
     r_of = lambda p, s: jnp.sum(logits(net, p, stats, s * ones, enc, EVAL).astype(jnp.float32))
     s0 = jnp.float32(2.0 ** -120)
     r0 = r_of(params, s0)
@@ -183,6 +198,50 @@ def synflow(net, variables, image_shape, enc, bn_eps: float = 1e-5):
     gw, _ = split(g, is_weight)
     total = sum((jnp.sum(jnp.abs(w[k] * gw[k])) for k in w), jnp.zeros((), jnp.float32))
     return jnp.where(ok & (total > 0), jnp.log(jnp.where(total > 0, total, 1.0)) + log_g, -jnp.inf)
+
+
+def synflow_forward(net, params, stats, ones, enc):
+    """SynFlow from ONE forward of a batch of two, for a ``linear_chain`` network.
+
+    Why it is exact: with weights ``|theta| >= 0``, input 1 and BN an identity, every
+    per-sample op of such a network other than its conv/linear layers is linear on what
+    flows through it (ReLU acts on non-negative values, pooling is an average), so ``R`` is
+    a sum over paths of products of weights and ``dR/dtheta >= 0``. Hence
+    ``S = sum theta * dR/dtheta = d/de R((1 + e) theta)`` at ``e = 0``: one directional
+    derivative, carried forward beside the activations ``y`` as a second sample ``t``
+    (``t = 0`` at the input; after a conv/linear layer ``t <- W t + W y``, the product rule;
+    anything else acts on ``t`` as on ``y``). No backward pass, and no first pass to size the
+    input: the output of each top-level submodule (the chain's links) is rescaled, ``y`` and
+    ``t`` alike, by a power of two (exact) that brings ``max y`` to [1, 2), and
+    ``log S = log t_out - sum log(scales)``. All-``none`` -> ``-inf`` (S = 0).
+    """
+    x = jnp.concatenate([ones, jnp.zeros_like(ones)])
+    log2_scales = []
+
+    def interceptor(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        if context.method_name != "__call__":
+            return out
+        mod = context.module
+        if _is_gated(mod):
+            lin = out
+            if getattr(mod, "use_bias", False):
+                lin = out - mod.get_variable("params", "bias").astype(out.dtype)
+            out = jnp.concatenate([out[:1], lin[1:] + lin[:1]])
+        if len(mod.path) == 1:  # a link of the chain: keep y and t within float32 range
+            top = jnp.max(out[0]).astype(jnp.float32)
+            ok = jnp.isfinite(top) & (top > 0)
+            e = jnp.where(ok, jnp.floor(jnp.log2(jnp.where(ok, top, 1.0))), 0.0)
+            log2_scales.append(-e)
+            out = out * jnp.exp2(-e).astype(out.dtype)
+        return out
+
+    with nn.intercept_methods(interceptor):
+        out = logits(net, params, stats, x, enc, EVAL)
+    t_out = jnp.sum(out[1].astype(jnp.float32))
+    log_scale = sum(log2_scales, jnp.zeros((), jnp.float32)) * jnp.log(jnp.float32(2.0))
+    ok = t_out > 0
+    return jnp.where(ok, jnp.log(jnp.where(ok, t_out, 1.0)) - log_scale, -jnp.inf)
 
 
 def weight_grads(net, variables, images, labels, enc):

@@ -160,6 +160,11 @@ class Cell(nn.Module):
 
 class NB201Net(nn.Module):
     space: ClassVar[str] = "nb201"
+    #: With non-negative weights and inputs and BN an identity, the network is a chain of its
+    #: top-level submodules (each one's output the next one's only input) whose ops other
+    #: than conv/linear layers are linear (ReLU on non-negative values, average pooling,
+    #: sums): ``synflow`` may take its one-forward path (``_proxies.synflow_forward``).
+    linear_chain: ClassVar[bool] = True
 
     channels: int = 16
     cells_per_stage: int = 5
