@@ -17,7 +17,8 @@ given thread count, plus alternative formulations of the kernel gradient:
 * ``kgrad_autodiff``: ``jax.grad`` of ``lax.conv_general_dilated`` (XLA's own form);
 
 and the input gradient (``igrad_cb``: the conv of g with the flipped kernel;
-``igrad_autodiff``), the BatchNorm backward and the cost of the switch itself.
+``igrad_autodiff``), train-mode BatchNorm forward + input gradient (``bn_bwd``) and the cost of
+the switch itself.
 
 Output: ms per call (median of ``--repeats``), one table; ``--json`` writes it with the date,
 load average and versions. Example (about 1-2 min on 2 cores)::
