@@ -90,6 +90,10 @@ def parse_args(argv=None):
                         "of a large supernet need smaller chunks; on a GPU the engine also halves a chunk whose "
                         "compiled program would not fit the memory)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved timing repeats (median reported)")
+    p.add_argument("--warmup", type=int, choices=(0, 1), default=1,
+                   help="1: one untimed call per side before the repeats (its seconds are recorded as "
+                        "first_call_s). A compiled XLA:CPU program's first run pays a one-time cost, "
+                        "0.7 s at C=16, N=5, like its compilation; 0: time it (runs before 2026-11-27 08:20)")
     p.add_argument("--ref-archs", type=int, default=0,
                    help="PyTorch loop over only the first N architectures (0: all). Its archs/s does not depend "
                         "on N (one architecture at a time), while ours needs full chunks: on a GPU, ours scores "
@@ -307,6 +311,13 @@ def measure_size(args, channels: int, cells: int, n_archs: int, on_row=None) -> 
         run, compile_s, mem = compile_ours(setup, name, args.chunk_of.get(name, args.chunk_size), args.execution,
                                            args.precision)
         t_ours, t_ref, ours_vals, ref_vals = [], [], None, None
+        first = {}
+        for side in (("ours", "ref") if args.warmup else ()):  # untimed first calls (see --warmup)
+            if side == "ref" and ts is None:
+                continue
+            t0 = time.perf_counter()
+            run(enc) if side == "ours" else run_torch(ts, name, args)
+            first[side] = time.perf_counter() - t0
         for r in range(args.repeats):
             order = ("ours", "ref") if r % 2 == 0 else ("ref", "ours")
             for side in order:
@@ -319,7 +330,7 @@ def measure_size(args, channels: int, cells: int, n_archs: int, on_row=None) -> 
                 else:
                     ref_vals = run_torch(ts, name, args)
                     t_ref.append(time.perf_counter() - t0)
-        row = {"proxy": name, "archs": int(len(enc)), "compile_s": compile_s, **mem,
+        row = {"proxy": name, "archs": int(len(enc)), "compile_s": compile_s, **mem, "first_call_s": first,
                "ours_s": t_ours, "ours_archs_per_s": len(enc) / statistics.median(t_ours),
                "ours_values": [float(v) for v in ours_vals]}
         if ts is not None:
@@ -381,7 +392,7 @@ def markdown(out: dict) -> str:
              f"{e['cpu_count']} cores, {a['threads'] or 'all'} threads per side. NB201 bn_mode={a['bn_mode']}, fresh weights, "
              f"synthetic {a['image_size']}x{a['image_size']} images; "
              f"batch {a['batch_size']} (ntk_cond {a['ntk_batch_size']}), uncertainty {a['mc_samples']} MC batches "
-             f"of {a['mc_batch_size']}. Median of {a['repeats']} interleaved runs; compile excluded from archs/s. "
+             f"of {a['mc_batch_size']}. Median of {a['repeats']} interleaved runs{' after one untimed call per side' if a.get('warmup') else ''}; compile excluded from archs/s. "
              f"Our execution: {a.get('execution', 'auto')} -> {_executions(out)}, precision {a.get('precision', 'float32')}"
              f", on {e.get('jax_devices', 1)} JAX device(s) (architectures split across them).",
              ""]

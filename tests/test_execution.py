@@ -239,6 +239,27 @@ def test_canonical_conv_gradients_equal_lax(kernel, stride, pad):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))))
 
 
+@pytest.mark.parametrize("batch,size,stride,groups", [(8, 16, 1, 2), (12, 32, 2, 2), (32, 16, 1, 8), (6, 16, 1, 1)])
+def test_kernel_grad_in_sample_blocks_equals_lax(batch, size, stride, groups):
+    """The kernel gradient summed over blocks of samples (outputs of >= 256 pixels,
+    ``kernel_grad_groups``) = lax's, to first and second order; the block count is as stated
+    (a batch with no divisor giving >= 4 samples per block is not split)."""
+    from fbnas_jax.models import conv
+
+    assert conv.kernel_grad_groups(batch, (size // stride, size // stride)) == groups
+    assert conv.kernel_grad_groups(batch, (8, 8)) == 1  # 64 pixels: one convolution
+    rng = np.random.default_rng(batch + stride)
+    x = jnp.asarray(rng.standard_normal((batch, size, size, 2)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 2, 3)), jnp.float32)
+    pads = ((1, 1), (1, 1))
+    ours = lambda x, w: jnp.sum(jnp.sin(conv.canonical_conv(x, w, (stride, stride), pads)))  # noqa: E731
+    ref = lambda x, w: jnp.sum(jnp.sin(jax.lax.conv_general_dilated(  # noqa: E731
+        x, w, (stride, stride), pads, dimension_numbers=("NHWC", "HWIO", "NHWC"))))
+    for order in (lambda f, *a: jax.grad(f, (0, 1))(*a), _second_order):
+        for a, b in zip(order(ours, x, w), order(ref, x, w)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
 def test_canonical_conv_second_order_stays_canonical_and_third_order_equals_lax():
     """The gradients of canonical_conv's input/kernel gradients are again convolutions in the
     original geometry (NHWC x HWIO, the layer's window): autodiff of the kernel gradient's
