@@ -74,7 +74,10 @@ def jacob_cov(net, x, y=None, k: float = 1e-5) -> float:
     out = net(x)
     out.backward(torch.ones_like(out))
     jac = x.grad.detach().reshape(x.shape[0], -1).cpu().numpy()
-    corrs = np.corrcoef(jac)
+    with np.errstate(all="ignore"):
+        corrs = np.corrcoef(jac)
+    if not np.all(np.isfinite(corrs)):  # a constant Jacobian row: correlation undefined (ours: NaN too;
+        return float("nan")            # np.linalg.eig would raise on the NaN matrix)
     v = np.linalg.eig(corrs)[0].real
     return float(-np.sum(np.log(v + k) + 1.0 / (v + k)))
 
