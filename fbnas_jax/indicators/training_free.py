@@ -20,13 +20,15 @@ Registered indicators (all oriented **higher = better**):
   2021): params -> |params|, one all-ones input, R = sum of output,
   ``sum |theta * dR/dtheta|`` over conv/linear weights. BN removed
   (zero-cost NAS registers ``synflow`` with ``bn=False``): here BN is an
-  exact identity (eval mode, mean 0, var 1 - eps). The raw score
-  overflows float32 (~1e60 for C=16), so it is computed with exact
-  input/output rescaling and returned as a log (same ranking).
+  exact identity (eval mode, mean 0, var 1 - eps). The raw score can
+  overflow float32, so it is computed with exact rescaling (the network is linear)
+  and returned as a log (same ranking): on NB201 one forward carrying the
+  weight-directional derivative (``_proxies.synflow_forward``), elsewhere
+  two-pass reverse mode (``_proxies.synflow_backward``).
 * ``snip`` (training_free): sum |theta * dL/dtheta|, L = cross-entropy, conv/linear weights
   (Lee et al. 2019; zero-cost NAS), batch 64, train-mode BN.
-* ``grasp`` (training_free): ``-sum theta * (H g)`` over conv/linear weights, H g by ``jvp`` of the
-  gradient (Wang et al. 2020; zero-cost NAS sign), batch 64.
+* ``grasp`` (training_free): ``-sum theta * (H g)`` over conv/linear weights, H g by reverse mode over
+  the gradient (Wang et al. 2020; zero-cost NAS sign), batch 64.
 * ``fisher`` (training_free): zero-cost NAS fisher: on the output of every conv and linear layer,
   ``0.5 * mean_n (sum_spatial act * dL/dact)^2`` summed over channels
   and layers (the original hooks an identity after each conv/linear;
