@@ -311,13 +311,13 @@ def measure_size(args, channels: int, cells: int, n_archs: int, on_row=None) -> 
         run, compile_s, mem = compile_ours(setup, name, args.chunk_of.get(name, args.chunk_size), args.execution,
                                            args.precision)
         t_ours, t_ref, ours_vals, ref_vals = [], [], None, None
-        first = {}
-        for side in (("ours", "ref") if args.warmup else ()):  # untimed first calls (see --warmup)
-            if side == "ref" and ts is None:
-                continue
-            t0 = time.perf_counter()
-            run(enc) if side == "ours" else run_torch(ts, name, args)
-            first[side] = time.perf_counter() - t0
+        first = {}  # untimed first calls (see --warmup)
+        warm = {"ours": lambda: run(enc), "ref": (lambda: run_torch(ts, name, args)) if ts is not None else None}
+        for side, call in (warm.items() if args.warmup else ()):
+            if call is not None:
+                t0 = time.perf_counter()
+                call()
+                first[side] = time.perf_counter() - t0
         for r in range(args.repeats):
             order = ("ours", "ref") if r % 2 == 0 else ("ref", "ours")
             for side in order:
