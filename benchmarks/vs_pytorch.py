@@ -107,7 +107,7 @@ def parse_args(argv=None):
                    help="JAX host devices on a CPU (0: one per thread of --threads, i.e. per core, so that "
                         "architectures run in parallel as PyTorch's intra-op threads do; 1: one device). Sets "
                         "XLA_FLAGS, so it must precede JAX's start; ignored when JAX already started")
-    p.add_argument("--execution", default="auto", choices=("auto", "vmap", "map", "loop"),
+    p.add_argument("--execution", default="auto", choices=("auto", "vmap", "map", "loop", "route"),
                    help="our engine's execution strategy (auto: the backend's measured default, fbnas_jax.engine)")
     p.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
                    help="our compute precision (bf16 only for the indicators that keep their ranks)")

@@ -56,7 +56,7 @@ import numpy as np
 from fbnas_jax.indicators import base
 from fbnas_jax.models.execution import with_strategy
 
-EXECUTIONS = ("vmap", "map", "loop")
+EXECUTIONS = ("vmap", "map", "loop", "route")
 #: measured defaults per JAX backend (see the module doc); unknown backends vmap
 DEFAULT_EXECUTION = {"cpu": "map", "gpu": "vmap", "cuda": "vmap", "rocm": "vmap", "tpu": "vmap"}
 PRECISIONS = ("float32", "bfloat16")
@@ -86,6 +86,8 @@ class Job:
     group: str | None = None  # set when several indicators share one pass
     execution: str = "vmap"  # for per-architecture jobs; table jobs are always chunk functions
     precision: str = "float32"
+    #: ``execution="route"``: slots per (edge, op) in a chunk (None: ``routing.default_capacity``)
+    route_cap: int | None = None
 
     @property
     def label(self) -> str:
@@ -97,6 +99,10 @@ def plan(ctx: base.ScoringContext, names: Sequence[str], *, execution: str = "au
     """Jobs for the (non-composite) indicators ``names``, in request order."""
     execution = resolve_execution(execution)
     check_precision(precision)
+    if execution == "route":
+        from fbnas_jax.indicators.routed import check_routable
+
+        check_routable(ctx, [n for n in names if base.get(n).per_arch])
     jobs, done = [], set()
     for name in names:
         if name in done:
@@ -120,7 +126,7 @@ def plan(ctx: base.ScoringContext, names: Sequence[str], *, execution: str = "au
 
 def job_context(ctx: base.ScoringContext, job: Job) -> base.ScoringContext:
     """``ctx`` with its network set to the job's execution strategy and precision."""
-    net = with_strategy(ctx.net, "select" if job.execution == "vmap" else "switch")
+    net = with_strategy(ctx.net, "select" if job.execution in ("vmap", "route") else "switch")
     if job.precision != "float32" and hasattr(net, "compute_dtype"):
         net = net.clone(compute_dtype=job.precision)
     return dataclasses.replace(ctx, net=net) if net is not ctx.net else ctx
@@ -151,6 +157,11 @@ class Compiled:
     chunk: int
     launch: Callable[[np.ndarray], Any] | None = None
     finish: Callable[[Any], dict[str, np.ndarray]] | None = None
+    #: routed jobs: ``encodings (n, 6) -> (chunks (m, chunk, 6), order (m * chunk,))``, the
+    #: architectures packed under the capacity (:func:`fbnas_jax.models.routing.pack_chunks`);
+    #: None: any consecutive chunk will do
+    pack: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+    cap: int | None = None  # routed jobs: slots per (edge, op)
 
 
 def _as_dict(job: Job, out) -> dict:
@@ -189,10 +200,12 @@ def compile_job(ctx: base.ScoringContext, job: Job, chunk: int, devs: list,
     int32 encoding or its ``(6, 5)`` float32 op weights (mixed edges: every op with a
     non-zero weight runs, whatever the execution)."""
     t0 = time.perf_counter()
-    fn = build_job(ctx, job)
     finish = job_finish(ctx, job)
     ind = base.get(job.names[0])
     per_arch = ind.per_arch or job.group is not None
+    if per_arch and job.execution == "route":
+        return _compile_routed(ctx, job, chunk, devs, encoding_shape, encoding_dtype, finish, t0)
+    fn = build_job(ctx, job)
     if per_arch and job.execution == "loop" and len(devs) == 1:
         f, state = base.split_state(fn)
         compiled, state, place = _lower(f, state, jax.ShapeDtypeStruct(tuple(encoding_shape), encoding_dtype), devs)
@@ -212,6 +225,30 @@ def compile_job(ctx: base.ScoringContext, job: Job, chunk: int, devs: list,
             return compiled(*state, place(enc))
     return Compiled(lambda enc: finish(launch(enc)), time.perf_counter() - t0, _memory_mb(compiled), chunk,
                     launch, finish)
+
+
+def _compile_routed(ctx, job: Job, chunk: int, devs: list, encoding_shape, encoding_dtype, finish, t0) -> Compiled:
+    """:func:`compile_job` of a routed job: one program for a chunk of ``chunk`` architectures
+    packed under ``cap`` slots per (edge, op); the host checks every chunk before its launch."""
+    from fbnas_jax.indicators import routed
+    from fbnas_jax.models import routing
+
+    if len(devs) != 1:
+        raise ValueError(f"execution='route' runs on one device, got {len(devs)}; use 'map' or 'vmap' with several")
+    if tuple(encoding_shape) != (routing.NUM_EDGES,):
+        raise ValueError(f"execution='route' takes integer NB201 encodings ({routing.NUM_EDGES},), "
+                         f"not inputs of shape {tuple(encoding_shape)} (mixed edges: use 'vmap')")
+    cap = int(min(chunk, job.route_cap or routing.default_capacity(chunk)))
+    f, state = base.split_state(routed.build(job_context(ctx, job), job.names, cap))
+    enc_struct = jax.ShapeDtypeStruct((chunk,) + tuple(encoding_shape), encoding_dtype)
+    compiled, state, place = _lower(f, state, enc_struct, devs)
+
+    def launch(enc):
+        routing.check_chunk(enc, cap)  # overflow would silently drop architectures: refuse it
+        return compiled(*state, place(enc))
+
+    return Compiled(lambda enc: finish(launch(enc)), time.perf_counter() - t0, _memory_mb(compiled), chunk,
+                    launch, finish, pack=lambda enc: routing.pack_chunks(enc, chunk, cap), cap=cap)
 
 
 def precision_agreement(ctx: base.ScoringContext, names: Sequence[str], encodings, *,

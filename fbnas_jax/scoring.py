@@ -43,6 +43,7 @@ from fbnas_jax import engine
 from fbnas_jax import indicators as _indicators  # noqa: F401  (registers every indicator)
 from fbnas_jax.indicators import base
 from fbnas_jax.indicators.supernet import DEFAULT_OPTIONS, cpi_from_scores
+from fbnas_jax.models import routing
 from fbnas_jax.spaces import of_network
 
 
@@ -207,23 +208,37 @@ def _mesh_devices(devices) -> list:
 
 
 def _run_chunks(run, enc: np.ndarray, chunk: int, *, desc: str = "", progress: bool = False,
-                on_first_chunk=None) -> dict[str, np.ndarray]:
+                on_first_chunk=None, pack=None) -> dict[str, np.ndarray]:
     """``run`` over ``enc`` in chunks of exactly ``chunk`` rows (the last one padded with
     copies of the first architecture: a valid encoding of any space); ``{name: (n,)}``.
 
+    ``pack`` (routed jobs, :attr:`fbnas_jax.engine.Compiled.pack`): ``enc -> (chunks, order)``
+    arranges the architectures into chunks itself (padding slots: ``order == -1``).
     ``on_first_chunk(seconds)`` is called once the first chunk is done (time estimates)."""
     n = enc.shape[0]
-    n_chunks = -(-n // chunk)
-    padded = np.concatenate([enc, np.repeat(enc[:1], n_chunks * chunk - n, axis=0)]) if n else enc
+    if pack is not None:
+        chunks, order = pack(enc)
+    else:
+        n_chunks = -(-n // chunk)
+        padded = np.concatenate([enc, np.repeat(enc[:1], n_chunks * chunk - n, axis=0)]) if n else enc
+        chunks = padded.reshape((n_chunks, chunk) + enc.shape[1:])
+        order = np.concatenate([np.arange(n), np.full(n_chunks * chunk - n, -1)])
     outs = []
-    for i in tqdm(range(n_chunks), desc=desc, unit="chunk", disable=not progress, leave=False):
+    for i in tqdm(range(len(chunks)), desc=desc, unit="chunk", disable=not progress, leave=False):
         t0 = time.perf_counter()
-        outs.append(run(padded[i * chunk:(i + 1) * chunk]))  # host scores (Compiled.run fetches and finishes)
+        outs.append(run(chunks[i]))  # host scores (Compiled.run fetches and finishes)
         if i == 0 and on_first_chunk is not None:
             on_first_chunk(time.perf_counter() - t0)
     if not outs:
         return {}
-    return {k: np.concatenate([np.asarray(o[k], np.float64).reshape(-1) for o in outs])[:n] for k in outs[0]}
+    keep = order >= 0
+    out = {}
+    for k in outs[0]:
+        vals = np.concatenate([np.asarray(o[k], np.float64).reshape(-1) for o in outs])
+        res = np.empty(n, np.float64)
+        res[order[keep]] = vals[keep]
+        out[k] = res
+    return out
 
 
 def _duration(seconds: float) -> str:
@@ -283,7 +298,7 @@ class Scorer:
             self._estimated.add(name)
             hook = _estimate(self.log, name, len(enc), chunk, self.devs[0].platform)
         return _run_chunks(self._runs[name].run, enc, chunk, desc=name, progress=self.progress and many,
-                           on_first_chunk=hook)[name]
+                           on_first_chunk=hook, pack=self._runs[name].pack)[name]
 
 
 def _round_up(x: int, m: int) -> int:
@@ -299,7 +314,7 @@ def score_architectures(ctx: base.ScoringContext, indicators: Sequence[str] | st
 
     ``chunk_size``: architectures per compiled call for forward-based indicators
     ("table" indicators take all n in one call). ``devices``: None (first local device),
-    ``"all"`` or a list of devices. ``execution`` ("auto" | "vmap" | "map" | "loop"),
+    ``"all"`` or a list of devices. ``execution`` ("auto" | "vmap" | "map" | "loop" | "route"),
     ``precision`` ("float32" | "bfloat16") and ``share`` (one pass for indicators that can
     share it): see :mod:`fbnas_jax.engine`; the scores do not depend on them (bf16: ranks).
     ``log(message)``, when given, hears what is coming: a line before each compilation and,
@@ -323,6 +338,9 @@ def score_architectures(ctx: base.ScoringContext, indicators: Sequence[str] | st
         chunk = _round_up(max(n, 1) if table else min(chunk_size, max(n, 1)), nd)
         if not table:
             used_chunk = chunk
+        if job.execution == "route" and job.route_cap is None and not table:
+            # whole cosets (e.g. the whole space in chunks of 125): every op fills exactly chunk/5 slots
+            job = dataclasses.replace(job, route_cap=routing.balanced_capacity(enc, chunk))
         if log is not None:
             log(f"{job.label}: compiling (XLA, chunks of {chunk} architectures, {job.execution}) ...")
         compiled = engine.compile_fitting(ctx, job, chunk, devs, space.encoding_shape, log=log)
@@ -332,14 +350,15 @@ def score_architectures(ctx: base.ScoringContext, indicators: Sequence[str] | st
                 used_chunk = chunk
         hook = _estimate(log, job.label, n, chunk, devs[0].platform) if log is not None and not table else None
         t0 = time.perf_counter()
-        vals = _run_chunks(compiled.run, enc, chunk, desc=job.label, progress=progress, on_first_chunk=hook)
+        vals = _run_chunks(compiled.run, enc, chunk, desc=job.label, progress=progress, on_first_chunk=hook,
+                           pack=compiled.pack)
         run_s = time.perf_counter() - t0
         for nm in job.names:
             scores[nm] = vals[nm] if n else np.zeros(0)
             timings[nm] = {"compile_s": compiled.compile_s, "run_s": run_s,
                            "archs_per_s": n / run_s if run_s > 0 else float("inf"), "chunk_size": chunk,
                            "execution": job.execution if not table else "table", "precision": job.precision,
-                           "job": job.label, "memory_mb": compiled.memory_mb}
+                           "job": job.label, "memory_mb": compiled.memory_mb, "route_cap": compiled.cap}
     for nm in composites:
         t0 = time.perf_counter()
         scores[nm] = cpi_from_scores(scores, base.get(nm).components)

@@ -1,0 +1,87 @@
+"""Supernet indicators under routed execution (``execution="route"`` of :mod:`fbnas_jax.engine`).
+
+Chunk functions ``(state..., encodings (K, 6)) -> {name: (K, ...)}`` computing the same device
+outputs as the per-architecture builders of :mod:`fbnas_jax.indicators.supernet` (NASWOT
+kernel ``(K, B, B)`` for expressivity, whose log-det stays the host step; accuracy and minus
+loss; MC-BN uncertainty), from one routed forward of the chunk
+(:func:`fbnas_jax.models.nb201_routed.routed_apply`): every op runs only for the
+architectures that chose it, in one large batch per (edge, op). NB201 supernets only.
+``trainability`` / ``gamma`` (BN tables, no forward) run as always and need nothing here.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from fbnas_jax.indicators.base import ScoringContext, bind_state
+from fbnas_jax.indicators.supernet import SUPERNET_FORWARD, mc_stacked
+from fbnas_jax.models.layers import ForwardMode
+from fbnas_jax.models.nb201_routed import routed_apply
+
+#: per-architecture indicators with a routed form
+ROUTABLE = SUPERNET_FORWARD + ("uncertainty",)
+
+
+def check_routable(ctx: ScoringContext, names) -> None:
+    """Raise ``ValueError`` unless every per-architecture indicator of ``names`` has a routed
+    form and the network is the NB201 supernet."""
+    bad = [n for n in names if n not in ROUTABLE]
+    if bad:
+        raise ValueError(f"execution='route' supports the per-architecture indicators {list(ROUTABLE)} "
+                         f"(and the BN-table ones: gamma, trainability), not {bad}; use 'vmap' or 'map' for those")
+    space = getattr(ctx.net, "space", None)
+    if space != "nb201" or getattr(ctx.net, "arch", None) is not None:
+        raise ValueError(f"execution='route' is implemented for the NB201 supernet only, not {type(ctx.net).__name__} "
+                         f"(space {space!r}); use 'vmap' or 'map'")
+
+
+def _forward_chunk(variables, images, labels, encodings, *, net, names, cap):
+    logits, kernel = routed_apply(net, variables, images, encodings, cap=cap,
+                                  mode=ForwardMode(train=True, relu_kernel="expressivity" in names))
+    out = {}
+    if "expressivity" in names:
+        out["expressivity"] = kernel  # (K, B, B); finish: naswot_logdet per row
+    if "supernet_accuracy" in names:
+        out["supernet_accuracy"] = jnp.mean((jnp.argmax(logits, -1) == labels[None]).astype(jnp.float32), axis=1)
+    if "supernet_neg_loss" in names:
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        lab = jnp.broadcast_to(labels[None, :, None], logp.shape[:2] + (1,))
+        out["supernet_neg_loss"] = jnp.mean(jnp.take_along_axis(logp, lab, axis=2)[..., 0], axis=1)
+    return out
+
+
+def _expressivity_chunk(variables, images, encodings, *, net, cap):
+    return _forward_chunk(variables, images, None, encodings, net=net, names=("expressivity",), cap=cap)
+
+
+def _uncertainty_chunk(variables, train_images, images, encodings, *, net, cap, stacked):
+    """``-mean Var_t[softmax]`` per architecture: as ``supernet.mc_bn_probs`` with the T
+    Monte-Carlo forwards each routed over the chunk."""
+    n_train = train_images.shape[1]
+    mode = ForwardMode(train=True, stat_count=n_train)
+
+    def one(batch):
+        x = jnp.concatenate([batch, images], axis=0)
+        logits, _ = routed_apply(net, variables, x, encodings, cap=cap, mode=mode)
+        return jax.nn.softmax(logits[:, n_train:], axis=-1)  # (K, B, classes)
+
+    probs = jax.vmap(one)(train_images) if stacked else jax.lax.scan(lambda c, b: (c, one(b)), None, train_images)[1]
+    return {"uncertainty": -jnp.mean(jnp.var(probs, axis=0), axis=(1, 2))}
+
+
+def build(ctx: ScoringContext, names, cap: int):
+    """The routed chunk function of ``names`` (members of one job) with ``cap`` slots per op."""
+    names = tuple(names)
+    check_routable(ctx, names)
+    if names == ("uncertainty",):
+        train_images = jnp.asarray(ctx.train_images)
+        if train_images.ndim != 5:
+            raise ValueError(f"train_images must be (T, B', H, W, 3) MC mini-batches, got {train_images.shape}")
+        return bind_state(_uncertainty_chunk, ctx.variables, train_images, jnp.asarray(ctx.images), net=ctx.net,
+                          cap=int(cap), stacked=mc_stacked(ctx))
+    if "uncertainty" in names:
+        raise ValueError("uncertainty is a job of its own (it shares no forward)")
+    if names == ("expressivity",):
+        return bind_state(_expressivity_chunk, ctx.variables, jnp.asarray(ctx.images), net=ctx.net, cap=int(cap))
+    return bind_state(_forward_chunk, ctx.variables, jnp.asarray(ctx.images), jnp.asarray(ctx.labels, jnp.int32),
+                      net=ctx.net, names=names, cap=int(cap))
