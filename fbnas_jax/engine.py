@@ -15,9 +15,20 @@ Execution (``execution=``)
     ``"map"``: ``lax.map`` over the chunk inside one program, the supernet running only the
     chosen ops (``strategy="switch"``). ``"loop"``: the same per-architecture program
     compiled once, called from Python per architecture (no XLA ``while`` loop).
+    ``"route"`` (NB201 supernet; expressivity, supernet_accuracy, supernet_neg_loss,
+    uncertainty, plus the BN-table gamma/trainability -- i.e. CPI): the chunk in one launch
+    computing each op only for the architectures that chose it (mixture-of-experts style,
+    :mod:`fbnas_jax.models.nb201_routed`): the subnets' FLOPs in vmap's large launches, the
+    stem once per chunk. The host packs the architectures into chunks in which no op of an
+    edge is chosen by more than ``cap`` of them (:mod:`fbnas_jax.models.routing`: whole
+    cosets of a subgroup of Z_5^6 -- e.g. the whole space in chunks of 125 -- are perfectly
+    balanced, ``cap = chunk / 5``; other lists are packed first-fit under ``cap ~ 1.2 chunk /
+    5``) and checks every chunk before its launch; scores come back in the caller's order.
+    Several devices: each runs its own routed chunk. Other indicators: a clear error.
     ``"auto"``: :data:`DEFAULT_EXECUTION` for the backend, measured by
-    ``benchmarks/vs_pytorch.py`` (``--execution``). Every execution gives the same scores
-    (``tests/test_execution.py``).
+    ``benchmarks/vs_pytorch.py`` (``--execution``; CPI by execution:
+    ``benchmarks/route_cpi.py``). Every execution gives the same scores
+    (``tests/test_execution.py``, ``tests/test_routing.py``).
 
 Host steps
     Indicators whose score ends in float64 linear algebra (naswot / expressivity log-det,
@@ -162,6 +173,9 @@ class Compiled:
     #: None: any consecutive chunk will do
     pack: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
     cap: int | None = None  # routed jobs: slots per (edge, op)
+    #: the XLA executable (``cost_analysis()``, ``memory_analysis()``): one chunk, or under
+    #: ``loop`` one architecture
+    xla: Any = None
 
 
 def _as_dict(job: Job, out) -> dict:
@@ -224,31 +238,43 @@ def compile_job(ctx: base.ScoringContext, job: Job, chunk: int, devs: list,
         def launch(enc):
             return compiled(*state, place(enc))
     return Compiled(lambda enc: finish(launch(enc)), time.perf_counter() - t0, _memory_mb(compiled), chunk,
-                    launch, finish)
+                    launch, finish, xla=compiled)
 
 
 def _compile_routed(ctx, job: Job, chunk: int, devs: list, encoding_shape, encoding_dtype, finish, t0) -> Compiled:
     """:func:`compile_job` of a routed job: one program for a chunk of ``chunk`` architectures
-    packed under ``cap`` slots per (edge, op); the host checks every chunk before its launch."""
+    packed under ``cap`` slots per (edge, op); the host checks every chunk before its launch.
+    With several devices each runs its own routed chunk of ``chunk / len(devs)`` architectures
+    (``shard_map``: the routing gathers stay on one device)."""
     from fbnas_jax.indicators import routed
     from fbnas_jax.models import routing
 
-    if len(devs) != 1:
-        raise ValueError(f"execution='route' runs on one device, got {len(devs)}; use 'map' or 'vmap' with several")
     if tuple(encoding_shape) != (routing.NUM_EDGES,):
         raise ValueError(f"execution='route' takes integer NB201 encodings ({routing.NUM_EDGES},), "
                          f"not inputs of shape {tuple(encoding_shape)} (mixed edges: use 'vmap')")
-    cap = int(min(chunk, job.route_cap or routing.default_capacity(chunk)))
+    nd = len(devs)
+    if chunk % nd:
+        raise ValueError(f"execution='route': chunk {chunk} is not a multiple of the {nd} devices")
+    local = chunk // nd
+    cap = int(min(local, job.route_cap or routing.default_capacity(local)))
     f, state = base.split_state(routed.build(job_context(ctx, job), job.names, cap))
     enc_struct = jax.ShapeDtypeStruct((chunk,) + tuple(encoding_shape), encoding_dtype)
-    compiled, state, place = _lower(f, state, enc_struct, devs)
+    compiled, state, place = _lower(f, state, enc_struct, devs, sharded=True, per_device=True)
 
     def launch(enc):
-        routing.check_chunk(enc, cap)  # overflow would silently drop architectures: refuse it
+        for part in np.asarray(enc).reshape(nd, local, -1):
+            routing.check_chunk(part, cap)  # overflow would silently drop architectures: refuse it
         return compiled(*state, place(enc))
 
+    def pack(enc):
+        chunks, order = routing.pack_chunks(enc, local, cap)
+        extra = -len(chunks) % nd  # whole launches: idle devices get chunks of padding
+        chunks = np.concatenate([chunks, np.full((extra, local, routing.NUM_EDGES), routing.PAD, np.int32)])
+        order = np.concatenate([order, np.full(extra * local, -1, order.dtype)])
+        return chunks.reshape(-1, chunk, routing.NUM_EDGES), order
+
     return Compiled(lambda enc: finish(launch(enc)), time.perf_counter() - t0, _memory_mb(compiled), chunk,
-                    launch, finish, pack=lambda enc: routing.pack_chunks(enc, chunk, cap), cap=cap)
+                    launch, finish, pack=pack, cap=cap, xla=compiled)
 
 
 def precision_agreement(ctx: base.ScoringContext, names: Sequence[str], encodings, *,

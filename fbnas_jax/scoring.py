@@ -340,7 +340,7 @@ def score_architectures(ctx: base.ScoringContext, indicators: Sequence[str] | st
             used_chunk = chunk
         if job.execution == "route" and job.route_cap is None and not table:
             # whole cosets (e.g. the whole space in chunks of 125): every op fills exactly chunk/5 slots
-            job = dataclasses.replace(job, route_cap=routing.balanced_capacity(enc, chunk))
+            job = dataclasses.replace(job, route_cap=routing.balanced_capacity(enc, chunk // nd))
         if log is not None:
             log(f"{job.label}: compiling (XLA, chunks of {chunk} architectures, {job.execution}) ...")
         compiled = engine.compile_fitting(ctx, job, chunk, devs, space.encoding_shape, log=log)

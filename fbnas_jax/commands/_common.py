@@ -97,10 +97,12 @@ def add_set_option(p: argparse.ArgumentParser) -> None:
 
 def add_engine_flags(p: argparse.ArgumentParser) -> None:
     """``--strategy`` / ``--precision`` of the scoring engine (see :mod:`fbnas_jax.engine`)."""
-    p.add_argument("--strategy", choices=("auto", "vmap", "map", "loop"), default="auto",
+    p.add_argument("--strategy", choices=("auto", "vmap", "map", "loop", "route"), default="auto",
                    help="how architectures are executed: 'vmap' = one vmapped launch per chunk, every candidate "
                         "op computed (GPUs); 'map' = lax.map over the chunk, only the chosen ops run "
                         "(lax.switch; CPUs); 'loop' = a Python loop over one compiled per-architecture program; "
+                        "'route' = one launch per chunk computing each op only for the architectures that chose "
+                        "it (NB201 supernet; CPI's indicators); "
                         "'auto' (default) = the backend's measured default. Same scores either way")
     p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
                    help="compute precision of convolutions (bfloat16 only for indicators validated to keep their "

@@ -18,6 +18,12 @@ execution strategies -- a static ``strategy`` field of the network module:
     ``loop`` execution, the SPOS/FairNAS training steps). Under ``vmap`` JAX turns it back
     into a select. At initialisation every branch runs, so every op gets its variables.
 
+A third execution lives outside this module: *routed* (the scoring engine's
+``execution="route"``, :mod:`fbnas_jax.models.nb201_routed`), where one program runs a chunk
+of architectures and every op of an edge only for the architectures that chose it, stacked
+into one large batch (the weights are shared; BN statistics stay per architecture). It
+reads the same variables as ``"select"`` and gives its values to float rounding.
+
 An edge may instead receive a weight per op (:func:`mix_ops`): one-hot is a subnet, a
 0/1 mask with several ones a pruned supernet (the edge sums its live ops), real weights a
 continuous relaxation. Networks accept either form of architecture input.

@@ -91,28 +91,48 @@ def _edge_op(net, k: int, features: int, dtype, edge_vars, mode: ForwardMode):
     return op
 
 
-def routed_edge(op_fns, x, choice, cap: int):
+def routed_edge(op_fns, x, choice, cap: int, combine: str = "gather"):
     """Sum over ops k of ``op_fns[k]`` applied to the architectures whose ``choice == k``.
 
     ``x``: ``(K, B, ...)``; ``choice``: ``(K,)`` int (``-1``: none); ``op_fns``: ``{k: fn}``
     per-architecture functions (ops absent from the dict output zero, like ``none``).
-    At most ``cap`` architectures may choose each op (checked on the host)."""
+    At most ``cap`` architectures may choose each op (checked on the host).
+
+    ``combine``: how the op outputs return to their architectures. ``"gather"``: the
+    ``len(op_fns) * cap`` outputs and a zero row are stacked and each architecture reads its
+    row (its op's block, its rank among the architectures choosing that op); ``"scatter"``:
+    scatter-add into zeros (XLA:CPU runs scatters slowly)."""
     kk = x.shape[0]
-    out = jnp.zeros_like(x)
+    ys, slots = [], []
     for k, fn in op_fns.items():
         idx = jnp.nonzero(choice == k, size=cap, fill_value=kk)[0]
-        xs = jnp.take(x, idx, axis=0, mode="fill", fill_value=0)
-        out = out.at[idx].add(jax.vmap(fn)(xs).astype(x.dtype), mode="drop")
-    return out
+        xs = jnp.take(x, idx, axis=0, mode="fill", fill_value=0)  # empty slots: zeros
+        ys.append(jax.vmap(fn)(xs).astype(x.dtype))
+        slots.append(idx)
+    if combine == "scatter":
+        out = jnp.zeros_like(x)
+        for idx, y in zip(slots, ys):
+            out = out.at[idx].add(y, mode="drop")
+        return out
+    ops = jnp.asarray(list(op_fns), jnp.int32)
+    hit = choice[:, None] == ops[None, :]  # (K, n_ops)
+    rank = jnp.cumsum(hit, axis=0) - 1  # rank of each architecture among those choosing the op
+    block = jnp.argmax(hit, axis=1)
+    pos = jnp.where(jnp.any(hit, axis=1), block * cap + jnp.take_along_axis(rank, block[:, None], 1)[:, 0],
+                    len(ys) * cap)  # none / padding: the zero row
+    stacked = jnp.concatenate(ys + [jnp.zeros_like(ys[0][:1])], axis=0)
+    return stacked.at[pos].get(mode="promise_in_bounds")  # pos < len(stacked) by construction
 
 
-def routed_apply(net, variables, images, encodings, *, cap: int, mode: ForwardMode = ForwardMode()):
+def routed_apply(net, variables, images, encodings, *, cap: int, mode: ForwardMode = ForwardMode(),
+                 combine: str = "gather"):
     """``(logits (K, B, classes) float32, kernel (K, B, B) or None)`` of the K architectures
     ``encodings`` ``(K, 6)`` (``-1`` rows: padding) on the shared ``images`` ``(B, H, W, C)``.
 
     ``net``: the :class:`~fbnas_jax.models.nb201.NB201Net` supernet whose ``variables`` these
     are (its sizes, BN mode and compute dtype are read). ``mode.relu_kernel``: also return the
     NASWOT kernel of each architecture (its ReLU codes, as ``relu_kernel_total`` of the supernet).
+    ``combine``: how op outputs return to their architectures (:func:`routed_edge`).
     Running statistics are never updated (forward only)."""
     if net.arch is not None:
         raise ValueError("routed execution runs the supernet (arch=None), not a stand-alone network")
@@ -145,7 +165,7 @@ def routed_apply(net, variables, images, encodings, *, cap: int, mode: ForwardMo
                 for j in range(node):
                     ev = _vars(cv, f"edge_{e}")
                     ops = {k: _edge_op(net, k, width, dtype, ev, edge_mode) for k in range(1, nb201.NUM_OPS)}
-                    total = total + routed_edge(ops, nodes[j], enc[:, e], cap)
+                    total = total + routed_edge(ops, nodes[j], enc[:, e], cap, combine)
                     weights[j] = weights[j] + is_conv[:, e]
                     e += 1
                 nodes.append(total)
