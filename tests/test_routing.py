@@ -134,6 +134,9 @@ def test_route_engine_scores_match_vmap(ctx):
     coset = score_architectures(ctx, ["expressivity"], enc[:5], chunk_size=5, execution="route", progress=False)
     assert coset.timings["expressivity"]["route_cap"] == 1  # a whole coset: cap = K/5
     np.testing.assert_allclose(coset["expressivity"], ref["expressivity"][:5], rtol=2e-4, atol=1e-5)
+    stacked = dataclasses.replace(ctx, options={"uncertainty": {"mc_batching": "stacked"}})
+    got = score_architectures(stacked, ["uncertainty"], enc, chunk_size=4, execution="route", progress=False)
+    np.testing.assert_allclose(got["uncertainty"], ref["uncertainty"], rtol=2e-4, atol=1e-5)
     # the Scorer (search loops) packs too
     scorer = Scorer(ctx, chunk_size=4, execution="route")
     np.testing.assert_allclose(scorer("expressivity", enc), ref["expressivity"], rtol=2e-4, atol=1e-5)

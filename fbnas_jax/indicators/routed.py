@@ -56,7 +56,7 @@ def _expressivity_chunk(variables, images, encodings, *, net, cap):
 
 def _uncertainty_chunk(variables, train_images, images, encodings, *, net, cap, stacked):
     """``-mean Var_t[softmax]`` per architecture: as ``supernet.mc_bn_probs`` with the T
-    Monte-Carlo forwards each routed over the chunk."""
+    Monte-Carlo forwards each routed over the chunk (a ``lax.scan`` over t unless ``stacked``)."""
     n_train = train_images.shape[1]
     mode = ForwardMode(train=True, stat_count=n_train)
 
@@ -77,8 +77,12 @@ def build(ctx: ScoringContext, names, cap: int):
         train_images = jnp.asarray(ctx.train_images)
         if train_images.ndim != 5:
             raise ValueError(f"train_images must be (T, B', H, W, 3) MC mini-batches, got {train_images.shape}")
+        mc_stacked(ctx)  # validates the option
+        # "auto" is sequential here, on every backend: the routed batch (cap * B per op) is already
+        # large, and stacking the T forwards would multiply the chunk's memory by T
+        stacked = ((ctx.options or {}).get("uncertainty", {}) or {}).get("mc_batching", "auto") == "stacked"
         return bind_state(_uncertainty_chunk, ctx.variables, train_images, jnp.asarray(ctx.images), net=ctx.net,
-                          cap=int(cap), stacked=mc_stacked(ctx))
+                          cap=int(cap), stacked=stacked)
     if "uncertainty" in names:
         raise ValueError("uncertainty is a job of its own (it shares no forward)")
     if names == ("expressivity",):
