@@ -241,7 +241,7 @@ def _score_cpi(setup: dict, args, enc) -> dict:
     jobs = {}
     for name, t in res.timings.items():
         if "job" in t:
-            jobs[t["job"]] = {k: t[k] for k in ("compile_s", "run_s", "execution", "chunk_size", "memory_mb")}
+            jobs[t["job"]] = {k: t.get(k) for k in ("compile_s", "run_s", "execution", "chunk_size", "memory_mb", "route_cap")}
     run_s = sum(j["run_s"] for j in jobs.values())
     return {"archs": int(len(enc)), "jobs": jobs, "run_s": run_s, "compile_s": sum(j["compile_s"] for j in jobs.values()),
             "wall_s": wall_s, "archs_per_s": len(enc) / run_s, "finite": int(np.isfinite(res.scores["cpi"]).sum())}

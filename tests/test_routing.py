@@ -100,9 +100,14 @@ def ctx():
         train_images=rng.normal(0.5, 1.5, size=(3, 8, H, H, 3)).astype(np.float32), key=jax.random.key(1))
 
 
-def test_routed_apply_matches_vmapped_supernet(ctx):
-    """Logits and NASWOT kernels, balanced chunk (cap = K/5) and a padded unbalanced one."""
+@pytest.mark.parametrize("bn_mode", ["fair", "bnnas"])
+def test_routed_apply_matches_vmapped_supernet(ctx, bn_mode):
+    """Logits and NASWOT kernels, balanced chunk (cap = K/5) and a padded unbalanced one; both
+    BN placements (bnnas: no BN after skip / pooling)."""
     net, v, x = ctx.net, ctx.variables, ctx.images
+    if bn_mode == "bnnas":
+        net = build_network(channels=4, cells_per_stage=1, bn_mode="bnnas")
+        v = random_variables(net, 1, image_size=H)
     mode = ForwardMode(train=True, relu_kernel=True)
 
     def select(e):
