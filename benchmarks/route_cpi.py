@@ -41,7 +41,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="8:1", help="comma list of C:N (channels, cells per stage)")
-    p.add_argument("--executions", default="vmap,map,route", help="comma list of vmap, map, loop, route")
+    p.add_argument("--executions", default="vmap,map,route",
+                   help="comma list of vmap, map, loop, route; EXEC@N: that execution with chunk N (a second row)")
     p.add_argument("--chunks", default="vmap=16,map=16,route=125",
                    help="architectures per launch, per execution (EXEC=N, comma list)")
     p.add_argument("--archs", default="coset", help="'coset' (one balanced coset of the route chunk) or random:N")
@@ -62,7 +63,8 @@ def parse_args(argv=None):
     args.exec_list = [s.strip() for s in args.executions.split(",") if s.strip()]
     from fbnas_jax.engine import EXECUTIONS
 
-    bad = [e for e in args.exec_list if e not in EXECUTIONS]
+    bad = [e for e in args.exec_list if e.partition("@")[0] not in EXECUTIONS
+           or (e.partition("@")[2] and not e.partition("@")[2].isdigit())]
     if bad or not args.exec_list:
         p.error(f"--executions must be a comma list of {EXECUTIONS}, got {args.executions!r}")
     if any(len(s) != 2 or min(s) < 1 for s in args.size_list) or args.repeats < 1:
@@ -199,7 +201,8 @@ def main(argv=None) -> dict:
         compiled = {}
         for ex in args.exec_list:
             t0 = time.perf_counter()
-            jobs = compile_cpi(ctx, ex, args.chunk_of.get(ex, 16), enc)
+            kind, _, at = ex.partition("@")
+            jobs = compile_cpi(ctx, kind, int(at) if at else args.chunk_of.get(kind, 16), enc)
             compiled[ex] = jobs
             per = {j["job"].label: j["compiled"] for j in jobs if not j["table"]}
             row = {"execution": ex, "chunk": max(c.chunk for c in per.values()),

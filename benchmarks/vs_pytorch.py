@@ -236,12 +236,14 @@ def _score_cpi(setup: dict, args, enc) -> dict:
 
     t0 = time.perf_counter()
     res = scoring.score_architectures(setup["ctx"], ["cpi"], enc, chunk_size=args.chunk_size or 16,
-                                      execution=args.execution, progress=False, devices=_jax_devices())
+                                      execution=args.execution, precision=args.precision, progress=False,
+                                      devices=_jax_devices())
     wall_s = time.perf_counter() - t0
     jobs = {}
     for name, t in res.timings.items():
         if "job" in t:
-            jobs[t["job"]] = {k: t.get(k) for k in ("compile_s", "run_s", "execution", "chunk_size", "memory_mb", "route_cap")}
+            jobs[t["job"]] = {k: t.get(k) for k in ("compile_s", "run_s", "execution", "chunk_size", "memory_mb",
+                                                    "route_cap", "precision")}
     run_s = sum(j["run_s"] for j in jobs.values())
     return {"archs": int(len(enc)), "jobs": jobs, "run_s": run_s, "compile_s": sum(j["compile_s"] for j in jobs.values()),
             "wall_s": wall_s, "archs_per_s": len(enc) / run_s, "finite": int(np.isfinite(res.scores["cpi"]).sum())}

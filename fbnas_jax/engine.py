@@ -303,6 +303,14 @@ def precision_agreement(ctx: base.ScoringContext, names: Sequence[str], encoding
         scores = []
         for prec in ("float32", precision):
             comp = compile_job(ctx, dataclasses.replace(job, precision=prec), chunk, devs, enc.shape[1:], enc.dtype)
+            if comp.pack is not None:  # routed: the architectures packed under the capacity
+                from fbnas_jax.models.routing import unpack
+
+                packed, order = comp.pack(enc)
+                parts = [comp.run(c) for c in packed]
+                scores.append({k: unpack(np.concatenate([np.asarray(p[k], np.float64) for p in parts]), order,
+                                         len(enc)) for k in parts[0]})
+                continue
             parts = [comp.run(enc[i:i + chunk]) for i in range(0, len(enc), chunk)]
             scores.append({k: np.concatenate([np.asarray(p[k], np.float64) for p in parts]) for k in parts[0]})
         for name in job.names:

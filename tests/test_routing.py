@@ -42,13 +42,16 @@ def test_space_cosets_partition_the_space_and_are_balanced(d):
     assert routing.balanced_capacity(flat, 5 ** d) == 5 ** (d - 1)
 
 
-def test_parity_check_has_no_constant_coordinate():
-    for d in range(1, 7):
-        p = routing.parity_check(d)
-        assert p.shape == (6 - d, 6)
-        # a coordinate constant on the kernel would mean a unit vector in P's row space: the
-        # kernel's elements then all share that op, and the coset would not be balanced
-        assert (routing.op_counts(routing.space_cosets(d)[0]) > 0).all()
+def test_cosets_are_nested():
+    """A coset of 125 is 5 cosets of 25 (the engine may halve a chunk; 25 per device...)."""
+    big = routing.space_cosets(3)[11]
+    keys = routing.coset_keys(big, 2)
+    assert len(np.unique(keys)) == 5 and (np.bincount(np.unique(keys, return_inverse=True)[1]) == 25).all()
+    assert routing.balanced_capacity(big, 25) == 5 and routing.balanced_capacity(big, 5) == 1
+    chunks, order = routing.pack_chunks(big, 25, 5)
+    assert chunks.shape == (5, 25, 6) and (order >= 0).all()
+    with pytest.raises(ValueError, match="subgroup dimension"):
+        routing.coset_keys(big, 7)
 
 
 def test_pack_chunks_random_list():

@@ -11,9 +11,12 @@ choose nothing. Every function here is pure NumPy and decides on the host, befor
 Perfect balance: NB201's encodings are vectors of Z_5^6 (op index per edge). A subgroup H of
 size K = 5^d whose projection on every coordinate is onto Z_5 cuts the space into 5^(6-d)
 cosets of K architectures in which each op is chosen by exactly K/5 architectures on every
-edge: chunks with ``cap = K/5`` and no empty slot. H is the kernel of a parity-check matrix
-``P = [I | A]`` (A with no zero entry: then no unit vector lies in P's row space, i.e. no
-coordinate is constant on H); the coset of ``x`` is ``P x mod 5``.
+edge: chunks with ``cap = K/5`` and no empty slot. We take ``H_d = span{(1,1,1,1,1,1), e_1,
+..., e_{d-1}}`` (the all-ones vector makes every projection onto); in the basis
+``{(1,...,1), e_1, ..., e_5}`` an encoding has coordinates ``c_0 = x_0``, ``c_i = x_i - x_0``,
+and its coset of ``H_d`` is ``(c_d, ..., c_5)``. The subgroups are nested (H_1 < H_2 < ...), so
+a coset of 125 is 5 cosets of 25, and sorting by ``(c_5, ..., c_1)`` makes the cosets of
+every size contiguous.
 
 Arbitrary lists (a random sample, a search's population): :func:`pack_chunks` sorts the
 architectures by coset (whole cosets present in the list then fill chunks exactly) and packs
@@ -32,17 +35,6 @@ NUM_OPS = 5
 PAD = -1
 
 
-def parity_check(d: int, num_edges: int = NUM_EDGES, num_ops: int = NUM_OPS) -> np.ndarray:
-    """``P = [I | A]`` of shape ``(num_edges - d, num_edges)`` over Z_num_ops; its kernel is a
-    subgroup of size ``num_ops**d`` projecting onto every coordinate (module doc). ``d=0``: the
-    identity (cosets of one architecture); ``d=num_edges``: no rows (one coset, the space)."""
-    if not 0 <= d <= num_edges:
-        raise ValueError(f"subgroup dimension must be in 0..{num_edges}, got {d}")
-    r = num_edges - d
-    a = 1 + (np.arange(r)[:, None] + np.arange(d)[None, :]) % (num_ops - 1)  # entries in 1..num_ops-1
-    return np.concatenate([np.eye(r, dtype=np.int64), a.astype(np.int64)], axis=1)
-
-
 def coset_dim(chunk: int, num_ops: int = NUM_OPS) -> int | None:
     """``d`` with ``num_ops**d == chunk`` (a chunk that a coset fills), else None."""
     d = round(math.log(chunk, num_ops)) if chunk >= 1 else -1
@@ -50,11 +42,14 @@ def coset_dim(chunk: int, num_ops: int = NUM_OPS) -> int | None:
 
 
 def coset_keys(encodings, d: int) -> np.ndarray:
-    """Coset of each encoding (an int per row, equal within a coset of the size-5^d subgroup)."""
+    """Coset of each encoding under ``H_d`` (size 5^d, module doc): an int per row, equal within
+    a coset. ``d=0``: every architecture its own coset; ``d=6``: one coset, the space."""
+    if not 0 <= d <= NUM_EDGES:
+        raise ValueError(f"subgroup dimension must be in 0..{NUM_EDGES}, got {d}")
     enc = np.asarray(encodings, np.int64)
-    p = parity_check(d, enc.shape[1])
-    syn = (enc @ p.T) % NUM_OPS  # (n, 6 - d)
-    return syn @ (NUM_OPS ** np.arange(syn.shape[1], dtype=np.int64)) if syn.shape[1] else np.zeros(len(enc), np.int64)
+    coords = np.concatenate([(enc[:, 1:] - enc[:, :1]) % NUM_OPS, enc[:, :1]], axis=1)  # c_1..c_5, c_0
+    tail = coords[:, d - 1:NUM_EDGES - 1] if d >= 1 else coords[:, [NUM_EDGES - 1] + list(range(NUM_EDGES - 1))]
+    return tail @ (NUM_OPS ** np.arange(tail.shape[1], dtype=np.int64))
 
 
 def space_cosets(d: int) -> np.ndarray:
@@ -114,9 +109,9 @@ def pack_chunks(encodings, chunk: int, cap: int) -> tuple[np.ndarray, np.ndarray
     op of an edge is chosen more than ``cap`` times; ``order`` ``(m * chunk,)`` gives each slot's
     row of ``encodings`` (``PAD`` = -1 for padding rows, whose encoding is all ``PAD``).
 
-    Every architecture lands exactly once. The architectures are sorted by coset of the
-    largest subgroup dividing ``chunk`` (whole cosets fill chunks exactly) and placed
-    first-fit: into the first open chunk with room and free slots for all six of its ops.
+    Every architecture lands exactly once. The architectures are sorted by coset (whole cosets
+    of ``chunk`` = 5^d architectures then fill chunks exactly) and placed first-fit: into the
+    first open chunk with room and free slots for all six of its ops.
     """
     enc = np.asarray(encodings, np.int64)
     n = len(enc)
@@ -126,9 +121,7 @@ def pack_chunks(encodings, chunk: int, cap: int) -> tuple[np.ndarray, np.ndarray
         return np.zeros((0, chunk, NUM_EDGES), np.int32), np.zeros(0, np.int64)
     if enc.min() < 0 or enc.max() >= NUM_OPS:
         raise ValueError(f"encodings must be op indices 0..{NUM_OPS - 1}")
-    d = int(math.floor(math.log(chunk, NUM_OPS) + 1e-9))
-    d = min(max(d, 0), NUM_EDGES)
-    order = np.argsort(coset_keys(enc, d), kind="stable") if d > 0 else np.arange(n)
+    order = np.argsort(coset_keys(enc, 1), kind="stable")  # cosets of every size contiguous (module doc)
     max_chunks = n  # never more chunks than architectures
     counts = np.zeros((max_chunks, NUM_EDGES, NUM_OPS), np.int64)
     sizes = np.zeros(max_chunks, np.int64)
