@@ -452,11 +452,14 @@ def markdown(out: dict) -> str:
         has_ref = any("ref_archs_per_s" in r for r in size["rows"])
         n_ref = min((r.get("ref_archs", size["archs"]) for r in size["rows"]), default=size["archs"])
         loop_note = f" (the PyTorch loop on the first {n_ref}; values compared there)" if n_ref < size["archs"] else ""
-        lines += [f"## C={size['channels']}, N={size['cells']}: {size['archs']} architectures{loop_note}", ""]
-        if has_ref:
+        if not size["rows"]:  # CPI only (--proxies ""): no side-by-side table
+            lines += [f"## C={size['channels']}, N={size['cells']}", ""]
+        elif has_ref:
+            lines += [f"## C={size['channels']}, N={size['cells']}: {size['archs']} architectures{loop_note}", ""]
             lines += ["| proxy | ours, archs/s | PyTorch loop, archs/s | ours / PyTorch | our compile, s | "
                       "max rel. diff |", "|---|---|---|---|---|---|"]
         else:
+            lines += [f"## C={size['channels']}, N={size['cells']}: {size['archs']} architectures", ""]
             lines += ["| proxy | ours, archs/s | our compile, s |", "|---|---|---|"]
         for r in size["rows"]:
             if has_ref:
@@ -469,6 +472,10 @@ def markdown(out: dict) -> str:
             lines.append(f"CPI (uncertainty + trainability + expressivity, `score_architectures`): "
                          f"{cp['archs_per_s']:.3g} archs/s over {cp['archs']} archs, compile {cp['compile_s']:.1f} s; "
                          f"all 15,625 extrapolated: {cp['all_15625_min']:.1f} min.")
+            for name, job in cp.get("jobs", {}).items():
+                mem = f", XLA memory {job['memory_mb'] / 1024:.2f} GB" if job.get("memory_mb") is not None else ""
+                lines.append(f"- {name}: {job['execution']}, chunks of {job['chunk_size']}, run {job['run_s']:.2f} s, "
+                             f"compile {job['compile_s']:.1f} s{mem}")
             if "all_15625_measured" in cp:
                 full = cp["all_15625_measured"]
                 lines.append(f"CPI over all 15,625, measured: {full['run_s']:.1f} s of scoring + {full['compile_s']:.1f} s "
