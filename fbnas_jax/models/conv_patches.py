@@ -20,9 +20,13 @@ GEMMs. There is no forward mode (``jvp``). The patches are exact copies (slices,
 identity-kernel convolution, which TF32 would round on a GPU); the GEMM uses JAX's default
 matmul precision, as XLA's kernel-gradient convolution does.
 
-On a CPU this is slower (the patches are ``kh*kw`` copies of the input; see
-:func:`fbnas_jax.models.conv.kernel_grad_groups`); it is an option of the networks
-(``kernel_grad="patches"``, NB201 only), off by default, for the all-ops (``select``) path.
+Cost: the patches are ``kh*kw`` copies of the input (XLA's memory estimate of a vmapped snip
+chunk at C=8, N=1, batch 64: 1976 MB instead of 1030). On this 2-core CPU, vmapped over 20
+architectures in chunks of 10, snip ran 1.93 vs 1.17 archs/s and grad_norm 2.05 vs 1.28
+(``benchmarks/results/gpu_ab/gpu_ab_cpu_sanity_c8.md``, 2026-11-27, load ~2.5); a CPU's default
+per-architecture path (``strategy="switch"``) uses :mod:`fbnas_jax.models.conv` instead. It is an
+option of the networks (``kernel_grad="patches"``, NB201 only), off by default, for the all-ops
+(``select``) path; ``benchmarks/gpu_ab.py`` measures it on a GPU.
 """
 from __future__ import annotations
 
