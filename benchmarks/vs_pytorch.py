@@ -425,7 +425,11 @@ def precision_flags() -> dict:
     """The float32 precision settings in force (recorded next to every timing and difference)."""
     import jax
 
-    out = {"jax_default_matmul_precision": jax.config.jax_default_matmul_precision}
+    try:
+        jax_prec = jax.config.jax_default_matmul_precision
+    except AttributeError:  # JAX versions that read flags only through their values table
+        jax_prec = jax.config.values.get("jax_default_matmul_precision", "unknown")
+    out = {"jax_default_matmul_precision": jax_prec}
     if "torch" in sys.modules:
         import torch
 
