@@ -22,7 +22,9 @@ machine without a CUDA PyTorch). One command reproduces the committed CPU table:
 On the lent device, the stages ``perf`` and ``perf_big`` of ``benchmarks/device/nb201_gpu.sh`` run
 this script in time-limited steps (CPI, both sizes, bf16 ranks), sized from the first GPU run.
 
-No network access is needed (synthetic images, fresh weights). Results are rewritten after
+``--fp32-exact`` turns TF32 off on both sides (JAX and cuDNN default to TF32 convolutions on
+Ampere and later GPUs); ``--kernel-grad patches`` and ``--ntk-cotangent-block N`` select our GPU
+candidates (``benchmarks/gpu_ab.py`` A/B-tests them). No network access is needed (synthetic images, fresh weights). Results are rewritten after
 every proxy, so a run stopped by a time limit keeps what it measured (``"complete": false``).
 
 Outputs ``<out>/vs_pytorch_<tag>.json`` and ``.md`` (default ``benchmarks/results/vs_pytorch``).
@@ -111,6 +113,15 @@ def parse_args(argv=None):
                    help="our engine's execution strategy (auto: the backend's measured default, fbnas_jax.engine)")
     p.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
                    help="our compute precision (bf16 only for the indicators that keep their ranks)")
+    p.add_argument("--fp32-exact", action="store_true",
+                   help="float32 convolutions and matmuls in full float32 on both sides: JAX's "
+                        "jax_default_matmul_precision=highest, PyTorch's cudnn/cuda allow_tf32=False (on Ampere and "
+                        "later GPUs both default to TF32 convolutions; recorded in the JSON and the table)")
+    p.add_argument("--kernel-grad", default="lax", choices=("lax", "patches"),
+                   help="our convolutions' kernel gradients on the all-ops path: lax (autodiff) or patches (one "
+                        "im2col GEMM per convolution, a GPU candidate: fbnas_jax.models.conv_patches)")
+    p.add_argument("--ntk-cotangent-block", type=int, default=1, metavar="N",
+                   help="ntk_cond: per-sample VJPs vmapped N at a time (1: one by one, the default)")
     p.add_argument("--cpi-archs", type=int, default=0,
                    help="also time CPI (uncertainty+trainability+expressivity) over this many archs per size "
                         "and extrapolate to all 15,625 (0: skip)")
@@ -149,6 +160,8 @@ def parse_args(argv=None):
         p.error(f"unknown proxies {bad}; choose from {', '.join(PROXIES)}")
     if args.repeats < 1 or args.batch_size < 2 or args.ntk_batch_size < 2 or args.ref_archs < 0:
         p.error("--repeats must be >= 1 and batch sizes >= 2")
+    if args.ntk_cotangent_block < 1:
+        p.error("--ntk-cotangent-block must be >= 1")
     return args
 
 
@@ -163,7 +176,8 @@ def make_setup(args, channels: int, cells: int, n_archs: int) -> dict:
     from fbnas_jax.models.nb201 import build_network, init_variables
     from fbnas_jax.spaces import nb201
 
-    net = build_network(channels=channels, cells_per_stage=cells, bn_mode=args.bn_mode)
+    net = build_network(channels=channels, cells_per_stage=cells, bn_mode=args.bn_mode,
+                        kernel_grad=getattr(args, "kernel_grad", "lax"))
     data = make_synthetic(num_train=max(2000, args.mc_samples * args.mc_batch_size + 256), num_test=16,
                           image_size=args.image_size, seed=args.seed)
     variables = jax.device_get(init_variables(net, args.seed, data.image_shape))
@@ -175,7 +189,8 @@ def make_setup(args, channels: int, cells: int, n_archs: int) -> dict:
     mc = normalize(data.train_images[b:b + t * bm], data.mean, data.std).astype(np.float32)
     mc = mc.reshape((t, bm) + mc.shape[1:])
     options = {name: {"batch_size": args.batch_size, "repeats": 1} for name in PROXIES}
-    options["ntk_cond"] = {"batch_size": args.ntk_batch_size, "repeats": 1}
+    options["ntk_cond"] = {"batch_size": args.ntk_batch_size, "repeats": 1,
+                           "cotangent_block": getattr(args, "ntk_cotangent_block", 1)}
     ctx = ScoringContext(net=net, variables=variables, init_variables=variables, images=images[:args.batch_size],
                          labels=labels[:args.batch_size], train_images=mc, key=jax.random.key(args.seed),
                          options=options)
@@ -379,11 +394,50 @@ def environment(args) -> dict:
            "jax_devices": len(_jax_devices()),
            "cpu_count": os.cpu_count(), "python": platform.python_version(), **device_summary(),
            "numpy": np.__version__, "jaxlib_backend": jax.default_backend()}
+    env["fp32"] = precision_flags()
     if not args.ours_only:
         import torch
 
         env.update({"torch": torch.__version__, "torch_device": args.device, "torch_threads": torch.get_num_threads()})
     return env
+
+
+_TF32_DEFAULTS: dict = {}
+
+
+def set_fp32_exact(on: bool) -> dict:
+    """Full float32 (``on``) or each library's default (TF32 convolutions on recent GPUs) for
+    float32 convolutions and matmuls, on both sides; returns :func:`precision_flags`. Takes
+    effect for programs compiled afterwards (JAX reads the flag when it traces)."""
+    import jax
+
+    jax.config.update("jax_default_matmul_precision", "highest" if on else None)
+    try:
+        import torch
+    except ImportError:
+        return precision_flags()
+    if not _TF32_DEFAULTS:
+        _TF32_DEFAULTS.update(cudnn=torch.backends.cudnn.allow_tf32, matmul=torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = False if on else _TF32_DEFAULTS["cudnn"]
+    torch.backends.cuda.matmul.allow_tf32 = False if on else _TF32_DEFAULTS["matmul"]
+    return precision_flags()
+
+
+def precision_flags() -> dict:
+    """The float32 precision settings in force (recorded next to every timing and difference)."""
+    import jax
+
+    try:
+        jax_prec = jax.config.jax_default_matmul_precision
+    except AttributeError:  # JAX versions that read flags only through their values table
+        jax_prec = jax.config.values.get("jax_default_matmul_precision", "unknown")
+    out = {"jax_default_matmul_precision": jax_prec}
+    if "torch" in sys.modules:
+        import torch
+
+        out.update(torch_cudnn_allow_tf32=bool(torch.backends.cudnn.allow_tf32),
+                   torch_matmul_allow_tf32=bool(torch.backends.cuda.matmul.allow_tf32))
+    return out
 
 
 def markdown(out: dict) -> str:
@@ -396,7 +450,9 @@ def markdown(out: dict) -> str:
              f"batch {a['batch_size']} (ntk_cond {a['ntk_batch_size']}), uncertainty {a['mc_samples']} MC batches "
              f"of {a['mc_batch_size']}. Median of {a['repeats']} interleaved runs{' after one untimed call per side' if a.get('warmup') else ''}; compile excluded from archs/s. "
              f"Our execution: {a.get('execution', 'auto')} -> {_executions(out)}, precision {a.get('precision', 'float32')}"
-             f", on {e.get('jax_devices', 1)} JAX device(s) (architectures split across them).",
+             f", on {e.get('jax_devices', 1)} JAX device(s) (architectures split across them). "
+             f"Float32 convolutions/matmuls: {fp32_note(e.get('fp32'))}; kernel gradients {a.get('kernel_grad', 'lax')}, "
+             f"ntk_cond cotangent block {a.get('ntk_cotangent_block', 1)}.",
              ""]
     for size in out["sizes"]:
         has_ref = any("ref_archs_per_s" in r for r in size["rows"])
@@ -436,6 +492,15 @@ def markdown(out: dict) -> str:
     lines += ["Conventions where the reference differs (values compared after aligning them):", ""]
     lines += [f"* `{k}`: {v}" for k, v in NOTES.items() if k in a["proxy_list"]]
     return "\n".join(lines) + "\n"
+
+
+def fp32_note(flags) -> str:
+    """One phrase for the markdown: exact float32 or the libraries' defaults (TF32 on GPUs)."""
+    if not flags:
+        return "not recorded"
+    exact = flags.get("jax_default_matmul_precision") == "highest" and not flags.get("torch_cudnn_allow_tf32", False)
+    detail = ", ".join(f"{k}={v}" for k, v in flags.items())
+    return ("exact (--fp32-exact: " if exact else "library defaults (TF32 convolutions on Ampere+ GPUs: ") + detail + ")"
 
 
 def _executions(out) -> str:
@@ -490,6 +555,7 @@ def main(argv=None) -> int:
         except ImportError:
             print("PyTorch is not installed: pip install -e '.[bench]' (or pass --ours-only)", file=sys.stderr)
             return 2
+    set_fp32_exact(args.fp32_exact)
     out = {"env": environment(args), "args": {k: v for k, v in vars(args).items() if k not in ("size_list",)},
            "load_before": list(os.getloadavg()), "sizes": [], "complete": False}
     tag = args.tag or out["env"]["backend"]

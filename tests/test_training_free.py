@@ -52,7 +52,8 @@ def test_registry_entries():
         assert ind.sign_note and ind.build is not None
     assert "NEGATED" in REGISTRY["ntk_cond"].sign_note
     assert tf.DEFAULT_OPTIONS["naswot"]["batch_size"] == 128
-    assert tf.DEFAULT_OPTIONS["ntk_cond"] == {"batch_size": 72, "repeats": 3}  # TE-NAS's NB201 launcher
+    # TE-NAS's NB201 launcher; per-sample VJPs one at a time unless asked (issue 14)
+    assert tf.DEFAULT_OPTIONS["ntk_cond"] == {"batch_size": 72, "repeats": 3, "cotangent_block": 1}
 
 
 def test_resolve_options_override_and_cap(setup):

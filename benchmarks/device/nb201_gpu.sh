@@ -7,6 +7,7 @@
 #   bash benchmarks/device/nb201_gpu.sh --stage teg_searches # TE-NAS/TEG pruning + TEG evolution (issue 11)
 #   bash benchmarks/device/nb201_gpu.sh --stage perf         # the scoring engine vs PyTorch, CPI time (issue 14; no data)
 #   bash benchmarks/device/nb201_gpu.sh --stage perf_big     # the same side by side at C=16, N=5 (issue 14; no data)
+#   bash benchmarks/device/nb201_gpu.sh --stage perf_ab      # A/B of the gradient proxies' GPU candidates (issue 14)
 #
 # Data: the device machine cannot see ../shared. `--prepare` copies the CIFAR-10 archive and the
 # NB201 truth CSV from $FBNAS_SHARED_DATA (default ../shared/data) into ./.data; name it in the
@@ -162,6 +163,21 @@ stage_perf_big() {  # default budget 540 s: the side by side at C=16, N=5, gradi
 }
 BUDGET_perf_big=540
 NEEDS_DATA_perf_big=0
+
+stage_perf_ab() {  # default budget 480 s: benchmarks/gpu_ab.py, the A/B of the candidates for the gradient proxies
+  # that missed 10x the PyTorch loop (ntk_cond cotangent blocks, im2col kernel gradients, exact float32 vs TF32),
+  # C=8, N=1. ESTIMATE from the first GPU run (compile 5-25 s per program): ~330 s, worst ~375 s (see its --help).
+  # gpu_ab.py starts no compilation that its estimate ends past --deadline-s (its own clock, which starts after
+  # perf_setup) and writes JSON + markdown after every measurement; perf_step's timeout is the backstop.
+  perf_setup
+  local smoke=""
+  [ "$PRESET" = smoke ] && smoke=--smoke
+  # shellcheck disable=SC2086  # $smoke and $ours_only are flags or nothing
+  perf_step $(( BUDGET - 20 )) gpu_ab "$PY" benchmarks/gpu_ab.py $smoke $ours_only --device $dev \
+    --deadline-s $(( BUDGET - 60 )) --out "$dir"
+}
+BUDGET_perf_ab=480
+NEEDS_DATA_perf_ab=0
 
 # ---------------------------------------------------------------------------- no edits needed below
 STAGE=supernets

@@ -378,20 +378,41 @@ def input_family(net, variables, images, enc, want=("jacob_cov", "naswot")) -> d
     return out
 
 
-def ntk_gram(net, variables, images, enc):
+def ntk_gram(net, variables, images, enc, cotangent_block: int = 1):
     """TE-NAS empirical NTK: Gram matrix (B, B) of per-sample gradients of the summed logits
-    w.r.t. conv/linear kernels and BN scales, BN in train mode (one batched forward)."""
+    w.r.t. conv/linear kernels and BN scales, BN in train mode (one batched forward).
+
+    Row i is the VJP of the batch forward with cotangent ``e_i`` (BN couples the samples, so
+    it is not the gradient of sample i's own forward). ``cotangent_block``: how many of the B
+    VJPs run as one vmapped backward. 1 (default): one VJP per sample, *mapped* (sequential):
+    a vmap over the cotangents batches the weight-gradient convolutions, which XLA:CPU runs far
+    slower; inside the map, the networks' canonical-gradient convolutions (strategy="switch")
+    keep the fast path. On a GPU, B sequential backward passes per chunk are latency-bound:
+    ``n > 1`` maps over blocks of n vmapped cotangents (``n >= B``: one vmap of all B). The
+    same Gram matrix up to float rounding (tests/test_ntk_block.py)."""
     w, rest = split(variables["params"], is_ntk_weight)
     f = lambda w: jnp.sum(logits(net, merge(w, rest), variables["batch_stats"], images, enc).astype(jnp.float32),
                           axis=1)
     b = images.shape[0]
+    n = check_cotangent_block(cotangent_block)
     _, vjp = jax.vjp(f, w)
-    # One VJP per sample, *mapped* (sequential): a vmap over the cotangents batches the
-    # weight-gradient convolutions, which XLA:CPU runs far slower; inside the map, the
-    # networks' canonical-gradient convolutions (strategy="switch") keep the fast path.
-    rows = jax.lax.map(lambda ct: vjp(ct)[0], jnp.eye(b, dtype=jnp.float32))  # {leaf: (B, *shape)}
+    row = lambda ct: vjp(ct)[0]
+    eye = jnp.eye(b, dtype=jnp.float32)
+    if n == 1:
+        rows = jax.lax.map(row, eye)  # {leaf: (B, *shape)}
+    elif n >= b:
+        rows = jax.vmap(row)(eye)
+    else:
+        rows = jax.lax.map(row, eye, batch_size=n)
     return sum((r.reshape(b, -1) @ r.reshape(b, -1).T for r in jax.tree.leaves(rows)),
                jnp.zeros((b, b), jnp.float32))
+
+
+def check_cotangent_block(n) -> int:
+    """``n`` as a positive int (ntk_cond's ``cotangent_block`` option), else a ValueError."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"ntk_cond option cotangent_block must be an integer >= 1, got {n!r}")
+    return int(n)
 
 
 def count_patterns(kernel) -> jax.Array:

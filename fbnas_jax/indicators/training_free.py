@@ -143,7 +143,9 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "grasp": {"batch_size": 64, "repeats": 1},
     "fisher": {"batch_size": 64, "repeats": 1},
     "grad_norm": {"batch_size": 64, "repeats": 1},
-    "ntk_cond": {"batch_size": 72, "repeats": 3},  # TE-NAS's NB201 launcher (prune_launch.py)
+    # TE-NAS's NB201 launcher (prune_launch.py); cotangent_block: per-sample VJPs vmapped per map
+    # step (1: one at a time, the CPU's fast path; see _proxies.ntk_gram)
+    "ntk_cond": {"batch_size": 72, "repeats": 3, "cotangent_block": 1},
     "linear_regions": {"batch_size": 1000, "repeats": 3},  # TE-NAS (1000 inputs per batch)
 }
 
@@ -261,13 +263,16 @@ build_fisher = _ce_builder("fisher")
 build_grad_norm = _ce_builder("grad_norm")
 
 
-def _ntk_cond_arch(vs, xs, e, *, net):
-    return jax.lax.map(lambda vx: P.ntk_gram(net, vx[0], vx[1], e), (vs, xs))  # (R, B, B); finish: ntk_cond_score
+def _ntk_cond_arch(vs, xs, e, *, net, block=1):
+    # (R, B, B); finish: ntk_cond_score
+    return jax.lax.map(lambda vx: P.ntk_gram(net, vx[0], vx[1], e, cotangent_block=block), (vs, xs))
 
 
 def build_ntk_cond(ctx: ScoringContext):
     _check(ctx, "ntk_cond")
-    return bind_state(_ntk_cond_arch, *_repeats(ctx, resolve_options("ntk_cond", ctx)), net=ctx.net)
+    opts = resolve_options("ntk_cond", ctx)
+    block = P.check_cotangent_block(opts.get("cotangent_block", 1))
+    return bind_state(_ntk_cond_arch, *_repeats(ctx, opts), net=ctx.net, block=block)
 
 
 def _linear_regions_arch(vs, xs, e, *, net):

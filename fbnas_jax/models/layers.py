@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fbnas_jax.models.conv import canonical_grad_conv
+from fbnas_jax.models.conv_patches import check_kernel_grad, patches_grad_conv
 from fbnas_jax.models.execution import STRATEGIES, check_strategy, choose_op, with_strategy  # noqa: F401
 
 
@@ -69,18 +70,23 @@ def kaiming_normal():
 
 
 def conv2d(features: int, kernel: int, stride: int = 1, *, name: str, canonical_grads: bool = False,
-           dtype: Any = None, pad: int | None = None, relu_input: bool = False) -> nn.Conv:
+           dtype: Any = None, pad: int | None = None, relu_input: bool = False, kernel_grad: str = "lax") -> nn.Conv:
     """Bias-free ``kernel x kernel`` convolution, He-normal init, symmetric padding (default
     ``kernel // 2``). ``canonical_grads``: gradients as canonical convolutions (fast on
     XLA:CPU inside ``lax.switch``/loops; no forward-mode autodiff). ``dtype``: compute dtype.
     ``relu_input`` (only with ``canonical_grads``): the module convolves ``relu(input)``, the
-    backward recomputing the ReLU (:func:`fbnas_jax.models.conv.canonical_relu_conv`)."""
+    backward recomputing the ReLU (:func:`fbnas_jax.models.conv.canonical_relu_conv`).
+    ``kernel_grad="patches"`` (without ``canonical_grads``, which takes precedence): the kernel
+    gradient as one im2col GEMM (:mod:`fbnas_jax.models.conv_patches`; a GPU candidate)."""
     pad = kernel // 2 if pad is None else pad
+    check_kernel_grad(kernel_grad)
     if relu_input and not canonical_grads:
         raise ValueError("conv2d: relu_input needs canonical_grads=True")
     conv = None
     if canonical_grads:
         conv = functools.partial(canonical_grad_conv, relu_input=True) if relu_input else canonical_grad_conv
+    elif kernel_grad == "patches":
+        conv = patches_grad_conv
     return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
                    use_bias=False, kernel_init=kaiming_normal(), name=name, dtype=dtype,
                    conv_general_dilated=conv)
@@ -247,13 +253,14 @@ class ReLUConvBN(nn.Module):
     bn_momentum: float = 0.9
     canonical_grads: bool = False
     dtype: Any = None
+    kernel_grad: str = "lax"  # see conv2d
 
     @nn.compact
     def __call__(self, x, mode: ForwardMode, active=None):
         r = ReLU(name="relu")(x, mode, active)  # records NASWOT codes when asked
         fold = self.canonical_grads  # ReLU folded into the conv's custom_vjp: fewer switch residuals
         x = conv2d(self.features, self.kernel, self.stride, name="conv", canonical_grads=self.canonical_grads,
-                   dtype=self.dtype, relu_input=fold)(x if fold else r)
+                   dtype=self.dtype, relu_input=fold, kernel_grad=self.kernel_grad)(x if fold else r)
         return BatchNorm(self.bn_momentum, fast_grads=self.canonical_grads, name="bn")(x, mode, active)
 
 
@@ -326,10 +333,11 @@ class ResNetBasicBlock(nn.Module):
     bn_momentum: float = 0.9
     canonical_grads: bool = False
     dtype: Any = None
+    kernel_grad: str = "lax"  # see conv2d
 
     @nn.compact
     def __call__(self, x, mode: ForwardMode):
-        kw = dict(canonical_grads=self.canonical_grads, dtype=self.dtype)
+        kw = dict(canonical_grads=self.canonical_grads, dtype=self.dtype, kernel_grad=self.kernel_grad)
         y = ReLUConvBN(self.features, 3, 2, self.bn_momentum, name="conv_a", **kw)(x, mode)
         y = ReLUConvBN(self.features, 3, 1, self.bn_momentum, name="conv_b", **kw)(y, mode)
         s = avg_pool_2x2(x) if self.canonical_grads else nn.avg_pool(x, (2, 2), strides=(2, 2))

@@ -41,6 +41,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from fbnas_jax.models.conv_patches import check_kernel_grad
 from fbnas_jax.models.execution import is_mixed, mix_ops
 from fbnas_jax.models.layers import (
     BatchNorm, ForwardMode, ReLU, ReLUConvBN, ResNetBasicBlock, avg_pool_3x3, check_strategy, choose_op, conv2d,
@@ -75,12 +76,13 @@ class Edge(nn.Module):
     bn_momentum: float = 0.9
     strategy: str = "select"
     dtype: Any = None
+    kernel_grad: str = "lax"
 
     def _op(self, k: int, x, mode: ForwardMode, active):
         name = nb201.OPS[k]
         if name == "none":
             return jnp.zeros_like(x)
-        kw = dict(canonical_grads=self.strategy == "switch", dtype=self.dtype)
+        kw = dict(canonical_grads=self.strategy == "switch", dtype=self.dtype, kernel_grad=self.kernel_grad)
         if name == "nor_conv_1x1":
             return ReLUConvBN(self.features, 1, 1, self.bn_momentum, name=name, **kw)(x, mode, active)
         if name == "nor_conv_3x3":
@@ -110,6 +112,7 @@ class Cell(nn.Module):
     bn_momentum: float = 0.9
     strategy: str = "select"
     dtype: Any = None
+    kernel_grad: str = "lax"
 
     def _record_codes(self, nodes, encoding):
         """Sow the NASWOT kernel of the supernet's chosen ReLUs, once per node.
@@ -150,7 +153,7 @@ class Cell(nn.Module):
                 choice = None if self.arch is not None else encoding[e]
                 fixed = None if self.arch is None else self.arch[e]
                 total = total + Edge(self.features, self.bn_mode, fixed, self.bn_momentum, self.strategy, self.dtype,
-                                     name=f"edge_{e}")(nodes[j], choice, mode)
+                                     self.kernel_grad, name=f"edge_{e}")(nodes[j], choice, mode)
                 e += 1
             nodes.append(total)
         if record:
@@ -177,11 +180,16 @@ class NB201Net(nn.Module):
     strategy: str = "select"
     #: compute dtype of convolutions / the head ("float32" | "bfloat16"); BN stays float32
     compute_dtype: str = "float32"
+    #: kernel gradients of the convolutions: "lax" (autodiff) | "patches" (one im2col GEMM,
+    #: a candidate for vmap over architectures on a GPU; :mod:`fbnas_jax.models.conv_patches`).
+    #: Only the all-ops path: with strategy="switch" the canonical-gradient convolutions win.
+    kernel_grad: str = "lax"
 
     @nn.compact
     def __call__(self, x, encoding=None, *, mode: ForwardMode = ForwardMode()):
         check_bn_mode(self.bn_mode)
         check_strategy(self.strategy)
+        check_kernel_grad(self.kernel_grad)
         if self.arch is None and encoding is None:
             raise ValueError("the supernet (arch=None) needs an architecture `encoding` of shape (6,) "
                              "or op weights of shape (6, 5)")
@@ -191,7 +199,7 @@ class NB201Net(nn.Module):
         # Convolutions outside the cells run inside loops too (lax.map over architectures
         # or samples): canonical gradients whenever the network executes per architecture.
         dtype = None if self.compute_dtype == "float32" else jnp.dtype(self.compute_dtype)
-        kw = dict(canonical_grads=self.strategy == "switch", dtype=dtype)
+        kw = dict(canonical_grads=self.strategy == "switch", dtype=dtype, kernel_grad=self.kernel_grad)
         x = conv2d(c, 3, name="stem_conv", **kw)(x)
         x = BatchNorm(self.bn_momentum, fast_grads=self.strategy == "switch", name="stem_bn")(x, mode)
         cell = 0
@@ -199,7 +207,7 @@ class NB201Net(nn.Module):
             if stage > 0:
                 x = ResNetBasicBlock(width, self.bn_momentum, name=f"reduction_{stage - 1}", **kw)(x, mode)
             for _ in range(self.cells_per_stage):
-                x = Cell(width, self.bn_mode, self.arch, self.bn_momentum, self.strategy, dtype,
+                x = Cell(width, self.bn_mode, self.arch, self.bn_momentum, self.strategy, dtype, self.kernel_grad,
                          name=f"cell_{cell}")(x, encoding, mode)
                 cell += 1
         x = BatchNorm(self.bn_momentum, fast_grads=self.strategy == "switch", name="lastact_bn")(x, mode)
@@ -216,7 +224,8 @@ class NB201Net(nn.Module):
 
 def build_network(model_config: Any = None, num_classes: int | None = None, *, channels: int = 16,
                   cells_per_stage: int = 5, bn_mode: str = "fair", arch: Sequence[int] | str | None = None,
-                  bn_momentum: float = 0.9, strategy: str = "select", compute_dtype: str = "float32") -> NB201Net:
+                  bn_momentum: float = 0.9, strategy: str = "select", compute_dtype: str = "float32",
+                  kernel_grad: str = "lax") -> NB201Net:
     """Validated constructor: ``arch`` may be None (supernet), an encoding or a cell string.
 
     ``build_network(model_config, num_classes)`` (the network contract) takes the sizes from a
@@ -237,7 +246,9 @@ def build_network(model_config: Any = None, num_classes: int | None = None, *, c
     check_strategy(strategy)
     if compute_dtype not in ("float32", "bfloat16"):
         raise ValueError(f"compute_dtype must be 'float32' or 'bfloat16', got {compute_dtype!r}")
-    return NB201Net(channels, cells_per_stage, num_classes, bn_mode, arch, bn_momentum, strategy, compute_dtype)
+    check_kernel_grad(kernel_grad)
+    return NB201Net(channels, cells_per_stage, num_classes, bn_mode, arch, bn_momentum, strategy, compute_dtype,
+                    kernel_grad)
 
 
 def init_variables(net: NB201Net, key, input_shape) -> dict:
