@@ -39,7 +39,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="8:1:64", help="comma list of C:N:archs")
     p.add_argument("--indicators", default=",".join(INDICATORS))
-    p.add_argument("--execution", default="auto", choices=("auto", "vmap", "map", "loop"))
+    p.add_argument("--execution", default="auto", choices=("auto", "vmap", "map", "loop", "route"))
     p.add_argument("--chunk-size", type=int, default=16)
     p.add_argument("--out", default=str(HERE / "results" / "bf16_ranks"))
     p.add_argument("--tag", default="")

@@ -7,6 +7,7 @@
 #   bash benchmarks/device/nb201_gpu.sh --stage teg_searches # TE-NAS/TEG pruning + TEG evolution (issue 11)
 #   bash benchmarks/device/nb201_gpu.sh --stage perf         # the scoring engine vs PyTorch, CPI time (issue 14; no data)
 #   bash benchmarks/device/nb201_gpu.sh --stage perf_big     # the same side by side at C=16, N=5 (issue 14; no data)
+#   bash benchmarks/device/nb201_gpu.sh --stage perf_route   # CPI at C=16, N=5 with the routed execution, fp32 and bf16 (issue 14; no data)
 #   bash benchmarks/device/nb201_gpu.sh --stage perf_ab      # A/B of the gradient proxies' GPU candidates (issue 14)
 #
 # Data: the device machine cannot see ../shared. `--prepare` copies the CIFAR-10 archive and the
@@ -178,6 +179,35 @@ stage_perf_ab() {  # default budget 480 s: benchmarks/gpu_ab.py, the A/B of the 
 }
 BUDGET_perf_ab=480
 NEEDS_DATA_perf_ab=0
+
+stage_perf_route() {  # default budget 540 s: CPI at C=16, N=5 with the routed execution (issue 14; no data)
+  #   1. route, float32: 1,000 architectures in chunks of 125 (cap 32 on a random list); all 15,625 measured
+  #      (balanced cosets, cap 25) if the extrapolation is under 150 s
+  #   2. route, bfloat16 (uncertainty and expressivity are in BF16_SAFE): the same, all 15,625 if under 150 s
+  #   3. fp32 vs bf16 Kendall tau of uncertainty and expressivity, 64 architectures at C=16, N=5 (route)
+  #   4. vmap, map and route side by side on one coset of 125, FLOPs per architecture (route_cpi.py)
+  # ESTIMATE: compile ~35 s per routed CPI (CPU: 34 s), run unknown (the point of the stage); steps 1-2 at most
+  # 150 + 220 s, step 3 90 s, step 4 what is left.
+  perf_setup
+  local sizes=16:5:1 tau=16:5:64 rc=16:5 ch=125 ch_tau=32 chunks=vmap=32,map=32,route=125 full=150 rc_extra=""
+  if [ "$PRESET" = smoke ]; then
+    sizes=4:1:1 tau=4:1:8 rc=4:1 ch=25 ch_tau=8 chunks=vmap=5,map=5,route=25 full=0
+    rc_extra="--batch-size 8 --mc-samples 2 --mc-batch-size 8 --image-size 16"
+  fi
+  # shellcheck disable=SC2086  # $extra and $rc_extra are lists of flags on purpose
+  {
+  perf_step 150 cpi_route "$PY" $vp --ours-only --sizes $sizes --proxies "" --cpi-archs $cpi --chunk-size $ch \
+    --execution route --cpi-full-under $full --out "$dir" --tag cpi_route $extra
+  perf_step 220 cpi_route_bf16 "$PY" $vp --ours-only --sizes $sizes --proxies "" --cpi-archs $cpi --chunk-size $ch \
+    --execution route --precision bfloat16 --cpi-full-under $full --out "$dir" --tag cpi_route_bf16 $extra
+  perf_step 90 bf16_c16 "$PY" benchmarks/bf16_ranks.py --sizes $tau --chunk-size $ch_tau --execution route \
+    --indicators uncertainty,expressivity --out "$dir" --tag bf16_c16_route ${extra:+--setup "$extra"}
+  perf_step 200 route_cpi "$PY" benchmarks/route_cpi.py --sizes $rc --chunks $chunks --repeats 2 --out "$dir" \
+    --tag gpu $rc_extra
+  }
+}
+BUDGET_perf_route=540
+NEEDS_DATA_perf_route=0
 
 # ---------------------------------------------------------------------------- no edits needed below
 STAGE=supernets
