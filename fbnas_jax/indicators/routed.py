@@ -10,11 +10,10 @@ architectures that chose it, in one large batch per (edge, op). NB201 supernets 
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from fbnas_jax.indicators.base import ScoringContext, bind_state
-from fbnas_jax.indicators.supernet import SUPERNET_FORWARD, mc_stacked
+from fbnas_jax.indicators.supernet import SUPERNET_FORWARD, forward_outputs, mc_bn_probs_of, mc_stacked, mc_uncertainty
 from fbnas_jax.models.layers import ForwardMode
 from fbnas_jax.models.nb201_routed import routed_apply
 
@@ -38,16 +37,7 @@ def check_routable(ctx: ScoringContext, names) -> None:
 def _forward_chunk(variables, images, labels, encodings, *, net, names, cap):
     logits, kernel = routed_apply(net, variables, images, encodings, cap=cap,
                                   mode=ForwardMode(train=True, relu_kernel="expressivity" in names))
-    out = {}
-    if "expressivity" in names:
-        out["expressivity"] = kernel  # (K, B, B); finish: naswot_logdet per row
-    if "supernet_accuracy" in names:
-        out["supernet_accuracy"] = jnp.mean((jnp.argmax(logits, -1) == labels[None]).astype(jnp.float32), axis=1)
-    if "supernet_neg_loss" in names:
-        logp = jax.nn.log_softmax(logits, axis=-1)
-        lab = jnp.broadcast_to(labels[None, :, None], logp.shape[:2] + (1,))
-        out["supernet_neg_loss"] = jnp.mean(jnp.take_along_axis(logp, lab, axis=2)[..., 0], axis=1)
-    return out
+    return forward_outputs(logits, kernel, labels, names)  # expressivity (K, B, B); finish: naswot_logdet per row
 
 
 def _expressivity_chunk(variables, images, encodings, *, net, cap):
@@ -55,18 +45,11 @@ def _expressivity_chunk(variables, images, encodings, *, net, cap):
 
 
 def _uncertainty_chunk(variables, train_images, images, encodings, *, net, cap, stacked):
-    """``-mean Var_t[softmax]`` per architecture: as ``supernet.mc_bn_probs`` with the T
-    Monte-Carlo forwards each routed over the chunk (a ``lax.scan`` over t unless ``stacked``)."""
-    n_train = train_images.shape[1]
-    mode = ForwardMode(train=True, stat_count=n_train)
-
-    def one(batch):
-        x = jnp.concatenate([batch, images], axis=0)
-        logits, _ = routed_apply(net, variables, x, encodings, cap=cap, mode=mode)
-        return jax.nn.softmax(logits[:, n_train:], axis=-1)  # (K, B, classes)
-
-    probs = jax.vmap(one)(train_images) if stacked else jax.lax.scan(lambda c, b: (c, one(b)), None, train_images)[1]
-    return {"uncertainty": -jnp.mean(jnp.var(probs, axis=0), axis=(1, 2))}
+    """``-mean Var_t[softmax]`` per architecture: :func:`~fbnas_jax.indicators.supernet.mc_bn_probs_of`
+    with the T Monte-Carlo forwards each routed over the chunk."""
+    probs = mc_bn_probs_of(lambda x, mode: routed_apply(net, variables, x, encodings, cap=cap, mode=mode)[0],
+                           train_images, images, stacked=stacked)
+    return {"uncertainty": mc_uncertainty(probs)}
 
 
 def build(ctx: ScoringContext, names, cap: int):
@@ -77,10 +60,9 @@ def build(ctx: ScoringContext, names, cap: int):
         train_images = jnp.asarray(ctx.train_images)
         if train_images.ndim != 5:
             raise ValueError(f"train_images must be (T, B', H, W, 3) MC mini-batches, got {train_images.shape}")
-        mc_stacked(ctx)  # validates the option
         # "auto" is sequential here, on every backend: the routed batch (cap * B per op) is already
         # large, and stacking the T forwards would multiply the chunk's memory by T
-        stacked = ((ctx.options or {}).get("uncertainty", {}) or {}).get("mc_batching", "auto") == "stacked"
+        stacked = mc_stacked(ctx, auto=False)
         return bind_state(_uncertainty_chunk, ctx.variables, train_images, jnp.asarray(ctx.images), net=ctx.net,
                           cap=int(cap), stacked=stacked)
     if "uncertainty" in names:

@@ -96,14 +96,22 @@ def supernet_forward(net, variables, images, labels, encoding, want=SUPERNET_FOR
     ``"expressivity"`` is the (B, B) kernel: its log-det is the indicator's host step)."""
     mode = ForwardMode(train=True, relu_kernel="expressivity" in want)
     logits, state = net.apply(variables, images, encoding, mode=mode, mutable=["relu_kernel"])
+    kernel = relu_kernel_total(state["relu_kernel"]) if "expressivity" in want else None
+    return forward_outputs(logits, kernel, labels, want)
+
+
+def forward_outputs(logits, kernel, labels, want) -> dict:
+    """The members of ``want`` from a forward's ``logits`` ``(..., B, classes)`` and NASWOT
+    ``kernel`` ``(..., B, B)`` (leading axes: architectures, as under routed execution)."""
     out = {}
     if "expressivity" in want:  # the (B, B) kernel; the log-det is the host step (finish)
-        out["expressivity"] = relu_kernel_total(state["relu_kernel"])
+        out["expressivity"] = kernel
     if "supernet_accuracy" in want:
-        out["supernet_accuracy"] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+        out["supernet_accuracy"] = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32), axis=-1)
     if "supernet_neg_loss" in want:
-        logp = jax.nn.log_softmax(logits.astype(jnp.float32))
-        out["supernet_neg_loss"] = jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))  # = -CE
+        logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+        lab = jnp.broadcast_to(labels[:, None], logp.shape[:-1] + (1,))
+        out["supernet_neg_loss"] = jnp.mean(jnp.take_along_axis(logp, lab, axis=-1)[..., 0], axis=-1)  # = -CE
     return out
 
 
@@ -120,8 +128,17 @@ def mc_bn_probs(net, variables, train_images, images, encoding, *, stacked: bool
     """Softmax outputs ``(T, B, classes)`` of the eval batch under T MC-BN statistics.
 
     One forward of ``concat([train_t, eval])`` per MC sample t, statistics from the training
-    part only. ``stacked``: the T forwards as one (``vmap`` over t: a T-times larger batch,
-    what a GPU wants); otherwise a ``lax.scan`` (sequential: faster on CPU, measured).
+    part only (:func:`mc_bn_probs_of`)."""
+    return mc_bn_probs_of(lambda x, mode: net.apply(variables, x, encoding, mode=mode), train_images, images,
+                          stacked=stacked)
+
+
+def mc_bn_probs_of(apply, train_images, images, *, stacked: bool = False):
+    """:func:`mc_bn_probs` of any forward ``apply(x, mode) -> logits (..., len(x), classes)``
+    (leading axes: e.g. the architectures of a routed chunk): ``(T, ..., B, classes)``.
+
+    ``stacked``: the T forwards as one (``vmap`` over t: a T-times larger batch, what a GPU
+    wants); otherwise a ``lax.scan`` (sequential: faster on CPU, measured).
     """
     n_train = train_images.shape[1]
     # statistics of the leading training part only (a static slice: no weighted passes over
@@ -129,8 +146,7 @@ def mc_bn_probs(net, variables, train_images, images, encoding, *, stacked: bool
     mode = ForwardMode(train=True, stat_count=n_train)
 
     def one(batch):
-        x = jnp.concatenate([batch, images], axis=0)
-        logits = net.apply(variables, x, encoding, mode=mode)[n_train:]
+        logits = apply(jnp.concatenate([batch, images], axis=0), mode)[..., n_train:, :]
         return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
     if stacked:
@@ -138,18 +154,24 @@ def mc_bn_probs(net, variables, train_images, images, encoding, *, stacked: bool
     return jax.lax.scan(lambda c, b: (c, one(b)), None, train_images)[1]
 
 
+def mc_uncertainty(probs):
+    """``-mean Var_t[softmax]`` of :func:`mc_bn_probs_of`'s output, per leading index."""
+    return -jnp.mean(jnp.var(probs, axis=0), axis=(-2, -1))
+
+
 def _uncertainty_arch(variables, train_images, images, e, *, net, stacked):
-    probs = mc_bn_probs(net, variables, train_images, images, e, stacked=stacked)
-    return -jnp.mean(jnp.var(probs, axis=0))
+    return mc_uncertainty(mc_bn_probs(net, variables, train_images, images, e, stacked=stacked))
 
 
-def mc_stacked(ctx: ScoringContext) -> bool:
+def mc_stacked(ctx: ScoringContext, auto: bool | None = None) -> bool:
     """``ctx.options['uncertainty']['mc_batching']``: "stacked" | "sequential" | "auto"
-    (stacked on accelerators, sequential on CPU, where it measured faster)."""
+    (``auto`` when given, else stacked on accelerators, sequential on CPU, where it measured faster)."""
     how = ((ctx.options or {}).get("uncertainty", {}) or {}).get("mc_batching", "auto")
     if how not in ("auto", "stacked", "sequential"):
         raise ValueError(f"uncertainty mc_batching must be 'auto', 'stacked' or 'sequential', got {how!r}")
-    return how == "stacked" or (how == "auto" and jax.default_backend() != "cpu")
+    if how == "auto":
+        return jax.default_backend() != "cpu" if auto is None else auto
+    return how == "stacked"
 
 
 def _build_expressivity(ctx):
