@@ -54,14 +54,14 @@ def _rhs_grad_padding(in_sp, win, strides, out_sp, padding, lhs_dil, rhs_dil):
     return tuple(zip(lows, highs))
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
 def canonical_conv(x, kernel, strides, padding, lhs_dilation=(1, 1), rhs_dilation=(1, 1)):
     """``lax.conv_general_dilated`` in NHWC/HWIO; ``padding`` is ((lo, hi), (lo, hi))."""
+    return _conv(x, kernel, (strides, padding, lhs_dilation, rhs_dilation))
+
+
+def _conv_impl(x, kernel, geom):
+    strides, padding, lhs_dilation, rhs_dilation = geom
     return lax.conv_general_dilated(x, kernel, strides, padding, lhs_dilation, rhs_dilation, dimension_numbers=_DN)
-
-
-def _fwd(x, kernel, strides, padding, lhs_dilation, rhs_dilation):
-    return canonical_conv(x, kernel, strides, padding, lhs_dilation, rhs_dilation), (x, kernel)
 
 
 def _is_pointwise(win, strides, padding, lhs_dilation, rhs_dilation) -> bool:
@@ -69,15 +69,9 @@ def _is_pointwise(win, strides, padding, lhs_dilation, rhs_dilation) -> bool:
             and tuple(rhs_dilation) == (1, 1) and all(p == (0, 0) for p in padding))
 
 
-def _bwd(strides, padding, lhs_dilation, rhs_dilation, res, g):
-    x, kernel = res
-    geom = (strides, padding, lhs_dilation, rhs_dilation)
-    return (_input_grad(g, kernel, geom, tuple(x.shape[1:3])),
-            _kernel_grad(x, g, geom, tuple(kernel.shape[0:2])))
-
-
-def _input_grad_impl(g, kernel, geom, in_sp):
+def _input_grad_impl(g, kernel, geom, x_shape):
     strides, padding, lhs_dilation, rhs_dilation = geom
+    in_sp = x_shape[1:3]
     if _is_pointwise(kernel.shape[0:2], *geom):
         # A 1x1 convolution is a matrix product over channels: its gradients are two plain
         # dots (no transposed copies of x and g; 3-4x faster than the canonical-conv form
@@ -90,8 +84,9 @@ def _input_grad_impl(g, kernel, geom, in_sp):
     return canonical_conv(g, flipped, lhs_dilation, pad_x, strides, rhs_dilation)
 
 
-def _kernel_grad_impl(x, g, geom, win):
+def _kernel_grad_impl(x, g, geom, k_shape):
     strides, padding, lhs_dilation, rhs_dilation = geom
+    win = k_shape[0:2]
     if _is_pointwise(win, *geom):
         return lax.dot_general(x, g, (((0, 1, 2), (0, 1, 2)), ((), ())))[None, None]
     in_sp, out_sp = x.shape[1:3], g.shape[1:3]
@@ -139,41 +134,51 @@ def kernel_grad_groups(batch: int, out_sp) -> int:
 # <kernel_grad(x, g), k>). Autodiff of their canonical-conv forms instead would transpose the
 # kernel gradient into a convolution whose window is the whole image (a 32x32 "kernel" made
 # of g): ~100x the FLOPs of the convolution, the bulk of GraSP's Hessian-gradient product.
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _input_grad(g, kernel, geom, in_sp):
-    return _input_grad_impl(g, kernel, geom, in_sp)
+def closed_bilinear_family(conv_impl, input_grad_impl, kernel_grad_impl):
+    """``(conv, input_grad, kernel_grad, conv_bwd)``: a convolution's three bilinear maps as
+    ``custom_vjp`` functions whose gradients are again these maps, so the family is closed
+    under reverse-mode differentiation (no forward mode).
+
+    ``conv_impl(x, k, geom)``, ``input_grad_impl(g, k, geom, x_shape)`` and
+    ``kernel_grad_impl(x, g, geom, k_shape)`` compute them; ``geom`` is any hashable
+    description of the geometry (strides, padding, ...), passed through unchanged.
+    ``conv_bwd(geom, (x, k), g)`` is the convolution's backward (for wrappers with their own
+    ``custom_vjp``, e.g. a convolution of ``relu(x)``)."""
+
+    @partial(jax.custom_vjp, nondiff_argnums=(2,))
+    def conv(x, k, geom):
+        return conv_impl(x, k, geom)
+
+    @partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+    def input_grad(g, k, geom, x_shape):
+        return input_grad_impl(g, k, geom, x_shape)
+
+    @partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+    def kernel_grad(x, g, geom, k_shape):
+        return kernel_grad_impl(x, g, geom, k_shape)
+
+    def conv_bwd(geom, res, g):
+        x, k = res
+        return input_grad(g, k, geom, tuple(x.shape)), kernel_grad(x, g, geom, tuple(k.shape))
+
+    def input_grad_bwd(geom, x_shape, res, cx):
+        g, k = res
+        return conv(cx, k, geom), kernel_grad(cx, g, geom, tuple(k.shape))
+
+    def kernel_grad_bwd(geom, k_shape, res, ck):
+        x, g = res
+        return input_grad(g, ck, geom, tuple(x.shape)), conv(x, ck, geom)
+
+    # conv's forward rule calls conv itself: a higher-order gradient differentiates this rule's
+    # output too, and must meet conv's rule there, not lax's (whose transpose of a kernel gradient
+    # convolves with an image-sized window)
+    conv.defvjp(lambda x, k, geom: (conv(x, k, geom), (x, k)), conv_bwd)
+    input_grad.defvjp(lambda g, k, geom, x_shape: (input_grad_impl(g, k, geom, x_shape), (g, k)), input_grad_bwd)
+    kernel_grad.defvjp(lambda x, g, geom, k_shape: (kernel_grad_impl(x, g, geom, k_shape), (x, g)), kernel_grad_bwd)
+    return conv, input_grad, kernel_grad, conv_bwd
 
 
-def _input_grad_fwd(g, kernel, geom, in_sp):
-    return _input_grad_impl(g, kernel, geom, in_sp), (g, kernel)
-
-
-def _input_grad_bwd(geom, in_sp, res, cx):
-    g, kernel = res
-    return canonical_conv(cx, kernel, *geom), _kernel_grad(cx, g, geom, tuple(kernel.shape[0:2]))
-
-
-_input_grad.defvjp(_input_grad_fwd, _input_grad_bwd)
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _kernel_grad(x, g, geom, win):
-    return _kernel_grad_impl(x, g, geom, win)
-
-
-def _kernel_grad_fwd(x, g, geom, win):
-    return _kernel_grad_impl(x, g, geom, win), (x, g)
-
-
-def _kernel_grad_bwd(geom, win, res, ck):
-    x, g = res
-    return _input_grad(g, ck, geom, tuple(x.shape[1:3])), canonical_conv(x, ck, *geom)
-
-
-_kernel_grad.defvjp(_kernel_grad_fwd, _kernel_grad_bwd)
-
-
-canonical_conv.defvjp(_fwd, _bwd)
+_conv, _input_grad, _kernel_grad, _conv_bwd = closed_bilinear_family(_conv_impl, _input_grad_impl, _kernel_grad_impl)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
@@ -193,7 +198,7 @@ def _relu_fwd(x, kernel, strides, padding, lhs_dilation, rhs_dilation):
 
 def _relu_bwd(strides, padding, lhs_dilation, rhs_dilation, res, g):
     x, kernel = res
-    dr, dk = _bwd(strides, padding, lhs_dilation, rhs_dilation, (jax.nn.relu(x), kernel), g)
+    dr, dk = _conv_bwd((strides, padding, lhs_dilation, rhs_dilation), (jax.nn.relu(x), kernel), g)
     return jnp.where(x > 0, dr, 0.0).astype(dr.dtype), dk
 
 

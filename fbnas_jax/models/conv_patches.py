@@ -30,11 +30,11 @@ option of the networks (``kernel_grad="patches"``, NB201 only), off by default, 
 """
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from fbnas_jax.models.conv import _is_nhwc, closed_bilinear_family
 
 #: how a network's convolutions take their kernel gradient: "lax" (autodiff; the default)
 #: or "patches" (this module)
@@ -70,25 +70,6 @@ def patches(x, win, geom, out_sp):
     return cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2,))
-def patches_conv(x, kernel, geom):
-    """NHWC/HWIO convolution, ``geom = (strides, ((lo, hi), (lo, hi)), rhs_dilation,
-    precision)`` (non-negative padding, no input dilation, no groups)."""
-    return _conv(x, kernel, geom)
-
-
-def _fwd(x, kernel, geom):
-    return _conv(x, kernel, geom), (x, kernel)
-
-
-def _bwd(geom, res, g):
-    x, kernel = res
-    return _input_grad(g, kernel, geom, tuple(x.shape)), _kernel_grad(x, g, geom, tuple(kernel.shape))
-
-
-patches_conv.defvjp(_fwd, _bwd)
-
-
 def _input_grad_impl(g, kernel, geom, x_shape):
     # XLA's own transposed convolution (the kernel is the shared weight: unbatched under vmap)
     _, vjp = jax.vjp(lambda x: _conv(x, kernel, geom), jnp.zeros(x_shape, g.dtype))
@@ -101,38 +82,9 @@ def _kernel_grad_impl(x, g, geom, k_shape):
     return dk.reshape(k_shape).astype(x.dtype)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _input_grad(g, kernel, geom, x_shape):
-    return _input_grad_impl(g, kernel, geom, x_shape)
-
-
-def _input_grad_fwd(g, kernel, geom, x_shape):
-    return _input_grad_impl(g, kernel, geom, x_shape), (g, kernel)
-
-
-def _input_grad_bwd(geom, x_shape, res, cx):
-    g, kernel = res
-    return patches_conv(cx, kernel, geom), _kernel_grad(cx, g, geom, tuple(kernel.shape))
-
-
-_input_grad.defvjp(_input_grad_fwd, _input_grad_bwd)
-
-
-@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _kernel_grad(x, g, geom, k_shape):
-    return _kernel_grad_impl(x, g, geom, k_shape)
-
-
-def _kernel_grad_fwd(x, g, geom, k_shape):
-    return _kernel_grad_impl(x, g, geom, k_shape), (x, g)
-
-
-def _kernel_grad_bwd(geom, k_shape, res, ck):
-    x, g = res
-    return _input_grad(g, ck, geom, tuple(x.shape)), patches_conv(x, ck, geom)
-
-
-_kernel_grad.defvjp(_kernel_grad_fwd, _kernel_grad_bwd)
+#: NHWC/HWIO convolution, ``geom = (strides, ((lo, hi), (lo, hi)), rhs_dilation, precision)``
+#: (non-negative padding, no input dilation, no groups), with the patches kernel gradient
+patches_conv = closed_bilinear_family(_conv, _input_grad_impl, _kernel_grad_impl)[0]
 
 
 def patches_grad_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -140,8 +92,6 @@ def patches_grad_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_
     """Drop-in for ``lax.conv_general_dilated`` (``flax.linen.Conv(conv_general_dilated=...)``):
     NHWC/HWIO ungrouped 2-D convolutions without input dilation and with non-negative padding
     go through :func:`patches_conv`; anything else falls back to ``lax``."""
-    from fbnas_jax.models.conv import _is_nhwc
-
     if isinstance(padding, str) and lhs.ndim == 4:
         padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[0:2], window_strides, padding)
     ok = (_is_nhwc(dimension_numbers) and lhs.ndim == 4 and feature_group_count == 1 and lhs.dtype == rhs.dtype
