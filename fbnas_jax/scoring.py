@@ -35,7 +35,6 @@ import warnings
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
