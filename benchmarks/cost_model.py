@@ -114,6 +114,8 @@ def parse_args(argv=None):
     p.add_argument("--route-chunk", type=int, default=ROUTE_CHUNK, help="a power of 5 (balanced coset)")
     p.add_argument("--out", default=str(HERE / "results" / "cost_model"))
     p.add_argument("--tag", default=None, help="output name suffix (default: the JAX backend)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows of an existing <out>/cost_model_<tag>.json and count only the missing ones")
     args = p.parse_args(argv)
     args.proxy_list = [s.strip() for s in args.proxies.split(",") if s.strip()]
     args.exec_list = [s.strip() for s in args.executions.split(",") if s.strip()]
@@ -456,6 +458,10 @@ def main(argv=None) -> dict:
     out["loop_counting_check"] = loop_counting_check()
     path = Path(args.out) / f"cost_model_{args.tag or out['env']['backend']}"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if args.resume and path.with_suffix(".json").is_file():
+        # skipped rows are tried again (e.g. a routed form merged since)
+        out["rows"] = [r for r in json.loads(path.with_suffix(".json").read_text())["rows"] if "skipped" not in r]
+    have = {(r["proxy"], r["channels"], r["cells"], r["execution"]) for r in out["rows"]}
     measured = measured_h200()
 
     def save():
@@ -481,8 +487,9 @@ def main(argv=None) -> dict:
                 print("PyTorch not installed: its count is left out", flush=True)
         chunks = VMAP_CHUNKS.get((channels, cells), {None: 32})
         for name in names:
-            ref = torch_cost(ts, name, vargs, len(setup["archs"])) if ts is not None else {}
-            for ex in args.exec_list:
+            todo = [ex for ex in args.exec_list if (name, channels, cells, ex) not in have]
+            ref = torch_cost(ts, name, vargs, len(setup["archs"])) if ts is not None and todo else {}
+            for ex in todo:
                 chunk = {"vmap": args.vmap_chunk or chunks.get(name, chunks[None]), "route": args.route_chunk,
                          "map": 1}[ex]
                 row = {"proxy": name, "channels": channels, "cells": cells, "execution": ex,
