@@ -19,6 +19,9 @@ compiles our program (``jax.jit(f).lower(...).compile()``) and reads XLA's
   switch to the chosen op: the work that runs), for the 5 architectures of one coset of
   ``span{(1,..,1)}`` (each edge takes each of the 5 ops exactly once: their mean is the mean
   over the whole space when the cost adds up over edges), and averaged.
+* ntk_cond: its 72 per-sample VJPs are counted vmapped in one block (``cotangent_block=72``,
+  ``--ntk-block``): the same VJPs as the default ``lax.map`` of one at a time (values equal,
+  ``tests/test_gpu_candidates.py``) without a loop to unroll.
 * ``route``: the routed chunk of 125 (one balanced coset, capacity 25 per op), / 125. Proxies
   without a routed form are skipped with a note (``--execution route`` for the gradient
   proxies is being added; this script picks them up once ``fbnas_jax.indicators.routed`` has them).
@@ -110,12 +113,18 @@ def parse_args(argv=None):
     p.add_argument("--ntk-batch-size", type=int, default=72)
     p.add_argument("--mc-samples", type=int, default=10)
     p.add_argument("--mc-batch-size", type=int, default=64)
+    p.add_argument("--ntk-block", type=int, default=0,
+                   help="ntk_cond's per-sample VJPs counted vmapped this many at a time (option cotangent_block; 0: "
+                        "all in one block, no loop: the same VJPs as the default lax.map of one at a time, whose "
+                        "72-fold unrolled program took over 10 CPU-minutes to compile)")
     p.add_argument("--vmap-chunk", type=int, default=0, help="override every vmap chunk (0: the GPU preset's)")
     p.add_argument("--route-chunk", type=int, default=ROUTE_CHUNK, help="a power of 5 (balanced coset)")
     p.add_argument("--out", default=str(HERE / "results" / "cost_model"))
     p.add_argument("--tag", default=None, help="output name suffix (default: the JAX backend)")
     p.add_argument("--resume", action="store_true",
                    help="keep the rows of an existing <out>/cost_model_<tag>.json and count only the missing ones")
+    p.add_argument("--merge", nargs="+", metavar="JSON", default=None,
+                   help="only combine the rows of these outputs (e.g. runs of separate sizes) into <out>/cost_model_<tag>")
     args = p.parse_args(argv)
     args.proxy_list = [s.strip() for s in args.proxies.split(",") if s.strip()]
     args.exec_list = [s.strip() for s in args.executions.split(",") if s.strip()]
@@ -262,7 +271,8 @@ def vs_args(args, channels: int, cells: int):
     return vs_pytorch.parse_args(["--sizes", f"{channels}:{cells}:5", "--batch-size", str(args.batch_size),
                                   "--ntk-batch-size", str(args.ntk_batch_size), "--mc-samples", str(args.mc_samples),
                                   "--mc-batch-size", str(args.mc_batch_size), "--image-size", str(args.image_size),
-                                  "--proxies", ",".join(args.proxy_list)])
+                                  "--proxies", ",".join(args.proxy_list),
+                                  "--ntk-cotangent-block", str(args.ntk_block or args.ntk_batch_size)])
 
 
 def _structs(state):
@@ -420,7 +430,9 @@ def markdown(out: dict) -> str:
     lines += ["| proxy | C:N | execution | chunk | XLA GFLOP/arch | conv+dot GFLOP/arch | PyTorch GFLOP/arch | "
               "ours / PyTorch | XLA MB/arch | roofline us/arch H100 / H200 | H200 run 2 archs/s (roofline share) | "
               "notes |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in out["rows"]:
+    order = list(PROXIES + CPI_INDICATORS)
+    for r in sorted(out["rows"], key=lambda r: (r["channels"], r["cells"], order.index(r["proxy"]),
+                                                 EXECUTIONS.index(r["execution"]))):
         head = f"| {r['proxy']} | {r['channels']}:{r['cells']} | {r['execution']} |"
         if "skipped" in r:
             lines.append(head + " - | - | - | - | - | - | - | - | skipped: " + r["skipped"].split(";")[0] + " |")
@@ -438,6 +450,12 @@ def markdown(out: dict) -> str:
         lines.append(f"{head} {r['chunk']} | {r['flops'] / 1e9:.3g} | {r['conv_dot_flops'] / 1e9:.3g} | "
                      f"{'-' if not tf else f'{tf / 1e9:.3g}'} | {ratio} | {r['bytes'] / 2**20:.3g} | "
                      f"{roof['H100 SXM'] * 1e6:.3g} / {roof['H200'] * 1e6:.3g} | {meas_s} | {'; '.join(notes)} |")
+    if out.get("merged_from"):
+        lines += ["", "Merged from runs (`--merge`): " + "; ".join(
+            f"{m['file']} ({m['env']['date']}: --sizes {m['args']['sizes']} --proxies {m['args']['proxies']} "
+            f"--executions {m['args']['executions']}, map archs {m['args']['map_archs']}"
+            + (f", vmap chunk {m['args']['vmap_chunk']}" if m["args"].get("vmap_chunk") else "") + ")"
+            for m in out["merged_from"]) + "."]
     if not out.get("complete", True):
         lines += ["", "**Partial: the run was still going (or was stopped) when this was written.**"]
     return "\n".join(lines) + "\n"
@@ -451,8 +469,26 @@ def environment() -> dict:
             "host": f"{platform.node()} ({os.cpu_count()} CPUs)", "python": platform.python_version()}
 
 
+def merge(args) -> dict:
+    """One output from several runs' JSONs (the first's environment; a later row replaces an equal key)."""
+    parts = [json.loads(Path(f).read_text()) for f in args.merge]
+    rows = {}
+    for part in parts:
+        for r in part["rows"]:
+            rows[(r["proxy"], r["channels"], r["cells"], r["execution"])] = r
+    out = dict(parts[0], rows=list(rows.values()), complete=all(p_["complete"] for p_ in parts),
+               merged_from=[{"file": Path(f).name, "args": p_["args"], "env": p_["env"]} for f, p_ in zip(args.merge, parts)],
+               load_after=parts[-1]["load_after"])
+    path = Path(args.out) / f"cost_model_{args.tag or out['env']['backend']}"
+    path.with_suffix(".json").write_text(json.dumps(out, indent=1))
+    path.with_suffix(".md").write_text(markdown(out))
+    return out
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.merge:
+        return merge(args)
     out = {"env": environment(), "args": {k: v for k, v in vars(args).items()}, "load_before": list(os.getloadavg()),
            "gpus": GPUS, "rows": [], "complete": False}
     out["loop_counting_check"] = loop_counting_check()

@@ -118,3 +118,10 @@ def test_script_at_tiny_size(tmp_path):
     assert saved["complete"] and len(saved["rows"]) == 6
     md = (tmp_path / "cost_model_t.md").read_text()
     assert "| uncertainty | 4:1 | route |" in md and "ESTIMATE" in md and "CPU-compiled" in md
+    # --merge: runs of parts (e.g. one per size) combine into one output
+    for i, part in enumerate((saved["rows"][:2], saved["rows"][2:])):
+        (tmp_path / f"part{i}.json").write_text(json.dumps(dict(saved, rows=part)))
+    merged = cost_model.main(["--merge", str(tmp_path / "part0.json"), str(tmp_path / "part1.json"),
+                              "--out", str(tmp_path), "--tag", "m"])
+    assert merged["rows"] == saved["rows"] and len(merged["merged_from"]) == 2
+    assert "Merged from runs" in (tmp_path / "cost_model_m.md").read_text()
