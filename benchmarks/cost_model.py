@@ -115,8 +115,9 @@ def parse_args(argv=None):
     p.add_argument("--mc-batch-size", type=int, default=64)
     p.add_argument("--ntk-block", type=int, default=0,
                    help="ntk_cond's per-sample VJPs counted vmapped this many at a time (option cotangent_block; 0: "
-                        "all in one block, no loop: the same VJPs as the default lax.map of one at a time, whose "
-                        "72-fold unrolled program took over 10 CPU-minutes to compile)")
+                        "all in one block, no loop: the same VJPs as the default lax.map of one at a time, without "
+                        "72 unrolled copies). At vmap chunk 20 neither form finished compiling in ~10 minutes on the "
+                        "loaded 2-core CPU of 2026-11-27; --vmap-chunk 2 compiled in 67 s")
     p.add_argument("--vmap-chunk", type=int, default=0, help="override every vmap chunk (0: the GPU preset's)")
     p.add_argument("--route-chunk", type=int, default=ROUTE_CHUNK, help="a power of 5 (balanced coset)")
     p.add_argument("--out", default=str(HERE / "results" / "cost_model"))
@@ -400,7 +401,8 @@ def markdown(out: dict) -> str:
     lc = out["loop_counting_check"]
     lines = [f"# Cost model: work per architecture ({e['device']}-compiled, JAX {e['jax']}, {e['date']})", "",
              (f"CPU-compiled programs (XLA:{e['backend']}), not GPU ones: FLOPs are the algorithm's and carry over; "
-              "bytes follow XLA:CPU's fusion and are indicative only. " if e["backend"] == "cpu" else
+              "bytes follow XLA:CPU's fusion (likely more than a GPU's), so the roofline's memory bound may exceed "
+              "the true GPU bound: indicative only. " if e["backend"] == "cpu" else
               f"Programs compiled for {e['device']} (XLA:{e['backend']}): convolutions there are cuDNN custom calls, "
               "which the conv+dot column (HLO `convolution`/`dot` ops) does not see; XLA GFLOP does. ")
              + "Load before "
