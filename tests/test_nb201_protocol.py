@@ -48,11 +48,11 @@ def test_column_names_follow_indicator_at_network():
         parse_all(preset["columns"])
 
 
-def _run_device_script(tmp_path: Path, stage: str) -> tuple[subprocess.CompletedProcess, Path]:
+def _run_device_script(tmp_path: Path, stage: str, **extra_env) -> tuple[subprocess.CompletedProcess, Path]:
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     for src, name in ((ARCHIVE, "cifar10-jpeg.tar.gz"), (TRUTH, "nb201_cifar10_accuracy.csv")):
-        if not (data / name).exists():
+        if src and not (data / name).exists():  # the perf stages need no data
             (data / name).symlink_to(Path(src).resolve())
     from fbnas_jax.data.image_folder import default_cache_dir
 
@@ -60,7 +60,7 @@ def _run_device_script(tmp_path: Path, stage: str) -> tuple[subprocess.Completed
     # the suite's cache: decoded images and compiled programs are shared with the other tests
     env.update(FBNAS_PRESET="smoke", FBNAS_DATA_DIR=str(data), OUT=str(tmp_path / "out"),
                FBNAS_WORK_DIR=str(tmp_path / "work"), FBNAS_CACHE_DIR=str(default_cache_dir()),
-               PYTHON=sys.executable, FBNAS_STAGE_BUDGET_S="1200")
+               PYTHON=sys.executable, FBNAS_STAGE_BUDGET_S="1200", **extra_env)
     proc = subprocess.run(["bash", str(ROOT / "benchmarks/device/nb201_gpu.sh"), "--stage", stage], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=1500)
     return proc, tmp_path / "out" / f"nb201_{stage}_smoke.tar.gz"
@@ -148,6 +148,47 @@ def test_device_script_standalone_stage_at_smoke_size(tmp_path):
     taus = meta["kendall_tau"]
     assert set(taus) == {"bnnas", "fair"} and all(np.isfinite(t["gamma_vs_truth_200ep"]) for t in taus.values())
     assert (res / "fig2_standalone_gamma_bnnas.png").is_file() and (res / "standalone.md").is_file()
+
+
+def test_device_script_perf_next_stage_at_smoke_size(tmp_path):
+    """The next GPU session's stage (issue 14) end to end on the CPU at smoke size: every step runs
+    in order and leaves its results; a second call goes on after the steps already done."""
+    proc, tarball = _run_device_script(tmp_path, "perf_next")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with tarfile.open(tarball) as tf:
+        tf.extractall(tmp_path / "unpacked")
+    res = tmp_path / "unpacked" / "smoke"
+    log = (res / "device_perf_next.log").read_text()
+    steps = ["cpi_route_bf16", "cpi_route_fp32", "lagging_route", "gpu_candidates", "bf16_c16_route", "cost_model_gpu"]
+    ends = [log.index(f"== {s}: rc=") for s in steps]  # each ran (none skipped), in priority order
+    assert ends == sorted(ends), log[-3000:]
+    perf = res / "perf"
+    for prec, tag in (("bfloat16", "bf16"), ("float32", "fp32")):  # (a) CPI, routed, both precisions
+        cpi = json.loads((perf / f"vs_pytorch_next_cpi_route_{tag}.json").read_text())
+        assert cpi["complete"] and cpi["args"]["execution"] == "route" and cpi["args"]["precision"] == prec
+        c = cpi["sizes"][0]["cpi"]
+        assert c["archs"] == 8 and c["compile_s"] > 0 and c["run_s"] > 0 and c["finite"] == 8
+    # (b) the routed gradient proxies come with the routegrad branch; until then the step fails, logged
+    if "== lagging_route: rc=0" in log:
+        lag = json.loads((perf / "vs_pytorch_next_lagging_route.json").read_text())
+        assert {r["proxy"] for r in lag["sizes"][0]["rows"]} == {"snip", "grad_norm", "grasp", "ntk_cond"}
+    ab = json.loads((perf / "gpu_ab_next.json").read_text())
+    assert ab["complete"] and [r["cotangent_block"] for r in ab["rows"] if r.get("proxy") == "ntk_cond"] == [2]
+    tau = json.loads((perf / "bf16_ranks_next_bf16_c16_route.json").read_text())
+    assert "expressivity" in json.dumps(tau)
+    cm = json.loads((perf / "cost_model_gpu.json").read_text())  # (c)
+    assert cm["complete"] and {(r["proxy"], r["execution"]) for r in cm["rows"]} == {
+        ("expressivity", "vmap"), ("expressivity", "route")}
+    assert all(r["flops"] > 0 and r["while_loops"] == 0 for r in cm["rows"])
+
+    # call 2: the steps marked done are skipped; FBNAS_PERF_FROM skips the ones before it
+    proc, _ = _run_device_script(tmp_path, "perf_next", FBNAS_PERF_FROM="gpu_candidates")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log2 = (tmp_path / "work" / "results" / "smoke" / "device_perf_next.log").read_text()
+    assert "== cpi_route_bf16: skipped (FBNAS_PERF_FROM=gpu_candidates)" in log2
+    assert "== lagging_route: skipped (FBNAS_PERF_FROM=gpu_candidates)" in log2
+    for s in ("gpu_candidates", "cost_model_gpu"):
+        assert f"== {s}: done in an earlier call, skipped" in log2
 
 
 def test_train_stage_records_a_diverged_supernet_and_trains_the_next(tmp_path, monkeypatch):

@@ -9,6 +9,8 @@
 #   bash benchmarks/device/nb201_gpu.sh --stage perf_big     # the same side by side at C=16, N=5 (issue 14; no data)
 #   bash benchmarks/device/nb201_gpu.sh --stage perf_route   # CPI at C=16, N=5 with the routed execution, fp32 and bf16 (issue 14; no data)
 #   bash benchmarks/device/nb201_gpu.sh --stage perf_ab      # A/B of the gradient proxies' GPU candidates (issue 14)
+#   bash benchmarks/device/nb201_gpu.sh --stage perf_next    # the next session's plan: CPI route bf16/fp32, the four
+#                                                            # lagging proxies' candidates, the cost model (2 calls)
 #
 # Data: the device machine cannot see ../shared. `--prepare` copies the CIFAR-10 archive and the
 # NB201 truth CSV from $FBNAS_SHARED_DATA (default ../shared/data) into ./.data; name it in the
@@ -106,9 +108,11 @@ perf_step() {  # perf_step LIMIT_S NAME CMD...: CMD for at most LIMIT_S, never p
   echo "== $name (limit ${limit}s) $(date -u +%T)"
   local t0; t0=$(date +%s)
   timeout --signal=INT --kill-after=10 "$limit" "$@"
-  echo "== $name: rc=$? in $(( $(date +%s) - t0 ))s"
+  local rc=$?
+  echo "== $name: rc=$rc in $(( $(date +%s) - t0 ))s"
   # results come back even if the whole call is cut (one file: the device returns at most 8)
   tar -czf "$OUT/perf_partial.tar.gz" -C "$RESULTS" perf "device_$STAGE.log" 2> /dev/null
+  return $rc
 }
 perf_setup() {  # sets the sizes (gpu | smoke: CPU, tiny, the test of these stages) and ours_only; each stage runs
   # in its own `bash -c`, so these plain variables end with it
@@ -208,6 +212,86 @@ stage_perf_route() {  # default budget 540 s: CPI at C=16, N=5 with the routed e
 }
 BUDGET_perf_route=540
 NEEDS_DATA_perf_route=0
+
+stage_perf_next() {  # default budget 540 s: the next GPU session's plan for issue 14, in TWO device calls
+  # The device tool's commands (a session has 15 min of device time, machine start ~30-90 s included):
+  #   call 1: run(command="bash benchmarks/device/nb201_gpu.sh --stage perf_next", timeout_s=560)
+  #   call 2: run(command="FBNAS_STAGE_BUDGET_S=235 FBNAS_PERF_FROM=lagging_route bash benchmarks/device/nb201_gpu.sh
+  #                        --stage perf_next", timeout_s=250)   (at once: a warm machine keeps ./.device_work)
+  #   (call 2: if status says less than 250 s are left, FBNAS_STAGE_BUDGET_S = budget_left_s - 15, timeout_s =
+  #   budget_left_s; then give_back.) No data, no carry. Results: $OUT/nb201_perf_next_gpu.tar.gz (+ perf_partial
+  #   .tar.gz after every step) -> benchmarks/results/gpu/<run>/ (cat ... | tar -xz; the JSON/md are in gpu/perf/).
+  # Steps in priority order; each runs in its own process (a failing step logs its rc and the next runs), writes its
+  # JSON + markdown as it goes, and is marked done in $WORK/perf_next_done on rc 0: a rerun of the stage on the warm
+  # machine goes on with the first step not done. FBNAS_PERF_FROM=<step> skips the steps before it (call 2 on a
+  # machine that is not warm any more). A step starts only with at least its MIN seconds left before the deadline
+  # (budget - 20 s) and runs at most LIMIT seconds.
+  # ESTIMATES (not measurements) from GPU run 2 (H200, benchmarks/results/gpu/perf_h200_2): a vs_pytorch CPI process
+  # spent ~57 s besides compiling and scoring (cpi_vmap: 107 s = 30 s compile + 21 s run + 56 s; cpi_map 87 = 24 + 5
+  # + 58); CPI compiled in 24-30 s at C=16, N=5 (routed CPI on this CPU: 34 s); proxies at C=8, N=1 compiled in
+  # 5-25 s (snip 10, grad_norm 5, grasp 25, ntk_cond 17) and ran at 684/696/146/9.1 archs/s (vmap); the PyTorch loop
+  # takes 0.26 s (ntk_cond), 0.036 s (grasp), 0.008 s (snip, grad_norm) per architecture.
+  #                         MIN/LIMIT s  ESTIMATE
+  #   (a) cpi_route_bf16    120/270      90-270 s: 57 + compile ~30 + 250 random archs (~5 s) + if the extrapolation
+  #                                      is under 150 s, all 15,625 (balanced cosets: one more compile ~30 + <= 150)
+  #       cpi_route_fp32    120/250      the same in float32 (compile and run times reported apart in the JSON)
+  #   (b) lagging_route     90/200       100-140 s: snip, grad_norm, grasp, ntk_cond ours (--execution route, chunk
+  #                                      125) vs the PyTorch loop (10 archs), 2 repeats: setup ~20, 4 compiles ~60,
+  #                                      runs <= 45 (ntk_cond at >= 9 archs/s), the loop ~9
+  #       gpu_candidates    60/200       150-170 s: gpu_ab.py kernel_grad (snip/grad_norm, kernel_grad="patches" vs
+  #                                      lax, ~40 s) then ntk_blocks (cotangent_block 1, 8, 72: ~90-110 s) + setup ~20;
+  #                                      its --deadline-s starts no compilation that would end past the step's limit
+  #       bf16_c16_route    60/90        60-120 s: fp32 vs bf16 Kendall tau of uncertainty and expressivity at C=16,
+  #                                      N=5, 64 archs, route (is the bf16 CPI of (a) a valid ranking?): 4 compiles
+  #   (c) cost_model_gpu    45/rest      XLA cost analysis of the GPU-compiled programs (benchmarks/cost_model.py,
+  #                                      no PyTorch): CPI indicators at C=16, N=5 and the four proxies at C=8, N=1,
+  #                                      vmap and route; one row per 5-60 s of compilation, written as it goes
+  # Expected: call 1 = (a) (180-520 s; what is left starts (b)); call 2 = (b) lagging_route + gpu_candidates as far
+  # as they get; bf16_c16_route and (c) only if (a) is fast (all ~900 s of device time are spent by then).
+  perf_setup
+  local done_dir=$WORK/perf_next_done from=${FBNAS_PERF_FROM:-} skipping=""
+  [ -n "$from" ] && skipping=1
+  local cpi_sizes=16:5:1 cpi_n=250 ch_route=125 full=150 lag_sizes=8:1:125 ref=10 reps=2 tau=16:5:64 ch_tau=32
+  local ab="--blocks 1,8,72" cm="--sizes 16:5,8:1" cm_proxies=snip,grad_norm,grasp,ntk_cond,uncertainty,expressivity
+  local cm_extra="" smoke="" ab_deadline ab_exps=kernel_grad,ntk_blocks tau_ind=uncertainty,expressivity slow=1
+  if [ "$PRESET" = smoke ]; then
+    cpi_sizes=4:1:1 cpi_n=8 ch_route=25 full=0 lag_sizes=4:1:25 ref=2 reps=1 tau=4:1:8 ch_tau=8 ab="--blocks 2"
+    cm="--sizes 4:1" cm_proxies=expressivity smoke=--smoke ab_exps=ntk_blocks tau_ind=expressivity slow=3
+    cm_extra="--image-size 16 --batch-size 8 --ntk-batch-size 8 --mc-samples 2 --mc-batch-size 8 --vmap-chunk 4 --route-chunk 25"
+  fi
+  mkdir -p "$done_dir"
+  next_step() {  # next_step NAME MIN LIMIT CMD...: perf_step with the done markers, FBNAS_PERF_FROM and MIN
+    local name=$1 min=$2 limit=$3; shift 3
+    [ "$name" = "$from" ] && skipping=""
+    if [ -n "$skipping" ]; then echo "== $name: skipped (FBNAS_PERF_FROM=$from)"; return; fi
+    if [ -f "$done_dir/$name" ]; then echo "== $name: done in an earlier call, skipped"; return; fi
+    local left=$(( deadline - $(date +%s) ))
+    if [ "$left" -lt "$min" ]; then echo "== $name: skipped, ${left}s left < ${min}s"; return; fi
+    perf_step $(( limit * slow )) "$name" "$@" && touch "$done_dir/$name"  # smoke: a loaded CPU, 3x
+  }
+  # shellcheck disable=SC2086  # $extra, $ab, $cm, $cm_extra, $smoke and $ours_only are lists of flags on purpose
+  {
+  next_step cpi_route_bf16 120 270 "$PY" $vp --ours-only --sizes $cpi_sizes --proxies "" --cpi-archs $cpi_n \
+    --chunk-size $ch_route --execution route --precision bfloat16 --cpi-full-under $full --out "$dir" \
+    --tag next_cpi_route_bf16 $extra
+  next_step cpi_route_fp32 120 250 "$PY" $vp --ours-only --sizes $cpi_sizes --proxies "" --cpi-archs $cpi_n \
+    --chunk-size $ch_route --execution route --cpi-full-under $full --out "$dir" --tag next_cpi_route_fp32 $extra
+  next_step lagging_route 90 200 "$PY" $vp $ours_only --device $dev --sizes $lag_sizes --ref-archs $ref \
+    --repeats $reps --proxies snip,grad_norm,grasp,ntk_cond --execution route --chunk-size $ch_route --out "$dir" \
+    --tag next_lagging_route $extra
+  ab_deadline=$(( deadline - $(date +%s) - 30 ))  # gpu_ab's own clock: no compilation it cannot finish
+  [ "$ab_deadline" -gt 170 ] && ab_deadline=170
+  next_step gpu_candidates 60 200 "$PY" benchmarks/gpu_ab.py $smoke $ours_only --device $dev \
+    --experiments $ab_exps $ab --deadline-s $ab_deadline --out "$dir" --tag next
+  next_step bf16_c16_route 60 90 "$PY" benchmarks/bf16_ranks.py --sizes $tau --chunk-size $ch_tau --execution route \
+    --indicators $tau_ind --out "$dir" --tag next_bf16_c16_route ${extra:+--setup "$extra"}
+  next_step cost_model_gpu 45 600 "$PY" benchmarks/cost_model.py $cm \
+    --proxies $cm_proxies --executions vmap,route --no-torch \
+    --out "$dir" --tag gpu $cm_extra
+  }
+}
+BUDGET_perf_next=540
+NEEDS_DATA_perf_next=0
 
 # ---------------------------------------------------------------------------- no edits needed below
 STAGE=supernets
