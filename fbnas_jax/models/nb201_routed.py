@@ -94,7 +94,8 @@ def _edge_op(net, k: int, features: int, dtype, edge_vars, mode: ForwardMode):
     op); ``params``: None (the edge's own) or a copy of the op's parameters (:func:`op_params`)."""
     name = nb201.OPS[k]
     if name in ("nor_conv_1x1", "nor_conv_3x3"):
-        module = ReLUConvBN(features, 1 if name == "nor_conv_1x1" else 3, 1, net.bn_momentum, dtype=dtype)
+        module = ReLUConvBN(features, 1 if name == "nor_conv_1x1" else 3, 1, net.bn_momentum, dtype=dtype,
+                            kernel_grad=net.kernel_grad)
         v = _vars(edge_vars, name)
         return lambda x, p: module.apply(_with_params(v, p), x, mode)
     bn = None
@@ -236,7 +237,8 @@ def routed_apply(net, variables, images, encodings, *, cap: int, mode: ForwardMo
     enc = encodings.astype(jnp.int32)
     c = net.channels
     cp = (lambda name: None) if copies is None else copies.get  # noqa: E731
-    stem_conv, stem_bn = conv2d(c, 3, name="stem_conv", dtype=dtype), BatchNorm(net.bn_momentum)
+    stem_conv = conv2d(c, 3, name="stem_conv", dtype=dtype, kernel_grad=net.kernel_grad)
+    stem_bn = BatchNorm(net.bn_momentum)
     stem_vars, bn_vars = _vars(variables, "stem_conv"), _vars(variables, "stem_bn")
     if copies is None:  # identical for every architecture: computed once
         x = stem_bn.apply(bn_vars, stem_conv.apply(stem_vars, images), mode)
@@ -250,7 +252,7 @@ def routed_apply(net, variables, images, encodings, *, cap: int, mode: ForwardMo
     n = net.cells_per_stage
     for stage, width in enumerate((c, 2 * c, 4 * c)):
         if stage > 0:
-            block = ResNetBasicBlock(width, net.bn_momentum, dtype=dtype)
+            block = ResNetBasicBlock(width, net.bn_momentum, dtype=dtype, kernel_grad=net.kernel_grad)
             name = f"reduction_{stage - 1}"
             x, k = _per_arch(block, _vars(variables, name), x, mode, record, cp(name))
             kernel = kernel + k if record else None
