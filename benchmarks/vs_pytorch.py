@@ -219,7 +219,10 @@ def compile_ours(setup: dict, name: str, chunk: int, execution: str = "auto", pr
                                       log=lambda m: print("            " + m, flush=True))
     chunk = compiled.chunk  # halved where the device memory asked for it
     info = {"chunk": chunk, "devices": len(devs), "execution": job.execution, "precision": job.precision, "memory_mb": compiled.memory_mb}
-    return (lambda enc: scoring._run_chunks(compiled.run, enc, chunk)[name]), compiled.compile_s, info
+    if compiled.cap is not None:
+        info["route_cap"] = compiled.cap
+    # routed jobs pack the architectures into chunks under their capacity (Compiled.pack)
+    return (lambda enc: scoring._run_chunks(compiled.run, enc, chunk, pack=compiled.pack)[name]), compiled.compile_s, info
 
 
 def measure_cpi(setup: dict, args, on_part=None) -> dict:

@@ -16,14 +16,17 @@ Execution (``execution=``)
     chosen ops (``strategy="switch"``). ``"loop"``: the same per-architecture program
     compiled once, called from Python per architecture (no XLA ``while`` loop).
     ``"route"`` (NB201 supernet; expressivity, supernet_accuracy, supernet_neg_loss,
-    uncertainty, plus the BN-table gamma/trainability -- i.e. CPI): the chunk in one launch
-    computing each op only for the architectures that chose it (mixture-of-experts style,
-    :mod:`fbnas_jax.models.nb201_routed`): the subnets' FLOPs in vmap's large launches, the
-    stem once per chunk. The host packs the architectures into chunks in which no op of an
-    edge is chosen by more than ``cap`` of them (:mod:`fbnas_jax.models.routing`: whole
-    cosets of a subgroup of Z_5^6 -- e.g. the whole space in chunks of 125 -- are perfectly
-    balanced, ``cap = chunk / 5``; other lists are packed first-fit under ``cap ~ 1.2 chunk /
-    5``) and checks every chunk before its launch; scores come back in the caller's order.
+    uncertainty, plus the BN-table gamma/trainability -- i.e. CPI --, and the gradient proxies
+    snip, grad_norm, grasp, ntk_cond, :mod:`fbnas_jax.indicators.routed_grads`, whose
+    per-architecture weight gradients come from per-slot parameter copies): the chunk in one
+    launch computing each op only for the architectures that chose it (mixture-of-experts style,
+    :mod:`fbnas_jax.models.nb201_routed`): the subnets' FLOPs in vmap's large launches, the stem
+    once per chunk (per architecture for the gradient proxies). The host packs the architectures
+    into chunks in which no op of an edge is chosen by more than ``cap`` of them
+    (:mod:`fbnas_jax.models.routing`: whole cosets of a subgroup of Z_5^6 -- e.g. the whole
+    space in chunks of 125 -- are perfectly balanced, ``cap = chunk / 5``; other lists are
+    packed first-fit under ``cap ~ 1.2 chunk / 5``) and checks every chunk before its launch;
+    scores come back in the caller's order.
     Several devices: each runs its own routed chunk. Other indicators: a clear error.
     ``"auto"``: :data:`DEFAULT_EXECUTION` for the backend, measured by
     ``benchmarks/vs_pytorch.py`` (``--execution``; CPI by execution:

@@ -7,18 +7,21 @@ loss; MC-BN uncertainty), from one routed forward of the chunk
 (:func:`fbnas_jax.models.nb201_routed.routed_apply`): every op runs only for the
 architectures that chose it, in one large batch per (edge, op). NB201 supernets only.
 ``trainability`` / ``gamma`` (BN tables, no forward) run as always and need nothing here.
+The training-free gradient proxies snip, grad_norm, grasp and ntk_cond have routed forms too
+(:mod:`fbnas_jax.indicators.routed_grads`), dispatched by :func:`build`.
 """
 from __future__ import annotations
 
 import jax.numpy as jnp
 
+from fbnas_jax.indicators import routed_grads
 from fbnas_jax.indicators.base import ScoringContext, bind_state
 from fbnas_jax.indicators.supernet import SUPERNET_FORWARD, forward_outputs, mc_bn_probs_of, mc_stacked, mc_uncertainty
 from fbnas_jax.models.layers import ForwardMode
 from fbnas_jax.models.nb201_routed import routed_apply
 
 #: per-architecture indicators with a routed form
-ROUTABLE = SUPERNET_FORWARD + ("uncertainty",)
+ROUTABLE = SUPERNET_FORWARD + ("uncertainty",) + routed_grads.GRAD_ROUTABLE
 
 
 def check_routable(ctx: ScoringContext, names) -> None:
@@ -56,6 +59,8 @@ def build(ctx: ScoringContext, names, cap: int):
     """The routed chunk function of ``names`` (members of one job) with ``cap`` slots per op."""
     names = tuple(names)
     check_routable(ctx, names)
+    if set(names) <= set(routed_grads.GRAD_ROUTABLE):
+        return routed_grads.build(ctx, names, cap)
     if names == ("uncertainty",):
         train_images = jnp.asarray(ctx.train_images)
         if train_images.ndim != 5:

@@ -18,15 +18,22 @@ own modules (ReLUConvBN, BatchNorm, ResNetBasicBlock, ...) to their sub-trees:
 * on each edge and each op ``k`` (``none`` costs nothing), ``idx = nonzero(choice == k,
   size=cap)`` selects up to ``cap`` architectures (static), their inputs are gathered to
   ``(cap, B, ...)`` (empty slots read zeros), the op runs ``vmap``-ed over that axis with
-  shared parameters (XLA folds it into one ``cap * B`` convolution) and the results are
-  scatter-added back (empty slots dropped). The host guarantees ``n_k <= cap``
+  shared parameters (XLA folds it into one ``cap * B`` convolution) and each architecture
+  reads its slot's output back (empty slots dropped). The host guarantees ``n_k <= cap``
   (:mod:`fbnas_jax.models.routing`); a padding architecture (``-1`` on every edge) takes no op;
+* every cell of an architecture has its encoding, so the routing (``idx`` and the read-back
+  rows) is computed once (:func:`edge_routes`), and the ``cells_per_stage`` cells of a stage,
+  all of one shape, run as one ``lax.scan`` over their variables stacked at trace time
+  (carry: the activations and the NASWOT kernel): the program holds 3 cells, not 3 x N,
+  which is what its compile time grows with;
 * reduction blocks and the head run per architecture (``vmap`` over K, per-architecture BN);
 * NASWOT codes are recorded as in the supernet (per node, weighted by how many out-edges
   chose a convolution; plus the reduction blocks' and the head's ReLUs) as ``(K, B, B)``.
 
 Values equal ``vmap`` of the select supernet to float rounding (``tests/test_routing.py``).
-Forward only (scoring: expressivity, supernet accuracy/loss, MC-BN uncertainty).
+A forward (scoring: expressivity, supernet accuracy/loss, MC-BN uncertainty); with
+``copies`` (per-slot / per-architecture copies of the parameters) its gradients are each
+architecture's own (the gradient proxies, :mod:`fbnas_jax.indicators.routed_grads`).
 """
 from __future__ import annotations
 
@@ -42,6 +49,8 @@ from fbnas_jax.models.layers import (
 )
 from fbnas_jax.spaces import nb201
 
+#: the ops that run (``none``, op 0, costs nothing): the rows of :func:`edge_routes`
+ROUTED_OPS = tuple(range(1, nb201.NUM_OPS))
 _CONV_OPS = tuple(k for k, name in enumerate(nb201.OPS) if name.startswith("nor_conv"))
 
 
@@ -57,6 +66,11 @@ def _vars(variables, *path):
     return out
 
 
+def _with_params(variables, params):
+    """``variables`` with its ``params`` replaced by ``params`` (None: unchanged)."""
+    return variables if params is None else {**variables, "params": params}
+
+
 def _apply(module, variables, x, mode: ForwardMode | None, record: bool):
     """``(y, kernel)`` of ``module`` on ONE architecture's input; kernel = its NASWOT codes
     (``(B, B)``, 0 when not recording)."""
@@ -67,65 +81,139 @@ def _apply(module, variables, x, mode: ForwardMode | None, record: bool):
     return y, relu_kernel_total(state.get("relu_kernel", {}))
 
 
-def _per_arch(module, variables, xs, mode, record):
-    """``module`` on each architecture's input ``xs`` (leading axis), shared variables."""
-    return jax.vmap(lambda x: _apply(module, variables, x, mode, record))(xs)
+def _per_arch(module, variables, xs, mode, record, params=None):
+    """``module`` on each architecture's input ``xs`` (leading axis): shared variables, or with
+    ``params`` one copy of its parameters per architecture (leading axis too)."""
+    if params is None:
+        return jax.vmap(lambda x: _apply(module, variables, x, mode, record))(xs)
+    return jax.vmap(lambda x, p: _apply(module, _with_params(variables, p), x, mode, record))(xs, params)
 
 
 def _edge_op(net, k: int, features: int, dtype, edge_vars, mode: ForwardMode):
-    """``x -> y`` of op ``k`` of an edge for ONE architecture (the select supernet's op)."""
+    """``(x, params) -> y`` of op ``k`` of an edge for ONE architecture (the select supernet's
+    op); ``params``: None (the edge's own) or a copy of the op's parameters (:func:`op_params`)."""
     name = nb201.OPS[k]
     if name in ("nor_conv_1x1", "nor_conv_3x3"):
-        module = ReLUConvBN(features, 1 if name == "nor_conv_1x1" else 3, 1, net.bn_momentum, dtype=dtype)
+        module = ReLUConvBN(features, 1 if name == "nor_conv_1x1" else 3, 1, net.bn_momentum, dtype=dtype,
+                            kernel_grad=net.kernel_grad)
         v = _vars(edge_vars, name)
-        return lambda x: module.apply(v, x, mode)
+        return lambda x, p: module.apply(_with_params(v, p), x, mode)
     bn = None
     if net.bn_mode == "fair":
         bn_module, v = BatchNorm(net.bn_momentum), _vars(edge_vars, f"{name}_bn")
-        bn = lambda y: bn_module.apply(v, y, mode)  # noqa: E731
+        bn = lambda y, p: bn_module.apply(_with_params(v, p), y, mode)  # noqa: E731
     pool = name == "avg_pool_3x3"
 
-    def op(x):
+    def op(x, p):
         y = avg_pool_3x3(x) if pool else x
-        return y if bn is None else bn(y)
+        return y if bn is None else bn(y, p)
     return op
 
 
-def routed_edge(op_fns, x, choice, cap: int, combine: str = "gather"):
-    """Sum over ops k of ``op_fns[k]`` applied to the architectures whose ``choice == k``.
+def op_params(edge_params, k: int, bn_mode: str):
+    """The parameters of op ``k`` inside an edge's ``params`` (None: the op has none)."""
+    name = nb201.OPS[k]
+    if name.startswith("nor_conv"):
+        return edge_params[name]
+    return edge_params[f"{name}_bn"] if bn_mode == "fair" and name != "none" else None
 
-    ``x``: ``(K, B, ...)``; ``choice``: ``(K,)`` int (``-1``: none); ``op_fns``: ``{k: fn}``
-    per-architecture functions (ops absent from the dict output zero, like ``none``).
-    At most ``cap`` architectures may choose each op (checked on the host).
+
+def edge_routes(encodings, cap: int):
+    """Routing of every edge, computed once for all the cells (an architecture's cells share
+    its encoding): ``(idx (6, n_ops, cap), pos (6, K))`` int32.
+
+    ``idx[e, i]``: the architectures choosing op ``ROUTED_OPS[i]`` on edge ``e`` (empty slots:
+    ``K``, read as zeros); ``pos[e, a]``: the row of the stacked op outputs
+    (``n_ops * cap`` rows, then a zero row) that architecture ``a`` reads back: its op's block,
+    its rank among the architectures choosing that op (``none`` / padding: the zero row)."""
+    enc = jnp.asarray(encodings, jnp.int32)
+    kk = enc.shape[0]
+    ops = jnp.asarray(ROUTED_OPS, jnp.int32)
+    hit = enc.T[:, :, None] == ops[None, None, :]  # (6, K, n_ops)
+    idx = jax.vmap(lambda h: jax.vmap(lambda c: jnp.nonzero(c, size=cap, fill_value=kk)[0], 1)(h))(hit)
+    rank = jnp.cumsum(hit, axis=1) - 1  # rank of each architecture among those choosing the op
+    block = jnp.argmax(hit, axis=2)  # (6, K)
+    own_rank = jnp.take_along_axis(rank, block[..., None], 2)[..., 0]
+    pos = jnp.where(jnp.any(hit, axis=2), block * cap + own_rank, len(ROUTED_OPS) * cap)
+    return idx.astype(jnp.int32), pos.astype(jnp.int32)
+
+
+def routed_edge(op_fns, x, idx, pos, combine: str = "gather", copies=None):
+    """Sum over the ops of :data:`ROUTED_OPS` of ``op_fns[i]`` applied to the architectures
+    that chose that op (``none`` and padding rows: zero).
+
+    ``x``: ``(K, B, ...)``; ``op_fns``: one ``(x, params) -> y`` per routed op (one
+    architecture); ``idx`` ``(n_ops, cap)``, ``pos`` ``(K,)``: this edge's routing
+    (:func:`edge_routes`). ``copies``: None (every op its shared parameters), or per op the
+    ``cap`` slots' own copies of its parameters (leading axis ``cap``; None for an op without
+    any), so that each slot's gradient is its architecture's own.
 
     ``combine``: how the op outputs return to their architectures. ``"gather"``: the
-    ``len(op_fns) * cap`` outputs and a zero row are stacked and each architecture reads its
-    row (its op's block, its rank among the architectures choosing that op); ``"scatter"``:
-    scatter-add into zeros (XLA:CPU runs scatters slowly)."""
-    kk = x.shape[0]
-    ys, slots = [], []
-    for k, fn in op_fns.items():
-        idx = jnp.nonzero(choice == k, size=cap, fill_value=kk)[0]
-        xs = jnp.take(x, idx, axis=0, mode="fill", fill_value=0)  # empty slots: zeros
-        ys.append(jax.vmap(fn)(xs).astype(x.dtype))
-        slots.append(idx)
+    ``n_ops * cap`` outputs and a zero row are stacked and each architecture reads its row
+    ``pos``; ``"scatter"``: scatter-add into zeros at ``idx`` (XLA:CPU runs scatters slowly)."""
+    ys = []
+    for i, fn in enumerate(op_fns):
+        xs = jnp.take(x, idx[i], axis=0, mode="fill", fill_value=0)  # empty slots: zeros
+        p = None if copies is None else copies[i]
+        y = jax.vmap(lambda x: fn(x, None))(xs) if p is None else jax.vmap(fn)(xs, p)
+        ys.append(y.astype(x.dtype))
     if combine == "scatter":
         out = jnp.zeros_like(x)
-        for idx, y in zip(slots, ys):
-            out = out.at[idx].add(y, mode="drop")
+        for i, y in enumerate(ys):
+            out = out.at[idx[i]].add(y, mode="drop")
         return out
-    ops = jnp.asarray(list(op_fns), jnp.int32)
-    hit = choice[:, None] == ops[None, :]  # (K, n_ops)
-    rank = jnp.cumsum(hit, axis=0) - 1  # rank of each architecture among those choosing the op
-    block = jnp.argmax(hit, axis=1)
-    pos = jnp.where(jnp.any(hit, axis=1), block * cap + jnp.take_along_axis(rank, block[:, None], 1)[:, 0],
-                    len(ys) * cap)  # none / padding: the zero row
     stacked = jnp.concatenate(ys + [jnp.zeros_like(ys[0][:1])], axis=0)
     return stacked.at[pos].get(mode="promise_in_bounds")  # pos < len(stacked) by construction
 
 
+def _cell(net, width: int, dtype, cell_vars, x, routes, is_conv, mode, record: bool, combine: str,
+          cell_copies=None):
+    """``(y, kernel)`` of one cell for the K architectures (kernel: the cell's NASWOT codes,
+    ``(K, B, B)``, or 0 when not recording); ``cell_copies``: per-slot parameter copies of
+    its ops (the cell's ``params`` with a leading ``cap`` axis) or None."""
+    idx, pos = routes
+    nodes, e = [x], 0
+    weights = [0.0] * (nb201.NUM_NODES - 1)
+    for node in range(1, nb201.NUM_NODES):
+        total = 0.0
+        for j in range(node):
+            ev = _vars(cell_vars, f"edge_{e}")
+            fns = [_edge_op(net, k, width, dtype, ev, mode) for k in ROUTED_OPS]
+            cps = None if cell_copies is None else [op_params(cell_copies[f"edge_{e}"], k, net.bn_mode)
+                                                    for k in ROUTED_OPS]
+            total = total + routed_edge(fns, nodes[j], idx[e], pos[e], combine, cps)
+            weights[j] = weights[j] + is_conv[:, e]
+            e += 1
+        nodes.append(total)
+    kernel = jnp.zeros((), jnp.float32)
+    if record:  # the Cell's per-node NASWOT codes of its convolutions' ReLUs
+        for j, w in enumerate(weights):
+            kernel = kernel + jax.vmap(relu_code_kernel)(nodes[j]) * w[:, None, None]
+    return nodes[-1], kernel
+
+
+def _stack(trees):
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def _stage(net, width: int, dtype, variables, copies, cells, x, kernel, routes, is_conv, mode, combine):
+    """The cells ``cells`` of one stage (same shapes) as ONE ``lax.scan`` over their variables,
+    stacked at trace time: the program holds one cell, not ``cells_per_stage``."""
+    record = kernel is not None
+    stacked = _stack([_vars(variables, f"cell_{i}") for i in cells])
+    stacked_copies = None if copies is None else _stack([copies[f"cell_{i}"] for i in cells])
+
+    def body(carry, cell):
+        x, kernel = carry
+        y, k = _cell(net, width, dtype, cell[0], x, routes, is_conv, mode, record, combine, cell[1])
+        return (y, kernel + k if record else None), None
+
+    (x, kernel), _ = jax.lax.scan(body, (x, kernel), (stacked, stacked_copies))
+    return x, kernel
+
+
 def routed_apply(net, variables, images, encodings, *, cap: int, mode: ForwardMode = ForwardMode(),
-                 combine: str = "gather"):
+                 combine: str = "gather", copies=None):
     """``(logits (K, B, classes) float32, kernel (K, B, B) or None)`` of the K architectures
     ``encodings`` ``(K, 6)`` (``-1`` rows: padding) on the shared ``images`` ``(B, H, W, C)``.
 
@@ -133,6 +221,10 @@ def routed_apply(net, variables, images, encodings, *, cap: int, mode: ForwardMo
     are (its sizes, BN mode and compute dtype are read). ``mode.relu_kernel``: also return the
     NASWOT kernel of each architecture (its ReLU codes, as ``relu_kernel_total`` of the supernet).
     ``combine``: how op outputs return to their architectures (:func:`routed_edge`).
+    ``copies`` (routed gradients, :mod:`fbnas_jax.indicators.routed_grads`): the supernet's
+    ``params`` tree with a leading axis on every leaf, ``cap`` (one copy per slot) on the
+    cells' op parameters and K (one per architecture) on the others; used instead of
+    ``variables['params']``, so the gradient w.r.t. a copy is its architecture's own.
     Running statistics are never updated (forward only)."""
     if net.arch is not None:
         raise ValueError("routed execution runs the supernet (arch=None), not a stand-alone network")
@@ -144,40 +236,36 @@ def routed_apply(net, variables, images, encodings, *, cap: int, mode: ForwardMo
     kk = encodings.shape[0]
     enc = encodings.astype(jnp.int32)
     c = net.channels
-    # stem: identical for every architecture, computed once
-    x = conv2d(c, 3, name="stem_conv", dtype=dtype).apply(_vars(variables, "stem_conv"), images)
-    x = BatchNorm(net.bn_momentum).apply(_vars(variables, "stem_bn"), x, mode)
-    x = jnp.broadcast_to(x[None], (kk,) + x.shape)
+    cp = (lambda name: None) if copies is None else copies.get  # noqa: E731
+    stem_conv = conv2d(c, 3, name="stem_conv", dtype=dtype, kernel_grad=net.kernel_grad)
+    stem_bn = BatchNorm(net.bn_momentum)
+    stem_vars, bn_vars = _vars(variables, "stem_conv"), _vars(variables, "stem_bn")
+    if copies is None:  # identical for every architecture: computed once
+        x = stem_bn.apply(bn_vars, stem_conv.apply(stem_vars, images), mode)
+        x = jnp.broadcast_to(x[None], (kk,) + x.shape)
+    else:  # one copy per architecture (a K * C-channel convolution of the shared images)
+        x = jax.vmap(lambda pc, pb: stem_bn.apply(_with_params(bn_vars, pb), stem_conv.apply(
+            _with_params(stem_vars, pc), images), mode))(cp("stem_conv"), cp("stem_bn"))
     kernel = jnp.zeros((kk, images.shape[0], images.shape[0]), jnp.float32) if record else None
     is_conv = sum((enc == k).astype(jnp.float32) for k in _CONV_OPS)  # (K, 6): edge chose a convolution
-    cell = 0
+    routes = edge_routes(enc, cap)  # once: every cell of an architecture has its encoding
+    n = net.cells_per_stage
     for stage, width in enumerate((c, 2 * c, 4 * c)):
         if stage > 0:
-            block = ResNetBasicBlock(width, net.bn_momentum, dtype=dtype)
-            x, k = _per_arch(block, _vars(variables, f"reduction_{stage - 1}"), x, mode, record)
+            block = ResNetBasicBlock(width, net.bn_momentum, dtype=dtype, kernel_grad=net.kernel_grad)
+            name = f"reduction_{stage - 1}"
+            x, k = _per_arch(block, _vars(variables, name), x, mode, record, cp(name))
             kernel = kernel + k if record else None
-        for _ in range(net.cells_per_stage):
-            cv = _vars(variables, f"cell_{cell}")
-            nodes, e = [x], 0
-            weights = [0.0] * (nb201.NUM_NODES - 1)
-            for node in range(1, nb201.NUM_NODES):
-                total = 0.0
-                for j in range(node):
-                    ev = _vars(cv, f"edge_{e}")
-                    ops = {k: _edge_op(net, k, width, dtype, ev, edge_mode) for k in range(1, nb201.NUM_OPS)}
-                    total = total + routed_edge(ops, nodes[j], enc[:, e], cap, combine)
-                    weights[j] = weights[j] + is_conv[:, e]
-                    e += 1
-                nodes.append(total)
-            if record:  # the Cell's per-node NASWOT codes of its convolutions' ReLUs
-                for j, w in enumerate(weights):
-                    kernel = kernel + jax.vmap(relu_code_kernel)(nodes[j]) * w[:, None, None]
-            x = nodes[-1]
-            cell += 1
-    x, k = _per_arch(BatchNorm(net.bn_momentum), _vars(variables, "lastact_bn"), x, mode, False)
+        x, kernel = _stage(net, width, dtype, variables, copies, range(stage * n, (stage + 1) * n), x, kernel,
+                           routes, is_conv, edge_mode, combine)
+    x, _ = _per_arch(BatchNorm(net.bn_momentum), _vars(variables, "lastact_bn"), x, mode, False, cp("lastact_bn"))
     if record:
         kernel = kernel + _per_arch(ReLU(), {}, x, mode, True)[1]
     x = jnp.mean(nn.relu(x), axis=(2, 3))  # (K, B, channels)
     head = nn.Dense(net.num_classes, kernel_init=nn.initializers.lecun_normal(), dtype=dtype)
-    logits = head.apply(_vars(variables, "classifier"), x).astype(jnp.float32)
-    return logits, kernel
+    head_vars = _vars(variables, "classifier")
+    if copies is None:
+        logits = head.apply(head_vars, x)
+    else:
+        logits = jax.vmap(lambda p, x: head.apply(_with_params(head_vars, p), x))(cp("classifier"), x)
+    return logits.astype(jnp.float32), kernel
