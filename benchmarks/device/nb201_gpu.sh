@@ -252,11 +252,13 @@ stage_perf_next() {  # default budget 540 s: the next GPU session's plan for iss
   local done_dir=$WORK/perf_next_done from=${FBNAS_PERF_FROM:-} skipping=""
   [ -n "$from" ] && skipping=1
   local cpi_sizes=16:5:1 cpi_n=250 ch_route=125 full=150 lag_sizes=8:1:125 ref=10 reps=2 tau=16:5:64 ch_tau=32
+  local lag=snip,grad_norm,grasp,ntk_cond
   local ab="--blocks 1,8,72" cm="--sizes 16:5,8:1" cm_proxies=snip,grad_norm,grasp,ntk_cond,uncertainty,expressivity
   local cm_extra="" smoke="" ab_deadline ab_exps=kernel_grad,ntk_blocks tau_ind=uncertainty,expressivity slow=1
   if [ "$PRESET" = smoke ]; then
     cpi_sizes=4:1:1 cpi_n=8 ch_route=25 full=0 lag_sizes=4:1:25 ref=2 reps=1 tau=4:1:8 ch_tau=8 ab="--blocks 2"
     cm="--sizes 4:1" cm_proxies=expressivity smoke=--smoke ab_exps=ntk_blocks tau_ind=expressivity slow=3
+    lag=snip,grad_norm,ntk_cond  # smoke (CI): both routed job kinds; grasp's second-order compile is tests/test_routing_grads.py's
     cm_extra="--image-size 16 --batch-size 8 --ntk-batch-size 8 --mc-samples 2 --mc-batch-size 8 --vmap-chunk 4 --route-chunk 25"
   fi
   mkdir -p "$done_dir"
@@ -277,7 +279,7 @@ stage_perf_next() {  # default budget 540 s: the next GPU session's plan for iss
   next_step cpi_route_fp32 120 250 "$PY" $vp --ours-only --sizes $cpi_sizes --proxies "" --cpi-archs $cpi_n \
     --chunk-size $ch_route --execution route --cpi-full-under $full --out "$dir" --tag next_cpi_route_fp32 $extra
   next_step lagging_route 90 200 "$PY" $vp $ours_only --device $dev --sizes $lag_sizes --ref-archs $ref \
-    --repeats $reps --proxies snip,grad_norm,grasp,ntk_cond --execution route --chunk-size $ch_route --out "$dir" \
+    --repeats $reps --proxies $lag --execution route --chunk-size $ch_route --out "$dir" \
     --tag next_lagging_route $extra
   ab_deadline=$(( deadline - $(date +%s) - 30 ))  # gpu_ab's own clock: no compilation it cannot finish
   [ "$ab_deadline" -gt 170 ] && ab_deadline=170
