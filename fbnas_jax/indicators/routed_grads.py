@@ -79,8 +79,7 @@ def ce_chunk(variables, images, labels, encodings, *, net, cap: int, names):
 
     def loss(w):  # sum over the architectures of each one's mean cross-entropy
         logits, _ = routed_apply(net, variables, images, encodings, cap=cap, mode=P.TRAIN, copies=P.merge(w, rest))
-        logp = jax.nn.log_softmax(logits)
-        return -jnp.sum(jnp.mean(jnp.take_along_axis(logp, labels[None, :, None], axis=2), axis=(1, 2)))
+        return jnp.sum(jax.vmap(P.cross_entropy, (0, None))(logits, labels))
 
     if "grasp" in names:
         def z(w):
