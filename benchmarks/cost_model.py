@@ -75,6 +75,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import _args  # noqa: E402  (benchmarks/_args.py: shared argument types)
+
 PROXIES = ("naswot", "jacob_cov", "synflow", "snip", "grasp", "fisher", "grad_norm", "ntk_cond", "linear_regions")
 CPI_INDICATORS = ("expressivity", "uncertainty")
 EXECUTIONS = ("vmap", "map", "route")
@@ -127,18 +129,13 @@ def parse_args(argv=None):
     p.add_argument("--merge", nargs="+", metavar="JSON", default=None,
                    help="only combine the rows of these outputs (e.g. runs of separate sizes) into <out>/cost_model_<tag>")
     args = p.parse_args(argv)
-    args.proxy_list = [s.strip() for s in args.proxies.split(",") if s.strip()]
-    args.exec_list = [s.strip() for s in args.executions.split(",") if s.strip()]
+    args.proxy_list = _args.comma_list(args.proxies)
+    args.exec_list = _args.comma_list(args.executions)
     bad = [s for s in args.proxy_list if s not in PROXIES + CPI_INDICATORS]
     bad += [s for s in args.exec_list if s not in EXECUTIONS]
     if bad:
         p.error(f"unknown proxies/executions {bad}")
-    try:
-        args.size_list = [tuple(int(v) for v in s.split(":")) for s in args.sizes.split(",") if s.strip()]
-    except ValueError:
-        p.error("--sizes entries are C:N")
-    if any(len(s) != 2 or min(s) < 1 for s in args.size_list):
-        p.error("--sizes entries are positive C:N pairs")
+    args.size_list = _args.parsed(p, "--sizes", _args.size_pairs, args.sizes)
     from fbnas_jax.models.routing import coset_dim
 
     if coset_dim(args.route_chunk) is None:

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+import _args  # benchmarks/_args.py: shared argument types (this script's folder is on sys.path)
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -55,20 +57,17 @@ def parse_args(argv=None):
     p.add_argument("--out", default=str(HERE / "results" / "route"))
     p.add_argument("--tag", default=None, help="output name suffix (default: the JAX backend)")
     args = p.parse_args(argv)
-    try:
-        args.size_list = [tuple(int(v) for v in s.split(":")) for s in args.sizes.split(",") if s.strip()]
-        args.chunk_of = {k: int(v) for k, v in (s.split("=") for s in args.chunks.split(",") if s.strip())}
-    except ValueError:
-        p.error("--sizes entries are C:N and --chunks entries EXEC=N (integers)")
-    args.exec_list = [s.strip() for s in args.executions.split(",") if s.strip()]
+    args.size_list = _args.parsed(p, "--sizes", _args.size_pairs, args.sizes)
+    args.chunk_of = _args.parsed(p, "--chunks", _args.exec_chunks, args.chunks)
+    args.exec_list = _args.comma_list(args.executions)
     from fbnas_jax.engine import EXECUTIONS
 
     bad = [e for e in args.exec_list if e.partition("@")[0] not in EXECUTIONS
            or (e.partition("@")[2] and not e.partition("@")[2].isdigit())]
     if bad or not args.exec_list:
         p.error(f"--executions must be a comma list of {EXECUTIONS}, got {args.executions!r}")
-    if any(len(s) != 2 or min(s) < 1 for s in args.size_list) or args.repeats < 1:
-        p.error("--sizes entries must be positive C:N pairs and --repeats >= 1")
+    if args.repeats < 1:
+        p.error("--repeats must be >= 1")
     if args.archs != "coset" and not (args.archs.startswith("random:") and args.archs[7:].isdigit()):
         p.error(f"--archs is 'coset' or random:N, got {args.archs!r}")
     return args
@@ -103,15 +102,6 @@ def architectures(args) -> np.ndarray:
             raise SystemExit("--archs coset needs a route chunk that is a power of 5 (5, 25, 125, ...)")
         return routing.space_cosets(d)[1]
     return np.asarray(nb201.sample_encodings(np.random.default_rng(args.seed), int(args.archs[7:])), np.int32)
-
-
-def flops_per_arch(compiled) -> float | None:
-    try:
-        cost = compiled.xla.cost_analysis()
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        return float(cost["flops"]) / compiled.chunk
-    except Exception:  # noqa: BLE001  (not every backend reports it)
-        return None
 
 
 def compile_cpi(ctx, execution: str, chunk: int, enc: np.ndarray) -> list[dict]:
@@ -209,8 +199,7 @@ def main(argv=None) -> dict:
                    "cap": next((c.cap for c in per.values() if c.cap), None),
                    "compile_s": time.perf_counter() - t0,
                    "memory_mb": {k: c.memory_mb for k, c in per.items()},
-                   "gflop_per_arch": {k: (None if ex == "map" or flops_per_arch(c) is None else flops_per_arch(c) / 1e9)
-                                      for k, c in per.items()}, "runs": []}
+                   "gflop_per_arch": {k: _args.xla_gflop_per_arch(c, ex) for k, c in per.items()}, "runs": []}
             size["rows"].append(row)
             print(f"C={channels} N={cells} {ex}: compiled in {row['compile_s']:.1f} s, {row['memory_mb']}", flush=True)
             write(out, path)

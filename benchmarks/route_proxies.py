@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+import _args  # benchmarks/_args.py: shared argument types (this script's folder is on sys.path)
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -48,10 +50,10 @@ def parse_args(argv=None):
     p.add_argument("--out", default=str(HERE / "results" / "route"))
     p.add_argument("--tag", default=None)
     args = p.parse_args(argv)
-    args.channels, args.cells = (int(v) for v in args.size.split(":"))
-    args.chunk_of = {k: int(v) for k, v in (s.split("=") for s in args.chunks.split(",") if s.strip())}
-    args.proxy_list = [s for s in args.proxies.split(",") if s]
-    args.exec_list = [s for s in args.executions.split(",") if s]
+    args.channels, args.cells = _args.parsed(p, "--size", _args.size_pair, args.size)
+    args.chunk_of = _args.parsed(p, "--chunks", _args.exec_chunks, args.chunks)
+    args.proxy_list = _args.comma_list(args.proxies)
+    args.exec_list = _args.comma_list(args.executions)
     return args
 
 
@@ -72,15 +74,6 @@ def make_context(args):
     return ScoringContext(net=net, init_variables={"params": v["params"], "batch_stats": v["batch_stats"]},
                           images=images, labels=np.asarray(data.train_labels[:b], np.int32),
                           key=jax.random.key(args.seed), options=options)
-
-
-def flops_per_arch(comp) -> float | None:
-    try:
-        cost = comp.xla.cost_analysis()
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        return float(cost["flops"]) / comp.chunk
-    except Exception:  # noqa: BLE001
-        return None
 
 
 def write(out: dict, path: Path) -> None:
@@ -135,7 +128,7 @@ def main(argv=None) -> dict:
             comp = engine.compile_job(ctx, job, chunk, devs, (6,))
             row = {"proxy": name, "execution": ex, "chunk": chunk, "cap": comp.cap, "compile_s": time.perf_counter() - t0,
                    "memory_mb": comp.memory_mb, "runs": [],
-                   "gflop_per_arch": None if ex == "map" or flops_per_arch(comp) is None else flops_per_arch(comp) / 1e9}
+                   "gflop_per_arch": _args.xla_gflop_per_arch(comp, ex)}
             rows.append((row, comp))
             out["rows"].append(row)
             print(f"{name} {ex}: compiled in {row['compile_s']:.1f} s, {row['gflop_per_arch']} GFLOP/arch", flush=True)
