@@ -1,7 +1,9 @@
 """Routed gradient proxies (fbnas_jax.indicators.routed_grads): snip, grad_norm, grasp and the
 TE-NAS NTK Gram of a chunk of K architectures, from one routed program differentiated w.r.t.
-per-slot / per-architecture parameter copies, must equal the per-architecture computations
-(fbnas_jax.indicators._proxies, vmapped over the select supernet) on a fresh supernet.
+per-slot / per-architecture parameter copies (the conv kernels' copies as zero deltas to the
+shared kernels: fbnas_jax.models.slot_conv, tested on its own in tests/test_slot_conv.py), must
+equal the per-architecture computations (fbnas_jax.indicators._proxies, vmapped over the select
+supernet) on a fresh supernet.
 
 Chunks hold an architecture choosing op 3 where another does, an all-none architecture (zero
 gradients) and padding rows (their outputs discarded). Tolerances: relative 1e-4 /

@@ -14,6 +14,13 @@ product its own: architectures are independent). Each proxy's per-architecture r
 row products) is taken per copy and returned to its architecture with the routing indices
 (:func:`to_archs`). A cell op's copies cost ``cap / K`` (~1/4) of per-architecture copies.
 
+The copies of the convolution kernels are not copies but zero DELTAS to the shared kernels
+(:func:`conv_deltas`; ``routed_apply(slot_deltas=True)``, :mod:`fbnas_jax.models.slot_conv`):
+a slot convolves with ``w + 0``, so its forward and input gradient are ONE dense convolution
+of all the slots with ``w`` (copies made them grouped convolutions, ``cap`` groups) while the
+gradient w.r.t. its delta is its own kernel gradient. The products with the weights (snip's
+``w g``, grasp's ``w Hg``) take the copies' values (``w``). ``slot_deltas=False``: the copies.
+
 Definitions, batches and options are those of :mod:`fbnas_jax.indicators.training_free`
 (the fresh supernet ``ctx.init_variables``, train-mode BN); the values equal the ``vmap``
 execution's to float rounding (``tests/test_routing_grads.py``). ``fisher`` is not routed.
@@ -39,6 +46,12 @@ def expand_params(params, cap: int, kk: int):
     ``(cap, ...)`` (one copy per slot of its op), every other leaf to ``(K, ...)``."""
     return {name: jax.tree.map(lambda a, n=(cap if name.startswith("cell_") else kk): jnp.broadcast_to(
         a, (n,) + a.shape), sub) for name, sub in params.items()}
+
+
+def conv_deltas(flat_copies):
+    """The differentiated leaves of ``flat_copies`` (a flat ``{path: (copies, ...)}``): zeros for
+    the convolution kernels (5-D: copies x HWIO; deltas to the shared kernels), the rest as is."""
+    return {k: jnp.zeros_like(a) if k[-1] == "kernel" and a.ndim == 5 else a for k, a in flat_copies.items()}
 
 
 def _op_row(path) -> tuple[int, int]:
@@ -70,25 +83,28 @@ def _per_copy(fn):
     return lambda a: fn(a.reshape(a.shape[0], -1))
 
 
-def ce_chunk(variables, images, labels, encodings, *, net, cap: int, names):
+def ce_chunk(variables, images, labels, encodings, *, net, cap: int, names, slot_deltas: bool = True):
     """``{name: (K,)}`` of the routed cross-entropy proxies ``names`` (subset of
-    :data:`CE_ROUTED`), as :func:`fbnas_jax.indicators._proxies.ce_family` per architecture."""
+    :data:`CE_ROUTED`), as :func:`fbnas_jax.indicators._proxies.ce_family` per architecture.
+    ``slot_deltas``: conv kernels differentiated as zero deltas (dense convolutions) or copies."""
     kk = encodings.shape[0]
     idx = edge_routes(encodings, cap)[0]
     w, rest = P.split(expand_params(variables["params"], cap, kk), P.is_weight)
+    at = conv_deltas(w) if slot_deltas else w  # the point differentiated at
 
-    def loss(w):  # sum over the architectures of each one's mean cross-entropy
-        logits, _ = routed_apply(net, variables, images, encodings, cap=cap, mode=P.TRAIN, copies=P.merge(w, rest))
+    def loss(dw):  # sum over the architectures of each one's mean cross-entropy
+        logits, _ = routed_apply(net, variables, images, encodings, cap=cap, mode=P.TRAIN, copies=P.merge(dw, rest),
+                                 slot_deltas=slot_deltas)
         return jnp.sum(jax.vmap(P.cross_entropy, (0, None))(logits, labels))
 
     if "grasp" in names:
-        def z(w):
-            gw = jax.grad(loss)(w)
+        def z(dw):
+            gw = jax.grad(loss)(dw)
             return sum(jnp.vdot(jax.lax.stop_gradient(gw[k]), gw[k]) for k in gw), gw
 
-        hg, gw = jax.grad(z, has_aux=True)(w)
+        hg, gw = jax.grad(z, has_aux=True)(at)
     else:
-        gw = jax.grad(loss)(w)
+        gw = jax.grad(loss)(at)
     out = {}
     if "snip" in names:
         out["snip"] = _sum_to_archs(_per_copy(lambda a: jnp.sum(jnp.abs(a), 1)),
@@ -100,19 +116,21 @@ def ce_chunk(variables, images, labels, encodings, *, net, cap: int, names):
     return out
 
 
-def ntk_grams(variables, images, encodings, *, net, cap: int, block: int = 1):
+def ntk_grams(variables, images, encodings, *, net, cap: int, block: int = 1, slot_deltas: bool = True):
     """``(K, B, B)``: TE-NAS's NTK Gram (:func:`fbnas_jax.indicators._proxies.ntk_gram`) of every
     architecture of the chunk. Row i of all K at once: the VJP of the chunk's summed logits with
-    cotangent ``e_i`` for every architecture; its Gram products are taken per copy and leaf."""
+    cotangent ``e_i`` for every architecture; its Gram products are taken per copy and leaf.
+    ``slot_deltas``: as :func:`ce_chunk`."""
     kk, b = encodings.shape[0], images.shape[0]
     idx = edge_routes(encodings, cap)[0]
     w, rest = P.split(expand_params(variables["params"], cap, kk), P.is_ntk_weight)
 
-    def f(w):
-        logits, _ = routed_apply(net, variables, images, encodings, cap=cap, mode=P.TRAIN, copies=P.merge(w, rest))
+    def f(dw):
+        logits, _ = routed_apply(net, variables, images, encodings, cap=cap, mode=P.TRAIN, copies=P.merge(dw, rest),
+                                 slot_deltas=slot_deltas)
         return jnp.sum(logits, axis=2)  # (K, B)
 
-    _, vjp = jax.vjp(f, w)
+    _, vjp = jax.vjp(f, conv_deltas(w) if slot_deltas else w)
     row = lambda ct: vjp(jnp.broadcast_to(ct, (kk, b)))[0]  # noqa: E731
     eye = jnp.eye(b, dtype=jnp.float32)
     if block == 1:

@@ -33,7 +33,9 @@ own modules (ReLUConvBN, BatchNorm, ResNetBasicBlock, ...) to their sub-trees:
 Values equal ``vmap`` of the select supernet to float rounding (``tests/test_routing.py``).
 A forward (scoring: expressivity, supernet accuracy/loss, MC-BN uncertainty); with
 ``copies`` (per-slot / per-architecture copies of the parameters) its gradients are each
-architecture's own (the gradient proxies, :mod:`fbnas_jax.indicators.routed_grads`).
+architecture's own (the gradient proxies, :mod:`fbnas_jax.indicators.routed_grads`);
+with ``slot_deltas`` the conv kernels' copies are zero deltas to the shared kernels, so
+the convolutions' forwards and input gradients stay dense (:mod:`fbnas_jax.models.slot_conv`).
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ from fbnas_jax.models.layers import (
     BatchNorm, ForwardMode, ReLU, ReLUConvBN, ResNetBasicBlock, avg_pool_3x3, conv2d, relu_code_kernel,
     relu_kernel_total,
 )
+from fbnas_jax.models.slot_conv import slot_conv
 from fbnas_jax.spaces import nb201
 
 #: the ops that run (``none``, op 0, costs nothing): the rows of :func:`edge_routes`
@@ -89,10 +92,51 @@ def _per_arch(module, variables, xs, mode, record, params=None):
     return jax.vmap(lambda x, p: _apply(module, _with_params(variables, p), x, mode, record))(xs, params)
 
 
-def _edge_op(net, k: int, features: int, dtype, edge_vars, mode: ForwardMode):
+def _cast(dtype, *arrays):
+    return arrays if dtype is None else tuple(a.astype(dtype) for a in arrays)
+
+
+def _over_slots(fn):
+    """Marks ``fn`` as taking all the slots at once: ``(xs (S, ...), params (S, ...)) -> ys``."""
+    fn.over_slots = True
+    return fn
+
+
+def _relu_conv_bn_deltas(net, ksize: int, stride: int, dtype, v, mode: ForwardMode):
+    """``(xs, params) -> ys``: :class:`ReLUConvBN` of ALL the slots at once, whose ``params``
+    hold zero DELTAS to the shared conv kernel of ``v`` (:func:`fbnas_jax.models.slot_conv.slot_conv`:
+    the forward and the input gradient are one dense convolution) and each slot's BN copy;
+    the module's values (no NASWOT recording)."""
+    w, bn, bn_vars = v["params"]["conv"]["kernel"], BatchNorm(net.bn_momentum), _vars(v, "bn")
+
+    def op(xs, p):
+        r, wk, dk = _cast(dtype, jax.nn.relu(xs), w, p["conv"]["kernel"])
+        ys = slot_conv(r, wk, dk, stride, ksize // 2, net.kernel_grad)
+        return jax.vmap(lambda y, pb: bn.apply(_with_params(bn_vars, pb), y, mode))(ys, p["bn"])
+    return _over_slots(op)
+
+
+def _basic_block_deltas(net, dtype, v, mode: ForwardMode):
+    """``(xs, params) -> ys``: :class:`ResNetBasicBlock` of all the architectures at once with
+    zero kernel deltas in ``params`` (as :func:`_relu_conv_bn_deltas`)."""
+    conv_a = _relu_conv_bn_deltas(net, 3, 2, dtype, _vars(v, "conv_a"), mode)
+    conv_b = _relu_conv_bn_deltas(net, 3, 1, dtype, _vars(v, "conv_b"), mode)
+    w = v["params"]["shortcut"]["kernel"]
+
+    def block(xs, p):
+        ys = conv_b(conv_a(xs, p["conv_a"]), p["conv_b"])
+        s = jax.vmap(lambda x: nn.avg_pool(x, (2, 2), strides=(2, 2)))(xs)
+        return ys + slot_conv(*_cast(dtype, s, w, p["shortcut"]["kernel"]), 1, 0, net.kernel_grad)
+    return block
+
+
+def _edge_op(net, k: int, features: int, dtype, edge_vars, mode: ForwardMode, deltas: bool = False):
     """``(x, params) -> y`` of op ``k`` of an edge for ONE architecture (the select supernet's
-    op); ``params``: None (the edge's own) or a copy of the op's parameters (:func:`op_params`)."""
+    op); ``params``: None (the edge's own) or a copy of the op's parameters (:func:`op_params`);
+    ``deltas``: the copy's conv kernel is a zero delta to the shared one (:func:`_relu_conv_bn_deltas`)."""
     name = nb201.OPS[k]
+    if deltas and name in ("nor_conv_1x1", "nor_conv_3x3"):
+        return _relu_conv_bn_deltas(net, 1 if name == "nor_conv_1x1" else 3, 1, dtype, _vars(edge_vars, name), mode)
     if name in ("nor_conv_1x1", "nor_conv_3x3"):
         module = ReLUConvBN(features, 1 if name == "nor_conv_1x1" else 3, 1, net.bn_momentum, dtype=dtype,
                             kernel_grad=net.kernel_grad)
@@ -143,10 +187,11 @@ def routed_edge(op_fns, x, idx, pos, combine: str = "gather", copies=None):
     that chose that op (``none`` and padding rows: zero).
 
     ``x``: ``(K, B, ...)``; ``op_fns``: one ``(x, params) -> y`` per routed op (one
-    architecture); ``idx`` ``(n_ops, cap)``, ``pos`` ``(K,)``: this edge's routing
-    (:func:`edge_routes`). ``copies``: None (every op its shared parameters), or per op the
-    ``cap`` slots' own copies of its parameters (leading axis ``cap``; None for an op without
-    any), so that each slot's gradient is its architecture's own.
+    architecture; all the slots at once if marked by :func:`_over_slots`); ``idx``
+    ``(n_ops, cap)``, ``pos`` ``(K,)``: this edge's routing (:func:`edge_routes`).
+    ``copies``: None (every op its shared parameters), or per op the ``cap`` slots' own copies
+    of its parameters (leading axis ``cap``; None for an op without any), so that each slot's
+    gradient is its architecture's own.
 
     ``combine``: how the op outputs return to their architectures. ``"gather"``: the
     ``n_ops * cap`` outputs and a zero row are stacked and each architecture reads its row
@@ -155,7 +200,10 @@ def routed_edge(op_fns, x, idx, pos, combine: str = "gather", copies=None):
     for i, fn in enumerate(op_fns):
         xs = jnp.take(x, idx[i], axis=0, mode="fill", fill_value=0)  # empty slots: zeros
         p = None if copies is None else copies[i]
-        y = jax.vmap(lambda x: fn(x, None))(xs) if p is None else jax.vmap(fn)(xs, p)
+        if p is None:
+            y = jax.vmap(lambda x: fn(x, None))(xs)
+        else:
+            y = fn(xs, p) if getattr(fn, "over_slots", False) else jax.vmap(fn)(xs, p)
         ys.append(y.astype(x.dtype))
     if combine == "scatter":
         out = jnp.zeros_like(x)
@@ -167,10 +215,11 @@ def routed_edge(op_fns, x, idx, pos, combine: str = "gather", copies=None):
 
 
 def _cell(net, width: int, dtype, cell_vars, x, routes, is_conv, mode, record: bool, combine: str,
-          cell_copies=None):
+          cell_copies=None, deltas: bool = False):
     """``(y, kernel)`` of one cell for the K architectures (kernel: the cell's NASWOT codes,
     ``(K, B, B)``, or 0 when not recording); ``cell_copies``: per-slot parameter copies of
-    its ops (the cell's ``params`` with a leading ``cap`` axis) or None."""
+    its ops (the cell's ``params`` with a leading ``cap`` axis) or None; ``deltas``: their conv
+    kernels are zero deltas to the shared ones (:func:`_relu_conv_bn_deltas`)."""
     idx, pos = routes
     nodes, e = [x], 0
     weights = [0.0] * (nb201.NUM_NODES - 1)
@@ -178,7 +227,7 @@ def _cell(net, width: int, dtype, cell_vars, x, routes, is_conv, mode, record: b
         total = 0.0
         for j in range(node):
             ev = _vars(cell_vars, f"edge_{e}")
-            fns = [_edge_op(net, k, width, dtype, ev, mode) for k in ROUTED_OPS]
+            fns = [_edge_op(net, k, width, dtype, ev, mode, deltas) for k in ROUTED_OPS]
             cps = None if cell_copies is None else [op_params(cell_copies[f"edge_{e}"], k, net.bn_mode)
                                                     for k in ROUTED_OPS]
             total = total + routed_edge(fns, nodes[j], idx[e], pos[e], combine, cps)
@@ -196,7 +245,7 @@ def _stack(trees):
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
-def _stage(net, width: int, dtype, variables, copies, cells, x, kernel, routes, is_conv, mode, combine):
+def _stage(net, width: int, dtype, variables, copies, cells, x, kernel, routes, is_conv, mode, combine, deltas):
     """The cells ``cells`` of one stage (same shapes) as ONE ``lax.scan`` over their variables,
     stacked at trace time: the program holds one cell, not ``cells_per_stage``."""
     record = kernel is not None
@@ -205,7 +254,7 @@ def _stage(net, width: int, dtype, variables, copies, cells, x, kernel, routes, 
 
     def body(carry, cell):
         x, kernel = carry
-        y, k = _cell(net, width, dtype, cell[0], x, routes, is_conv, mode, record, combine, cell[1])
+        y, k = _cell(net, width, dtype, cell[0], x, routes, is_conv, mode, record, combine, cell[1], deltas)
         return (y, kernel + k if record else None), None
 
     (x, kernel), _ = jax.lax.scan(body, (x, kernel), (stacked, stacked_copies))
@@ -213,7 +262,7 @@ def _stage(net, width: int, dtype, variables, copies, cells, x, kernel, routes, 
 
 
 def routed_apply(net, variables, images, encodings, *, cap: int, mode: ForwardMode = ForwardMode(),
-                 combine: str = "gather", copies=None):
+                 combine: str = "gather", copies=None, slot_deltas: bool = False):
     """``(logits (K, B, classes) float32, kernel (K, B, B) or None)`` of the K architectures
     ``encodings`` ``(K, 6)`` (``-1`` rows: padding) on the shared ``images`` ``(B, H, W, C)``.
 
@@ -225,12 +274,20 @@ def routed_apply(net, variables, images, encodings, *, cap: int, mode: ForwardMo
     ``params`` tree with a leading axis on every leaf, ``cap`` (one copy per slot) on the
     cells' op parameters and K (one per architecture) on the others; used instead of
     ``variables['params']``, so the gradient w.r.t. a copy is its architecture's own.
+    ``slot_deltas`` (with ``copies``): the copies of the convolution kernels are per-slot /
+    per-architecture zero DELTAS to the shared kernels of ``variables`` instead
+    (:func:`fbnas_jax.models.slot_conv.slot_conv`): the same values and gradients, with dense
+    forwards and input gradients (copies make them grouped convolutions). NASWOT recording
+    is not supported there.
     Running statistics are never updated (forward only)."""
     if net.arch is not None:
         raise ValueError("routed execution runs the supernet (arch=None), not a stand-alone network")
     if encodings.ndim != 2 or encodings.shape[1] != nb201.NUM_EDGES:
         raise ValueError(f"routed_apply: encodings must be (K, {nb201.NUM_EDGES}), got {encodings.shape}")
     record = bool(mode.relu_kernel)
+    deltas = bool(slot_deltas) and copies is not None
+    if deltas and record:
+        raise ValueError("routed_apply: slot_deltas computes gradients; NASWOT recording is not supported there")
     edge_mode = dataclasses.replace(mode, relu_kernel=False)
     dtype = None if net.compute_dtype == "float32" else jnp.dtype(net.compute_dtype)
     kk = encodings.shape[0]
@@ -243,6 +300,10 @@ def routed_apply(net, variables, images, encodings, *, cap: int, mode: ForwardMo
     if copies is None:  # identical for every architecture: computed once
         x = stem_bn.apply(bn_vars, stem_conv.apply(stem_vars, images), mode)
         x = jnp.broadcast_to(x[None], (kk,) + x.shape)
+    elif deltas:  # the shared images per architecture: one dense convolution, kernel gradients per architecture
+        w, xs = stem_vars["params"]["kernel"], jnp.broadcast_to(images[None], (kk,) + images.shape)
+        x = slot_conv(*_cast(dtype, xs, w, cp("stem_conv")["kernel"]), 1, 1, net.kernel_grad)
+        x = jax.vmap(lambda y, pb: stem_bn.apply(_with_params(bn_vars, pb), y, mode))(x, cp("stem_bn"))
     else:  # one copy per architecture (a K * C-channel convolution of the shared images)
         x = jax.vmap(lambda pc, pb: stem_bn.apply(_with_params(bn_vars, pb), stem_conv.apply(
             _with_params(stem_vars, pc), images), mode))(cp("stem_conv"), cp("stem_bn"))
@@ -254,10 +315,14 @@ def routed_apply(net, variables, images, encodings, *, cap: int, mode: ForwardMo
         if stage > 0:
             block = ResNetBasicBlock(width, net.bn_momentum, dtype=dtype, kernel_grad=net.kernel_grad)
             name = f"reduction_{stage - 1}"
-            x, k = _per_arch(block, _vars(variables, name), x, mode, record, cp(name))
+            if deltas:
+                x = _basic_block_deltas(net, dtype, _vars(variables, name), mode)(x, cp(name))
+                k = None
+            else:
+                x, k = _per_arch(block, _vars(variables, name), x, mode, record, cp(name))
             kernel = kernel + k if record else None
         x, kernel = _stage(net, width, dtype, variables, copies, range(stage * n, (stage + 1) * n), x, kernel,
-                           routes, is_conv, edge_mode, combine)
+                           routes, is_conv, edge_mode, combine, deltas)
     x, _ = _per_arch(BatchNorm(net.bn_momentum), _vars(variables, "lastact_bn"), x, mode, False, cp("lastact_bn"))
     if record:
         kernel = kernel + _per_arch(ReLU(), {}, x, mode, True)[1]
