@@ -41,6 +41,7 @@ import jax.numpy as jnp
 from fbnas_jax.models import conv_patches
 from fbnas_jax.models.conv import closed_bilinear_family
 
+
 def _lax_kernel_grad(x, g, geom, k_shape):
     # XLA's own kernel gradient (autodiff of the convolution w.r.t. its kernel)
     _, vjp = jax.vjp(lambda k: conv_patches._conv(x, k, geom), jnp.zeros(k_shape, x.dtype))
