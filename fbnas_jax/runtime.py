@@ -4,6 +4,7 @@ Nothing here runs at import time of :mod:`fbnas_jax`; call :func:`setup` from an
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -23,10 +24,38 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
 
     target = Path(path) if path is not None else default_cache_dir() / "xla"
     target.mkdir(parents=True, exist_ok=True)
+    _backfill_access_times(target)
     jax.config.update("jax_compilation_cache_dir", str(target))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    # Several processes share the cache (the parallel test workers, concurrent `fbnas` jobs).
+    # Without a size limit JAX writes an entry in place, unlocked, so a second process can read
+    # it half-written (a warning, then a recompile); with one, every read and write holds a
+    # file lock. The limit is far above what the project's programs fill (tens of MB), so
+    # nothing is evicted in practice. `filelock` is a dependency of the package; a run from
+    # the repository without an install (the GPU device script) may lack it and then keeps
+    # JAX's unlocked cache: one process at a time.
+    if importlib.util.find_spec("filelock") is not None:
+        jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_MAX_BYTES)
     return target
+
+
+COMPILATION_CACHE_MAX_BYTES = 8 << 30
+
+
+def _backfill_access_times(cache_dir: Path) -> None:
+    """Give every entry written without a size limit the access-time file JAX's eviction reads.
+
+    With a limit, JAX reads ``<key>-atime`` of every ``<key>-cache`` before each write and fails
+    the write if one is missing (entries of an unlimited cache have none).
+    """
+    import time
+
+    stamp = time.time_ns().to_bytes(8, "little")
+    for entry in cache_dir.glob("*-cache"):
+        atime = entry.with_name(entry.name.removesuffix("-cache") + "-atime")
+        if not atime.exists():
+            atime.write_bytes(stamp)
 
 
 def cpu_devices_per_core(n: int | None = None) -> int:

@@ -81,8 +81,10 @@ def two_devices(tmp_path_factory):
     script.write_text(SCRIPT)
     env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)
+    # a deadlock (as with callbacks on two CPU devices) never ends and fails here; the script takes
+    # ~100 s alone on 2 cores, and up to 2-3x that beside the other test worker on a loaded machine
     proc = subprocess.run([sys.executable, str(script), str(tmp)], capture_output=True, text=True, env=env,
-                          timeout=240)  # a deadlock (as with callbacks on two CPU devices) fails here
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["raw"] = dict(np.load(tmp / "raw.npz"))

@@ -168,11 +168,12 @@ def test_device_script_perf_next_stage_at_smoke_size(tmp_path):
         assert cpi["complete"] and cpi["args"]["execution"] == "route" and cpi["args"]["precision"] == prec
         c = cpi["sizes"][0]["cpi"]
         assert c["archs"] == 8 and c["compile_s"] > 0 and c["run_s"] > 0 and c["finite"] == 8
-    # (b) the routed gradient proxies against the PyTorch loop (smoke: grasp left to test_routing_grads)
+    # (b) the routed gradient proxies against the PyTorch loop (smoke: one proxy of each routed job kind;
+    # routed grad_norm and grasp are checked against vmap in test_routing_grads)
     assert "== lagging_route: rc=0" in log, log[-3000:]
     lag = json.loads((perf / "vs_pytorch_next_lagging_route.json").read_text())
     assert lag["args"]["execution"] == "route"
-    assert {r["proxy"] for r in lag["sizes"][0]["rows"]} == {"snip", "grad_norm", "ntk_cond"}
+    assert {r["proxy"] for r in lag["sizes"][0]["rows"]} == {"snip", "ntk_cond"}
     ab = json.loads((perf / "gpu_ab_next.json").read_text())
     assert ab["complete"] and [r["cotangent_block"] for r in ab["rows"] if r.get("proxy") == "ntk_cond"] == [2]
     tau = json.loads((perf / "bf16_ranks_next_bf16_c16_route.json").read_text())

@@ -258,7 +258,9 @@ stage_perf_next() {  # default budget 540 s: the next GPU session's plan for iss
   if [ "$PRESET" = smoke ]; then
     cpi_sizes=4:1:1 cpi_n=8 ch_route=25 full=0 lag_sizes=4:1:25 ref=2 reps=1 tau=4:1:8 ch_tau=8 ab="--blocks 2"
     cm="--sizes 4:1" cm_proxies=expressivity smoke=--smoke ab_exps=ntk_blocks tau_ind=expressivity slow=3
-    lag=snip,grad_norm,ntk_cond  # smoke (CI): both routed job kinds; grasp's second-order compile is tests/test_routing_grads.py's
+    lag=snip,ntk_cond  # smoke (CI): both routed job kinds (snip: the cross-entropy gradient job, ntk_cond: the
+    # NTK job), one compile each; routed grad_norm (snip's job kind) and grasp (its second-order compile) are
+    # checked against vmap by tests/test_routing_grads.py
     cm_extra="--image-size 16 --batch-size 8 --ntk-batch-size 8 --mc-samples 2 --mc-batch-size 8 --vmap-chunk 4 --route-chunk 25"
   fi
   mkdir -p "$done_dir"
