@@ -6,10 +6,10 @@ import pytest
 
 # The files that take minutes, longest first (seconds in one xdist worker, 2026-11-27, load 5-7:
 # 1085, 1066, 811, 713, 615, 607 (torch installed; skipped in CI), 409, 405, 240 (cut by its old
-# timeout), 205). README Quick
-# start line 2 runs the suite in two workers, one file whole in one worker (`-n 2 --dist loadfile`),
-# handing out files in collection order: with the long files first the two workers end together,
-# instead of one running a long file alone at the end while the other idles.
+# timeout), 205). README Quick start line 2 runs the suite in two workers, one file whole in one
+# worker (`-n 2 --dist loadfile`), handing out files in collection order: with the long files
+# first the two workers end together, instead of one running a long file alone at the end while
+# the other idles.
 LONG_FILES = ("test_nb201_protocol.py", "test_training_free.py", "test_training.py", "test_routing_grads.py",
               "test_balenas.py", "test_vs_pytorch.py", "test_execution.py", "test_routing.py", "test_host_finish.py",
               "test_teg.py")
