@@ -46,6 +46,9 @@ def parse_args(argv=None):
     p.add_argument("--ntk-batch-size", type=int, default=72)
     p.add_argument("--ntk-repeats", type=int, default=1)
     p.add_argument("--bn-mode", default="bnnas", choices=("bnnas", "fair"))
+    p.add_argument("--kernel-grad", default="lax", choices=("lax", "patches"),
+                   help="how convolutions take their kernel gradient (fbnas_jax.models.layers.conv2d); "
+                        "'patches': one im2col GEMM, per slot under route")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(HERE / "results" / "route"))
     p.add_argument("--tag", default=None)
@@ -64,7 +67,8 @@ def make_context(args):
     from fbnas_jax.indicators.base import ScoringContext
     from fbnas_jax.models.nb201 import build_network, init_variables
 
-    net = build_network(channels=args.channels, cells_per_stage=args.cells, bn_mode=args.bn_mode)
+    net = build_network(channels=args.channels, cells_per_stage=args.cells, bn_mode=args.bn_mode,
+                        kernel_grad=args.kernel_grad)
     b = max(args.batch_size, args.ntk_batch_size)
     data = make_synthetic(num_train=b + 16, num_test=16, image_size=args.image_size, seed=args.seed)
     v = jax.device_get(init_variables(net, args.seed, data.image_shape))
@@ -81,7 +85,8 @@ def write(out: dict, path: Path) -> None:
     path.with_suffix(".json").write_text(json.dumps(out, indent=1))
     a = out["args"]
     lines = [f"# Gradient proxies by execution ({out['device']}, JAX {out['jax']}, {out['date']})", "",
-             f"{out['host']}; C={a['channels']}, N={a['cells']}, {a['bn_mode']} BN, fresh init, {len(out['archs'])} archs "
+             f"{out['host']}; C={a['channels']}, N={a['cells']}, {a['bn_mode']} BN, kernel gradient "
+             f"{a.get('kernel_grad', 'lax')}, fresh init, {len(out['archs'])} archs "
              f"(one balanced coset), batch {a['batch_size']} (ntk_cond {a['ntk_batch_size']}, {a['ntk_repeats']} repeat), "
              f"{a['image_size']}px synthetic images. Runs interleaved, compile excluded; loadavg (1 min) at each run. "
              "GFLOP/arch: XLA cost analysis of one compiled chunk (map: loop body counted once, left out; ntk_cond: "
