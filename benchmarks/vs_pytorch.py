@@ -118,8 +118,9 @@ def parse_args(argv=None):
                         "jax_default_matmul_precision=highest, PyTorch's cudnn/cuda allow_tf32=False (on Ampere and "
                         "later GPUs both default to TF32 convolutions; recorded in the JSON and the table)")
     p.add_argument("--kernel-grad", default="lax", choices=("lax", "patches"),
-                   help="our convolutions' kernel gradients on the all-ops path: lax (autodiff) or patches (one "
-                        "im2col GEMM per convolution, a GPU candidate: fbnas_jax.models.conv_patches)")
+                   help="our convolutions' kernel gradients (all-ops path, and the per-slot ones of --execution "
+                        "route's slot convolutions): lax (autodiff) or patches (one im2col GEMM per convolution, a GPU "
+                        "candidate: fbnas_jax.models.conv_patches; routed snip 2.1x lax on 2 CPU cores)")
     p.add_argument("--ntk-cotangent-block", type=int, default=1, metavar="N",
                    help="ntk_cond: per-sample VJPs vmapped N at a time (1: one by one, the default)")
     p.add_argument("--cpi-archs", type=int, default=0,
