@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from pathlib import Path
 
 
@@ -49,8 +50,6 @@ def _backfill_access_times(cache_dir: Path) -> None:
     With a limit, JAX reads ``<key>-atime`` of every ``<key>-cache`` before each write and fails
     the write if one is missing (entries of an unlimited cache have none).
     """
-    import time
-
     stamp = time.time_ns().to_bytes(8, "little")
     for entry in cache_dir.glob("*-cache"):
         atime = entry.with_name(entry.name.removesuffix("-cache") + "-atime")

@@ -139,8 +139,7 @@ def slot_conv(x, w, d, stride: int = 1, pad: int | None = None, kernel_grad: str
     ``pad`` (default ``kh // 2``), as :func:`fbnas_jax.models.layers.conv2d`: the forward and
     the input gradient are one dense convolution with ``w``, the gradient w.r.t. ``d`` is per
     slot. A slot with a non-zero delta returns NaN. ``kernel_grad``: ``"lax"`` or ``"patches"``."""
-    if kernel_grad not in _FAMILIES:
-        raise ValueError(f"slot_conv: kernel_grad must be one of {tuple(_FAMILIES)}, got {kernel_grad!r}")
+    conv_patches.check_kernel_grad(kernel_grad)  # the options of layers.conv2d
     if x.ndim != 5 or d.shape != (x.shape[0],) + w.shape:
         raise ValueError(f"slot_conv: x must be (S, B, H, W, C) and the deltas (S,) + {w.shape}; "
                          f"got {x.shape}, {d.shape}")
