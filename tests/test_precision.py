@@ -46,6 +46,18 @@ def test_bf16_safe_indicators_keep_the_fp32_ranking(ctx):
     assert all(res[n]["max_rel_diff"] > 0 for n in engine.BF16_SAFE), ("bf16 changed nothing: is it applied?", res)
 
 
+def test_route_runs_cpi_components_in_bf16(ctx):
+    """The routed network reads the compute dtype too (the GPU's CPI candidate: route in bf16):
+    expressivity and uncertainty in bf16 under route keep the fp32 ranking and differ from
+    fp32 (so bf16 is applied), as under map."""
+    enc = np.random.default_rng(7).integers(1, 5, size=(10, 6)).astype(np.int32)
+    names = ["expressivity", "uncertainty"]
+    res = engine.precision_agreement(ctx, names, enc, execution="route", chunk=10)
+    for name in names:
+        assert res[name]["n"] == 10 and res[name]["tau"] >= 0.95, (name, res[name])  # 45 pairs: <= 1 discordant
+        assert res[name]["max_rel_diff"] > 1e-6, ("bf16 changed nothing under route: is it applied?", res)
+
+
 def test_plan_runs_bf16_only_for_safe_indicators(ctx):
     safe = sorted(engine.BF16_SAFE)
     unsafe = [n for n in ("ntk_cond", "jacob_cov", "uncertainty", "grasp") if n not in engine.BF16_SAFE]
