@@ -52,6 +52,8 @@
 #   FBNAS_WORK_DIR        scratch: results, checkpoints (default ./.device_work, git-ignored;
 #                         reused by a rerun on a warm machine: finished supernets are not retrained)
 #   FBNAS_CACHE_DIR       decoded images and the XLA compilation cache (default $FBNAS_WORK_DIR/cache)
+#   FBNAS_PERF_FROM       perf_next: start at this step (the ones before it are skipped)
+#   FBNAS_PERF_KERNEL_GRAD perf_next: lax (default) | patches, the kernel gradients of its routed proxies step
 #
 # Output: $OUT/nb201_<stage>_<preset>.tar.gz (split into 15 MiB parts .part0, .part1, ... if larger;
 # at most 8 files) holding results/<preset>/: scores CSV, JSON sidecars, markdown tables, figures and
@@ -248,6 +250,16 @@ stage_perf_next() {  # default budget 540 s: the next GPU session's plan for iss
   #                                      vmap and route; one row per 5-60 s of compilation, written as it goes
   # Expected: call 1 = (a) (180-520 s; what is left starts (b)); call 2 = (b) lagging_route + gpu_candidates as far
   # as they get; bf16_c16_route and (c) only if (a) is fast (all ~900 s of device time are spent by then).
+  # lagging_route takes the kernel gradients with lax (grouped per slot). On the CPU, patches made routed snip and
+  # grad_norm 2.1x and ntk_cond >= 2.1x faster (benchmarks/results/route/README.md); if gpu_candidates finds
+  # patches faster on the GPU too, a session with time left reruns the step as lagging_route_patches:
+  #   FBNAS_PERF_KERNEL_GRAD=patches FBNAS_PERF_FROM=lagging_route_patches (its own tag and done marker).
+  local kg=${FBNAS_PERF_KERNEL_GRAD:-lax} lag_step=lagging_route
+  case "$kg" in
+    lax) ;;
+    patches) lag_step=lagging_route_patches ;;
+    *) echo "error: FBNAS_PERF_KERNEL_GRAD=$kg: lax or patches" >&2; return 2 ;;
+  esac
   perf_setup
   local done_dir=$WORK/perf_next_done from=${FBNAS_PERF_FROM:-} skipping=""
   [ -n "$from" ] && skipping=1
@@ -280,9 +292,9 @@ stage_perf_next() {  # default budget 540 s: the next GPU session's plan for iss
     --tag next_cpi_route_bf16 $extra
   next_step cpi_route_fp32 120 250 "$PY" $vp --ours-only --sizes $cpi_sizes --proxies "" --cpi-archs $cpi_n \
     --chunk-size $ch_route --execution route --cpi-full-under $full --out "$dir" --tag next_cpi_route_fp32 $extra
-  next_step lagging_route 90 200 "$PY" $vp $ours_only --device $dev --sizes $lag_sizes --ref-archs $ref \
-    --repeats $reps --proxies $lag --execution route --chunk-size $ch_route --out "$dir" \
-    --tag next_lagging_route $extra
+  next_step $lag_step 90 200 "$PY" $vp $ours_only --device $dev --sizes $lag_sizes --ref-archs $ref \
+    --repeats $reps --proxies $lag --execution route --chunk-size $ch_route --kernel-grad "$kg" --out "$dir" \
+    --tag next_$lag_step $extra
   ab_deadline=$(( deadline - $(date +%s) - 30 ))  # gpu_ab's own clock: no compilation it cannot finish
   [ "$ab_deadline" -gt 170 ] && ab_deadline=170
   next_step gpu_candidates 60 200 "$PY" benchmarks/gpu_ab.py $smoke $ours_only --device $dev \
