@@ -102,6 +102,20 @@ def test_readme_quick_start_has_two_lines_and_library_snippet_runs():
     assert "Cost(params_m=0.802426" in out.stdout and "(16, 8, 10)" in out.stdout
 
 
+def test_relative_links_of_the_docs_resolve():
+    """Every relative link of README.md, docs/ and the results' READMEs names a file or folder of the
+    repository (the performance record moved from README.md to docs/, links rewritten)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+             *sorted((ROOT / "benchmarks" / "results").glob("*/README.md"))]
+    assert len(pages) > 3
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" not in target and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not broken, broken
+
+
 def test_theory_command_is_forwarded(capsys):
     with pytest.raises(SystemExit) as info:
         main(["theory", "--help"])
