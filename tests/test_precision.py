@@ -46,7 +46,7 @@ def test_bf16_safe_indicators_keep_the_fp32_ranking(ctx):
     assert all(res[n]["max_rel_diff"] > 0 for n in engine.BF16_SAFE), ("bf16 changed nothing: is it applied?", res)
 
 
-def test_route_runs_cpi_components_in_bf16(ctx):
+def test_route_runs_uncertainty_in_bf16(ctx):
     """The routed network reads the compute dtype too (the GPU's CPI candidate: route in bf16):
     uncertainty (CPI's costliest component; expressivity runs the same routed convolutions) in
     bf16 under route keeps the fp32 ranking and differs from fp32 (so bf16 is applied)."""
