@@ -86,7 +86,7 @@ def write(out: dict, path: Path) -> None:
     a = out["args"]
     lines = [f"# Gradient proxies by execution ({out['device']}, JAX {out['jax']}, {out['date']})", "",
              f"{out['host']}; C={a['channels']}, N={a['cells']}, {a['bn_mode']} BN, kernel gradient "
-             f"{a.get('kernel_grad', 'lax')}, fresh init, {len(out['archs'])} archs "
+             f"{a['kernel_grad']}, fresh init, {len(out['archs'])} archs "
              f"(one balanced coset), batch {a['batch_size']} (ntk_cond {a['ntk_batch_size']}, {a['ntk_repeats']} repeat), "
              f"{a['image_size']}px synthetic images. Runs interleaved, compile excluded; loadavg (1 min) at each run. "
              "GFLOP/arch: XLA cost analysis of one compiled chunk (map: loop body counted once, left out; ntk_cond: "
