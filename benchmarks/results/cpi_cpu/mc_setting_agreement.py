@@ -25,18 +25,22 @@ TRUTH_COLUMN = "cifar10_test_200ep"
 
 
 def top_overlap(a: np.ndarray, b: np.ndarray, fraction: float = 0.1) -> float:
-    """|top(a) & top(b)| / k over the k = fraction * n highest scores of each (finite ones first)."""
+    """|top(a) & top(b)| / k over the k = fraction * n highest scores of each (-inf and NaN lowest)."""
     k = max(1, int(round(fraction * len(a))))
-    top = lambda v: set(np.argsort(np.nan_to_num(v, nan=-np.inf, neginf=-np.inf), kind="stable")[-k:])  # noqa: E731
+
+    def top(v):
+        return set(np.argsort(np.nan_to_num(v, nan=-np.inf), kind="stable")[-k:])
+
     return len(top(a) & top(b)) / k
 
 
-def on_common_truth(truth, common):
-    at = {a: i for i, a in enumerate(truth.archs)}
+def rows_of(archs, common, what: str = "the truth CSV") -> np.ndarray:
+    """Row indices of ``common`` (architecture strings) in ``archs``."""
+    at = {a: i for i, a in enumerate(archs)}
     missing = [a for a in common if a not in at]
     if missing:
-        raise SystemExit(f"{len(missing)} scored architectures are not in the truth CSV, e.g. {missing[0]}")
-    return truth.columns[TRUTH_COLUMN][np.array([at[a] for a in common])]
+        raise SystemExit(f"{len(missing)} scored architectures are not in {what}, e.g. {missing[0]}")
+    return np.array([at[a] for a in common])
 
 
 def main(default_csv: str, reduced_csv: str, truth_csv: str, out: str | None = None) -> dict:
@@ -46,15 +50,14 @@ def main(default_csv: str, reduced_csv: str, truth_csv: str, out: str | None = N
         raise SystemExit("the two CSVs have no architecture in common")
 
     def on_common(table):
-        at = {a: i for i, a in enumerate(table.archs)}
-        idx = np.array([at[a] for a in common])
+        idx = rows_of(table.archs, common, table.source)
         cols = {c: table.columns[c][idx] for c in COLUMNS}
         cols["cpi"] = cpi_from_scores(cols)  # CPI ranks within the scored set: re-ranked on the common one
         return cols
 
     a_cols, b_cols = on_common(default), on_common(reduced)
     truth = read_scores_csv(truth_csv)  # the truth CSV has the scores CSV's shape
-    truth_col = {TRUTH_COLUMN: on_common_truth(truth, common)}
+    truth_col = {TRUTH_COLUMN: truth.columns[TRUTH_COLUMN][rows_of(truth.archs, common)]}
     vs_truth = {tag: {r.indicator: r.kendall_tau for r in correlate(cols, truth_col, archs=common, indicators=COLUMNS)}
                 for tag, cols in (("default", a_cols), ("reduced", b_cols))}
     rows = {}
