@@ -4,7 +4,7 @@ Reads two `fbnas score --indicators cpi` CSVs of the same supernet (the default 
 setting; the second may score a subset) and NB201's truth, and prints, per column (cpi, uncertainty,
 expressivity, trainability), over the architectures both scored: Kendall tau and Spearman between the
 two settings' scores, the overlap of their top-10 %, and each setting's Kendall tau against the truth
-over the same architectures (`fbnas bench correlation`'s own function). CPI, a mean of ranks within
+over the same architectures (all by `fbnas bench correlation`'s own function). CPI, a mean of ranks within
 the scored set, is recomputed from its components on the common architectures.
 
     python benchmarks/results/cpi_cpu/mc_setting_agreement.py DEFAULT.csv REDUCED.csv TRUTH.csv [OUT.json]
@@ -15,23 +15,12 @@ import json
 import sys
 
 import numpy as np
-from scipy import stats
 
 from fbnas_jax.bench.correlation import correlate, read_scores_csv
 from fbnas_jax.indicators.supernet import cpi_from_scores
 
 COLUMNS = ("cpi", "uncertainty", "expressivity", "trainability")
 TRUTH_COLUMN = "cifar10_test_200ep"
-
-
-def top_overlap(a: np.ndarray, b: np.ndarray, fraction: float = 0.1) -> float:
-    """|top(a) & top(b)| / k over the k = fraction * n highest scores of each (-inf and NaN lowest)."""
-    k = max(1, int(round(fraction * len(a))))
-
-    def top(v):
-        return set(np.argsort(np.nan_to_num(v, nan=-np.inf), kind="stable")[-k:])
-
-    return len(top(a) & top(b)) / k
 
 
 def rows_of(archs, common, what: str = "the truth CSV") -> np.ndarray:
@@ -61,11 +50,10 @@ def main(default_csv: str, reduced_csv: str, truth_csv: str, out: str | None = N
     vs_truth = {tag: {r.indicator: r.kendall_tau for r in correlate(cols, truth_col, archs=common, indicators=COLUMNS)}
                 for tag, cols in (("default", a_cols), ("reduced", b_cols))}
     rows = {}
-    for c in COLUMNS:
-        a, b = a_cols[c], b_cols[c]
-        rows[c] = {"kendall_between": float(stats.kendalltau(a, b).statistic),
-                   "spearman_between": float(stats.spearmanr(a, b).statistic),
-                   "top10_overlap": top_overlap(a, b),
+    for c in COLUMNS:  # between the settings: the same Kendall / Spearman / top-10 % as against the truth
+        between = correlate({c: a_cols[c]}, {c: b_cols[c]}, archs=common)[0]
+        rows[c] = {"kendall_between": between.kendall_tau, "spearman_between": between.spearman_rho,
+                   "top10_overlap": between.top_precision,
                    "kendall_vs_truth_default": vs_truth["default"][c],
                    "kendall_vs_truth_reduced": vs_truth["reduced"][c]}
     result = {"default_csv": default_csv, "reduced_csv": reduced_csv, "truth_column": TRUTH_COLUMN,
